@@ -1,0 +1,24 @@
+//! oneup-bulk: run FHIR Bulk Data exports described in YAML job files.
+//!
+//! The data flows job → token → kick-off → poll → manifest → downloads → run record, and the modules say so:
+//! [`job`] (files to a validated [`job::Job`]), [`auth`] (tokens), [`export`] (kick-off, poll, manifest),
+//! [`download`] (streaming to disk with [`ndjson`] line checks), [`record`] (run folder and run.json),
+//! [`state`] (checkpoint, lock, resume), all driven by [`app`]. [`sandbox`] is a local Bulk Data server
+//! for the demo and the tests.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod download;
+pub mod error;
+pub mod export;
+pub mod http;
+pub mod job;
+pub mod ndjson;
+pub mod progress;
+pub mod record;
+pub mod redact;
+pub mod sandbox;
+pub mod state;
+
+pub use error::{Error, Result};
