@@ -1,1 +1,285 @@
-//! TODO
+//! Access tokens: OAuth 2.0 client credentials (`client_secret_post`, `client_secret_basic`), the token
+//! URL discovered from `.well-known/smart-configuration` when the job gives none, renewal before expiry
+//! and after a 401. Tokens and secrets only ever live in [`Secret`]s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::http::{Attempt, RetryPolicy, describe, is_retryable_status, outcome_text, retry_after, retrying};
+use crate::job::{AuthMethod, Job};
+use crate::progress::{Event, Reporter};
+use crate::redact::Secret;
+
+/// Renew when less than this is left (or a fifth of the token's life, for short-lived tokens).
+const RENEW_MARGIN: Duration = Duration::from_secs(60);
+const MAX_TOKEN_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct Token {
+    value: Secret,
+    /// When to stop using it (already minus the renewal margin).
+    renew_at: Option<Instant>,
+}
+
+pub struct TokenSource {
+    client: reqwest::Client,
+    method: AuthMethod,
+    client_id: String,
+    client_secret: Option<Secret>,
+    scope: Option<String>,
+    token_url: Mutex<Option<Url>>,
+    fhir_base: Url,
+    policy: RetryPolicy,
+    reporter: Arc<dyn Reporter>,
+    current: Mutex<Option<Token>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+/// When to renew a token that lives `expires_in` seconds: a minute early, or a fifth early when short.
+pub fn renew_after(expires_in: Duration) -> Duration {
+    let margin = RENEW_MARGIN.min(expires_in / 5);
+    expires_in.saturating_sub(margin)
+}
+
+/// `expires_in` as a number or a numeric string (some servers send `"3600"`).
+fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl TokenSource {
+    pub fn new(job: &Job, client: reqwest::Client, policy: RetryPolicy, reporter: Arc<dyn Reporter>) -> Self {
+        TokenSource {
+            client,
+            method: job.auth.method,
+            client_id: job.auth.client_id.clone(),
+            client_secret: job.auth.client_secret.clone(),
+            scope: job.auth.scope.clone(),
+            token_url: Mutex::new(job.auth.token_url.clone()),
+            fhir_base: job.fhir_base.clone(),
+            policy,
+            reporter,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`.
+    pub async fn bearer(&self) -> Result<Option<Secret>> {
+        if self.method == AuthMethod::None {
+            return Ok(None);
+        }
+        // Held across the fetch so concurrent downloads wait for one renewal instead of each asking.
+        let mut cur = self.current.lock().await;
+        if let Some(t) = &*cur {
+            if t.renew_at.is_none_or(|at| Instant::now() < at) {
+                return Ok(Some(t.value.clone()));
+            }
+            tracing::debug!("access token about to expire; renewing");
+        }
+        let t = self.fetch().await?;
+        let v = t.value.clone();
+        *cur = Some(t);
+        Ok(Some(v))
+    }
+
+    /// Forgets `used` after a 401 so the next [`TokenSource::bearer`] fetches a new one (unless another
+    /// task already renewed it).
+    pub async fn invalidate(&self, used: Option<&Secret>) {
+        let mut cur = self.current.lock().await;
+        if cur.as_ref().map(|t| &t.value) == used {
+            *cur = None;
+        }
+    }
+
+    /// The token URL: the job's, or discovered from `[fhir_base]/.well-known/smart-configuration`.
+    pub async fn token_url(&self) -> Result<Url> {
+        let mut slot = self.token_url.lock().await;
+        if let Some(u) = &*slot {
+            return Ok(u.clone());
+        }
+        let u = discover_token_url(&self.client, &self.fhir_base, &self.policy, &*self.reporter).await?;
+        *slot = Some(u.clone());
+        Ok(u)
+    }
+
+    async fn fetch(&self) -> Result<Token> {
+        let url = self.token_url().await?;
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        if let Some(s) = &self.scope {
+            form.push(("scope", s));
+        }
+        let secret = self.client_secret.as_ref().map(Secret::expose).unwrap_or("");
+        match self.method {
+            AuthMethod::ClientSecretPost => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", secret));
+            }
+            AuthMethod::ClientSecretBasic => {}
+            AuthMethod::PrivateKeyJwt => {
+                return Err(Error::NotImplemented("auth.method private-key-jwt"));
+            }
+            AuthMethod::None => unreachable!("no token is fetched with auth.method none"),
+        }
+        let reply = retrying(&self.policy, &*self.reporter, "token request", || {
+            let (url, form) = (&url, &form);
+            async move {
+                let mut rb = self.client.post(url.clone()).header("accept", "application/json").form(form);
+                if self.method == AuthMethod::ClientSecretBasic {
+                    rb = rb.basic_auth(form_encode(&self.client_id), Some(form_encode(secret)));
+                }
+                let resp = match rb.send().await {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+                };
+                let status = resp.status();
+                let ra = retry_after(resp.headers(), std::time::SystemTime::now());
+                let body = match resp.bytes().await {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+                };
+                if is_retryable_status(status) {
+                    return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: ra });
+                }
+                Ok(Attempt::Done((status, body)))
+            }
+        })
+        .await?;
+        let (status, body) = reply;
+        if body.len() > MAX_TOKEN_BODY {
+            return Err(Error::Failed(format!("token response from {url} is larger than {MAX_TOKEN_BODY} bytes")));
+        }
+        if !status.is_success() {
+            let detail = token_error_text(&body, status.as_u16());
+            return Err(Error::AuthRefused { url: url.to_string(), detail });
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::AuthRefused {
+            url: url.to_string(),
+            detail: format!("the token response is not the JSON expected ({e})"),
+        })?;
+        if let Some(tt) = &parsed.token_type {
+            if !tt.eq_ignore_ascii_case("bearer") {
+                return Err(Error::AuthRefused {
+                    url: url.to_string(),
+                    detail: format!("token_type is {tt:?}; only bearer tokens are supported"),
+                });
+            }
+        }
+        let expires_in = expires_in_secs(&parsed.expires_in);
+        self.reporter.event(&Event::TokenObtained { expires_in });
+        tracing::debug!(expires_in, "access token obtained");
+        Ok(Token {
+            value: Secret::new(parsed.access_token),
+            renew_at: expires_in.map(|s| Instant::now() + renew_after(Duration::from_secs(s))),
+        })
+    }
+}
+
+/// HTTP Basic credentials for client_secret_basic are form-urlencoded first (RFC 6749 §2.3.1).
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `error: error_description` from an OAuth error body, never echoing anything we sent.
+fn token_error_text(body: &[u8], status: u16) -> String {
+    #[derive(Deserialize)]
+    struct OAuthError {
+        error: Option<String>,
+        error_description: Option<String>,
+    }
+    match serde_json::from_slice::<OAuthError>(body) {
+        Ok(OAuthError { error: Some(e), error_description: Some(d) }) => format!("HTTP {status} {e}: {d}"),
+        Ok(OAuthError { error: Some(e), error_description: None }) => format!("HTTP {status} {e}"),
+        _ => format!("HTTP {status}: {}", outcome_text(body)),
+    }
+}
+
+/// Reads `token_endpoint` from `[base]/.well-known/smart-configuration`.
+pub async fn discover_token_url(
+    client: &reqwest::Client,
+    fhir_base: &Url,
+    policy: &RetryPolicy,
+    reporter: &dyn Reporter,
+) -> Result<Url> {
+    let url = fhir_base.join(".well-known/smart-configuration").expect("a relative path joins");
+    let (status, body) = retrying(policy, reporter, "SMART discovery", || {
+        let url = &url;
+        async move {
+            let resp = match client.get(url.clone()).header("accept", "application/json").send().await {
+                Ok(r) => r,
+                Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+            };
+            let status = resp.status();
+            if is_retryable_status(status) {
+                return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: None });
+            }
+            match resp.bytes().await {
+                Ok(b) => Ok(Attempt::Done((status, b))),
+                Err(e) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+            }
+        }
+    })
+    .await?;
+    let no_token_url = |why: String| {
+        Error::Usage(format!(
+            "no auth.token_url in the job and {url} did not give one ({why}); add `token_url:` under `auth:`"
+        ))
+    };
+    if !status.is_success() {
+        return Err(no_token_url(format!("HTTP {}", status.as_u16())));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| no_token_url(e.to_string()))?;
+    let endpoint = v
+        .get("token_endpoint")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| no_token_url("no token_endpoint".into()))?;
+    let token_url = Url::parse(endpoint).map_err(|e| no_token_url(format!("token_endpoint: {e}")))?;
+    crate::job::check_url_scheme(&token_url).map_err(|e| no_token_url(e))?;
+    tracing::debug!(%token_url, "token URL discovered");
+    Ok(token_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_leaves_a_margin() {
+        assert_eq!(renew_after(Duration::from_secs(7200)), Duration::from_secs(7140));
+        assert_eq!(renew_after(Duration::from_secs(300)), Duration::from_secs(240));
+        assert_eq!(renew_after(Duration::from_secs(5)), Duration::from_secs(4));
+        assert_eq!(renew_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn expires_in_number_or_string() {
+        assert_eq!(expires_in_secs(&Some(serde_json::json!(3600))), Some(3600));
+        assert_eq!(expires_in_secs(&Some(serde_json::json!("300"))), Some(300));
+        assert_eq!(expires_in_secs(&Some(serde_json::json!(299.7))), Some(299));
+        assert_eq!(expires_in_secs(&None), None);
+    }
+
+    #[test]
+    fn oauth_errors_are_readable() {
+        assert_eq!(
+            token_error_text(br#"{"error":"invalid_client","error_description":"Invalid client secret"}"#, 401),
+            "HTTP 401 invalid_client: Invalid client secret"
+        );
+        assert_eq!(token_error_text(b"Forbidden", 403), "HTTP 403: Forbidden");
+    }
+}

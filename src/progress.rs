@@ -1,1 +1,193 @@
-//! TODO
+//! Progress is a side channel: core code reports [`Event`]s to a [`Reporter`]; this module alone knows
+//! indicatif. On a terminal: a spinner while the server works, then an overall bar and a bar per active
+//! download. Elsewhere (cron, CI, `--no-progress`): one plain line per event through `tracing`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// What happened. Borrowed data only: reporting must cost nothing when nobody listens.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    TokenObtained { expires_in: Option<u64> },
+    KickedOff { status_url: &'a str },
+    Resumed { status_url: &'a str },
+    Polling { elapsed: Duration, progress: Option<&'a str>, next_in: Duration },
+    Retrying { what: &'a str, attempt: u32, of: u32, wait: Duration, reason: &'a str },
+    ManifestReady { files: usize, resources: Option<u64> },
+    DownloadStarted { id: usize, path: &'a str, size: Option<u64> },
+    /// Bytes received for a file since the last report.
+    DownloadProgress { id: usize, bytes: u64 },
+    DownloadFinished { id: usize, path: &'a str, lines: u64, bytes: u64 },
+    DownloadRetry { id: usize, path: &'a str, reason: &'a str, resume_from: u64 },
+    DownloadFailed { id: usize, path: &'a str, reason: &'a str },
+    Note { message: &'a str },
+}
+
+pub trait Reporter: Send + Sync {
+    fn event(&self, event: &Event<'_>);
+    /// Called once at the end, so bars are cleared before the summary prints.
+    fn finish(&self) {}
+}
+
+/// Reports nothing (library use, tests).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn event(&self, _: &Event<'_>) {}
+}
+
+/// One plain log line per event (not per chunk), through `tracing` so `--log-format json` applies.
+pub struct Plain;
+
+impl Reporter for Plain {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::TokenObtained { expires_in } => tracing::debug!(?expires_in, "access token obtained"),
+            Event::KickedOff { status_url } => tracing::info!(status_url, "export started"),
+            Event::Resumed { status_url } => tracing::info!(status_url, "resuming the export in flight"),
+            Event::Polling { elapsed, progress, next_in } => tracing::info!(
+                elapsed = %humantime::format_duration(round(*elapsed)),
+                progress = progress.unwrap_or(""),
+                next_poll_in = %humantime::format_duration(round(*next_in)),
+                "export in progress"
+            ),
+            Event::Retrying { what, attempt, of, wait, reason } => tracing::warn!(
+                what, attempt, of, wait = %humantime::format_duration(round(*wait)), reason, "retrying"
+            ),
+            Event::ManifestReady { files, resources } => {
+                tracing::info!(files, resources, "export complete; downloading")
+            }
+            Event::DownloadStarted { path, size, .. } => tracing::debug!(path, size, "download started"),
+            Event::DownloadProgress { .. } => {}
+            Event::DownloadFinished { path, lines, bytes, .. } => {
+                tracing::info!(path, resources = lines, bytes, "file verified")
+            }
+            Event::DownloadRetry { path, reason, resume_from, .. } => {
+                tracing::warn!(path, reason, resume_from, "download interrupted; retrying")
+            }
+            Event::DownloadFailed { path, reason, .. } => tracing::error!(path, reason, "download failed"),
+            Event::Note { message } => tracing::info!("{message}"),
+        }
+    }
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+/// Terminal bars.
+pub struct Bars {
+    multi: MultiProgress,
+    spinner: ProgressBar,
+    overall: Mutex<Option<ProgressBar>>,
+    files: Mutex<HashMap<usize, ProgressBar>>,
+    bytes: AtomicU64,
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let spinner = multi.add(ProgressBar::new_spinner());
+        spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"));
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        spinner.set_message("requesting an access token");
+        Bars { multi, spinner, overall: Mutex::new(None), files: Mutex::new(HashMap::new()), bytes: AtomicU64::new(0) }
+    }
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reporter for Bars {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::TokenObtained { .. } => self.spinner.set_message("starting the export"),
+            Event::KickedOff { .. } => self.spinner.set_message("export started; waiting for the server"),
+            Event::Resumed { .. } => self.spinner.set_message("resuming the export in flight"),
+            Event::Polling { progress, next_in, .. } => self.spinner.set_message(format!(
+                "server working{} (next check in {})",
+                progress.map(|p| format!(": {p}")).unwrap_or_default(),
+                humantime::format_duration(round(*next_in))
+            )),
+            Event::Retrying { what, attempt, of, wait, reason } => {
+                let _ = self.multi.println(format!(
+                    "  retry {attempt}/{of} of {what} in {}: {reason}",
+                    humantime::format_duration(round(*wait))
+                ));
+            }
+            Event::ManifestReady { files, .. } => {
+                self.spinner.finish_and_clear();
+                let bar = self.multi.add(ProgressBar::new(*files as u64));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:.bold} [{bar:30}] {pos}/{len} files  {msg}  {elapsed}",
+                    )
+                    .expect("template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix("download");
+                *self.overall.lock().expect("lock") = Some(bar);
+            }
+            Event::DownloadStarted { id, path, size } => {
+                let bar = match size {
+                    Some(n) => ProgressBar::new(*n),
+                    None => ProgressBar::no_length(),
+                };
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "  {msg:32!} {bytes:>10} {binary_bytes_per_sec:>12} {wide_bar} {eta}",
+                    )
+                    .expect("template"),
+                );
+                bar.set_message(path.to_string());
+                let bar = self.multi.add(bar);
+                self.files.lock().expect("lock").insert(*id, bar);
+            }
+            Event::DownloadProgress { id, bytes } => {
+                if let Some(b) = self.files.lock().expect("lock").get(id) {
+                    b.inc(*bytes);
+                }
+                let total = self.bytes.fetch_add(*bytes, Ordering::Relaxed) + bytes;
+                if let Some(o) = &*self.overall.lock().expect("lock") {
+                    o.set_message(indicatif::HumanBytes(total).to_string());
+                }
+            }
+            Event::DownloadFinished { id, .. } | Event::DownloadFailed { id, .. } => {
+                if let Some(b) = self.files.lock().expect("lock").remove(id) {
+                    b.finish_and_clear();
+                    self.multi.remove(&b);
+                }
+                if let Some(o) = &*self.overall.lock().expect("lock") {
+                    o.inc(1);
+                }
+                if let Event::DownloadFailed { path, reason, .. } = event {
+                    let _ = self.multi.println(format!("  failed {path}: {reason}"));
+                }
+            }
+            Event::DownloadRetry { id, path, reason, resume_from } => {
+                if let Some(b) = self.files.lock().expect("lock").get(id) {
+                    b.set_position(*resume_from);
+                }
+                let _ = self.multi.println(format!("  retrying {path} from byte {resume_from}: {reason}"));
+            }
+            Event::Note { message } => {
+                let _ = self.multi.println(format!("  {message}"));
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.spinner.finish_and_clear();
+        if let Some(o) = self.overall.lock().expect("lock").take() {
+            o.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}

@@ -204,3 +204,23 @@ pub struct TlsSettings {
     /// Extra PEM roots for private CAs, added to the system's.
     pub ca_file: Option<PathBuf>,
 }
+
+/// True for `localhost`, 127.0.0.0/8 and `::1`: the only hosts plain http may be used with.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// https anywhere, http only to loopback; anything else is refused with the reason.
+pub fn check_url_scheme(url: &Url) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(format!("{url} uses plain http to a remote host; use https (http is only allowed to 127.0.0.1/localhost)")),
+        other => Err(format!("{url}: unsupported scheme {other:?}; use https")),
+    }
+}

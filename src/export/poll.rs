@@ -1,0 +1,205 @@
+//! Polling the status URL (DESIGN §1.4): [`next_step`] is the pure decision (status, headers, elapsed
+//! time → wait, done, expired or failed); [`wait_for_manifest`] is the thin loop around it. Faults (429,
+//! 5xx, cut connections, transient OperationOutcomes) are retried below this, by the shared session.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, HeaderMap};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::http::{MAX_SMALL_BODY, Req, Session, backoff, outcome_text, retry_after};
+use crate::job::PollSettings;
+use crate::progress::Event;
+
+/// What to do after one status response.
+#[derive(Debug)]
+pub enum Step {
+    /// Still running: wait this long, then ask again.
+    Wait { after: Duration, progress: Option<String> },
+    /// The manifest (the body of the `200`).
+    Done(Bytes),
+    /// The status URL is gone (404/410): expired or deleted on the server.
+    Expired(String),
+    /// The export failed on the server, or the wait exceeded `poll.timeout`.
+    Failed(Error),
+}
+
+impl PartialEq for Step {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Step::Wait { after: a, progress: p }, Step::Wait { after: b, progress: q }) => a == b && p == q,
+            (Step::Done(a), Step::Done(b)) => a == b,
+            (Step::Expired(a), Step::Expired(b)) => a == b,
+            (Step::Failed(a), Step::Failed(b)) => a.exit_code() == b.exit_code() && a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+/// Decides the next step. `polls` is how many 202s came before this one (for backoff); `jitter` in [0,1).
+pub fn next_step(
+    status: u16,
+    headers: &HeaderMap,
+    body: &Bytes,
+    elapsed: Duration,
+    polls: u32,
+    settings: &PollSettings,
+    now: SystemTime,
+    jitter: f64,
+) -> Step {
+    match status {
+        200 => Step::Done(body.clone()),
+        202 => {
+            let progress = headers
+                .get("x-progress")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect::<String>());
+            let after = match retry_after(headers, now) {
+                Some(d) => d.clamp(settings.min_interval, settings.max_interval),
+                // No advice: back off from min towards max, with jitter so many clients don't align.
+                None => backoff(polls, settings.min_interval, settings.max_interval, 0.5 + jitter / 2.0)
+                    .max(settings.min_interval),
+            };
+            if elapsed + after > settings.timeout {
+                return Step::Failed(Error::Transient(format!(
+                    "the export was not ready within poll.timeout ({}); its state is kept: run again to keep waiting",
+                    humantime::format_duration(settings.timeout)
+                )));
+            }
+            Step::Wait { after, progress }
+        }
+        404 | 410 => Step::Expired(format!(
+            "the status URL answered {status}: the server no longer knows this export ({})",
+            outcome_text(body)
+        )),
+        401 | 403 => Step::Failed(Error::AuthRefused {
+            url: "status URL".into(),
+            detail: format!("HTTP {status} while polling: {}", outcome_text(body)),
+        }),
+        _ => Step::Failed(Error::ServerRejected(format!(
+            "the export failed on the server (HTTP {status}): {}",
+            outcome_text(body)
+        ))),
+    }
+}
+
+/// Polls until the manifest is ready. `started` is when the export was kicked off (it may be a previous
+/// process's, for a resumed run), so `poll.timeout` counts from the kick-off. `on_progress` sees each
+/// X-Progress (for the state file).
+pub async fn wait_for_manifest(
+    session: &Session,
+    status_url: &Url,
+    settings: &PollSettings,
+    started: SystemTime,
+    mut on_progress: impl FnMut(Option<&str>),
+) -> Result<std::result::Result<Bytes, String>> {
+    let req = Req::get(status_url.clone(), "status").header(ACCEPT, "application/json");
+    let local_start = Instant::now();
+    let already = SystemTime::now().duration_since(started).unwrap_or_default();
+    let mut polls = 0u32;
+    loop {
+        let reply = session.send(&req, MAX_SMALL_BODY).await?;
+        let elapsed = already + local_start.elapsed();
+        let step = next_step(
+            reply.status.as_u16(),
+            &reply.headers,
+            &reply.body,
+            elapsed,
+            polls,
+            settings,
+            SystemTime::now(),
+            fastrand::f64(),
+        );
+        match step {
+            Step::Done(body) => return Ok(Ok(body)),
+            Step::Expired(why) => return Ok(Err(why)),
+            Step::Failed(e) => return Err(e),
+            Step::Wait { after, progress } => {
+                on_progress(progress.as_deref());
+                session.reporter.event(&Event::Polling { elapsed, progress: progress.as_deref(), next_in: after });
+                polls += 1;
+                tokio::time::sleep(after).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn settings() -> PollSettings {
+        PollSettings {
+            min_interval: Duration::from_secs(2),
+            max_interval: Duration::from_secs(300),
+            timeout: Duration::from_secs(3600),
+        }
+    }
+
+    fn step(status: u16, h: &[(&'static str, &str)], elapsed: u64, polls: u32) -> Step {
+        let mut headers = HeaderMap::new();
+        for (k, v) in h {
+            headers.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        next_step(status, &headers, &Bytes::from_static(b"{}"), Duration::from_secs(elapsed), polls, &settings(), now, 0.0)
+    }
+
+    #[test]
+    fn retry_after_is_obeyed_within_bounds() {
+        let s = step(202, &[("retry-after", "10"), ("x-progress", "50% done")], 0, 0);
+        assert_eq!(s, Step::Wait { after: Duration::from_secs(10), progress: Some("50% done".into()) });
+        assert_eq!(step(202, &[("retry-after", "0")], 0, 0), Step::Wait { after: Duration::from_secs(2), progress: None });
+        assert_eq!(
+            step(202, &[("retry-after", "86400")], 0, 0),
+            Step::Wait { after: Duration::from_secs(300), progress: None }
+        );
+        let date = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_045));
+        assert_eq!(step(202, &[("retry-after", &date)], 0, 0), Step::Wait { after: Duration::from_secs(45), progress: None });
+    }
+
+    #[test]
+    fn without_retry_after_backoff_grows_to_the_maximum() {
+        let waits: Vec<Duration> = (0..12)
+            .map(|n| match step(202, &[], 0, n) {
+                Step::Wait { after, .. } => after,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(waits[0], Duration::from_secs(2));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(waits[11], Duration::from_secs(150)); // jitter 0 → half the cap
+    }
+
+    #[test]
+    fn progress_text_is_sanitised() {
+        let s = step(202, &[("x-progress", "a\u{1b}[31mb")], 0, 0);
+        assert!(matches!(s, Step::Wait { progress: Some(p), .. } if p == "a[31mb"));
+    }
+
+    #[test]
+    fn timeout_ends_the_wait_with_a_resumable_error() {
+        match step(202, &[("retry-after", "120")], 3590, 3) {
+            Step::Failed(e) => assert_eq!(e.exit_code(), 75),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn done_expired_and_failed() {
+        assert_eq!(step(200, &[], 0, 0), Step::Done(Bytes::from_static(b"{}")));
+        assert!(matches!(step(404, &[], 0, 0), Step::Expired(_)));
+        assert!(matches!(step(410, &[], 0, 0), Step::Expired(_)));
+        match step(400, &[], 0, 0) {
+            Step::Failed(e) => assert_eq!(e.exit_code(), 4),
+            other => panic!("{other:?}"),
+        }
+        match step(403, &[], 0, 0) {
+            Step::Failed(e) => assert_eq!(e.exit_code(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
+}
