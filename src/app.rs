@@ -1,1 +1,386 @@
-//! TODO
+//! One job, start to finish, in the order the data flows:
+//! lock → token → kick-off (or resume) → poll → manifest → downloads → run record → checkpoint.
+//! Each step is one call into its module; this file only sequences them and keeps the state current.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use url::Url;
+
+use crate::download::{Downloaded, download_all};
+use crate::error::{Error, Result, exit};
+use crate::eventlog::EventLog;
+use crate::export::{kickoff, manifest, poll};
+use crate::http::{Req, Session};
+use crate::job::{Job, Since, Validate};
+use crate::progress::{Event, Reporter, Tee};
+use crate::record::{self, FileKind, JobInfo, Problem, RunRecord, Totals};
+use crate::state::{HistoryEntry, InFlight, JobState};
+
+/// Per-run choices from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides `download.dir`.
+    pub out: Option<PathBuf>,
+    /// Overrides the job's `since` for this run.
+    pub since: Option<OffsetDateTime>,
+    /// Forget an export in flight and start a new one.
+    pub restart: bool,
+}
+
+/// What a finished run left behind.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub record: RunRecord,
+    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed.
+    pub exit_code: u8,
+}
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("now formats")
+}
+
+fn parse_instant(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// `<dir>/<job name>`.
+pub fn job_dir(job: &Job, opts: &RunOptions) -> PathBuf {
+    opts.out
+        .as_deref()
+        .unwrap_or(&job.download.dir)
+        .join(&job.name)
+}
+
+/// The `_since` this run sends: `--since`, else the job's instant, else (auto) the checkpoint.
+pub fn resolve_since(
+    job: &Job,
+    opts: &RunOptions,
+    state: &JobState,
+) -> Result<Option<OffsetDateTime>> {
+    if let Some(s) = opts.since {
+        return Ok(Some(s));
+    }
+    Ok(match job.export.since {
+        Since::None => None,
+        Since::At(t) => Some(t),
+        Since::Auto => state
+            .checkpoint()?
+            .transaction_time
+            .as_deref()
+            .and_then(parse_instant),
+    })
+}
+
+/// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
+/// interrupted during downloads (keeping verified files).
+pub async fn run_job(
+    job: &Job,
+    opts: &RunOptions,
+    display: Arc<dyn Reporter>,
+) -> Result<RunOutcome> {
+    let t0 = Instant::now();
+    let state = JobState::new(&job_dir(job, opts));
+    let _lock = state.lock()?;
+
+    let mut inflight = state.inflight()?;
+    if opts.restart
+        && let Some(old) = inflight.take()
+    {
+        display.event(&Event::Note {
+            message: &format!("--restart: forgetting the export at {}", old.status_url),
+        });
+        state.clear_inflight()?;
+        let _ = std::fs::remove_file(state.log_path());
+    }
+    let export_id = inflight
+        .as_ref()
+        .map(|s| s.export_id.clone())
+        .unwrap_or_else(new_export_id);
+    let log = Arc::new(
+        EventLog::open(&state.log_path(), &export_id)
+            .map_err(|e| Error::io(state.log_path(), e))?,
+    );
+    let reporter: Arc<dyn Reporter> = Arc::new(Tee(vec![display.clone(), log.clone()]));
+    let session = Arc::new(Session::new(job, reporter.clone())?);
+
+    // Kick-off, or pick up the export a previous run started.
+    let mut inflight = match inflight {
+        Some(s) => {
+            reporter.event(&Event::Resumed {
+                status_url: &s.status_url,
+            });
+            s
+        }
+        None => {
+            let since = resolve_since(job, opts, &state)?;
+            let k = kickoff::build(job, since);
+            let status_url = match kickoff::send(&session, &k).await {
+                Ok(u) => u,
+                Err(e) => {
+                    log.event("kickoff", json!({"exportUrl": k.url.as_str(), "errorCode": e.exit_code(), "errorBody": e.to_string(), "requestParameters": params_json(&k)}));
+                    return Err(e);
+                }
+            };
+            let s = InFlight {
+                export_id: export_id.clone(),
+                status_url: status_url.to_string(),
+                request: k.url.to_string(),
+                method: k.method.to_string(),
+                started: now_rfc3339(),
+                since: since.map(kickoff::format_instant),
+                last_progress: None,
+                run_id: None,
+                done: Vec::new(),
+            };
+            // Saved before the first poll: a crash from here on resumes this export.
+            state.save_inflight(&s)?;
+            log.event("kickoff", json!({"exportUrl": k.url.as_str(), "errorCode": null, "errorBody": null, "requestParameters": params_json(&k), "statusUrl": status_url.as_str()}));
+            reporter.event(&Event::KickedOff {
+                status_url: status_url.as_str(),
+            });
+            s
+        }
+    };
+    let status_url = Url::parse(&inflight.status_url).map_err(|e| {
+        Error::Failed(format!(
+            "state holds a bad status URL ({e}); run with --restart"
+        ))
+    })?;
+
+    // Poll, unless the manifest is already saved from an earlier attempt.
+    let manifest_bytes = match inflight.run_id.as_deref() {
+        Some(run_id) => {
+            let p = state.job_dir.join(run_id).join(record::MANIFEST_FILE);
+            std::fs::read(&p).map_err(|e| Error::io(&p, e))?.into()
+        }
+        None => {
+            let started = inflight.started.as_str();
+            let started = parse_instant(started)
+                .map(SystemTime::from)
+                .unwrap_or_else(SystemTime::now);
+            let mut last_progress = inflight.last_progress.clone();
+            let res = poll::wait_for_manifest(&session, &status_url, &job.poll, started, |p| {
+                last_progress = p.map(str::to_string);
+            })
+            .await;
+            if last_progress != inflight.last_progress {
+                inflight.last_progress = last_progress;
+                let _ = state.save_inflight(&inflight);
+            }
+            match res {
+                Ok(Ok(body)) => body,
+                Ok(Err(expired)) => {
+                    log.event(
+                        "status_error",
+                        json!({"message": expired, "statusUrl": status_url.as_str()}),
+                    );
+                    state.clear_inflight()?;
+                    return Err(Error::Transient(format!(
+                        "{expired}. The state is cleared: the next run starts a new export"
+                    )));
+                }
+                Err(e) => {
+                    log.event(
+                        "status_error",
+                        json!({"message": e.to_string(), "statusUrl": status_url.as_str()}),
+                    );
+                    if e.exit_code() == exit::SERVER_REJECTED {
+                        // The server failed this export for good: the next run must start a new one.
+                        state.clear_inflight()?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let manifest_received = now_rfc3339();
+
+    let m = manifest::parse(&manifest_bytes)?;
+    let files = manifest::plan(&m, &status_url)?;
+    if m.link.iter().any(|l| l.relation == "next") {
+        reporter.event(&Event::Note {
+            message: "the manifest is partial (it links to a next page); only this page is downloaded in this version",
+        });
+    }
+    let run_id = record::run_id(&m.transaction_time);
+    let run_dir = state.job_dir.join(&run_id);
+    record::create_private_dir(&run_dir)?;
+    if inflight.run_id.is_none() {
+        record::write_atomic(&run_dir.join(record::MANIFEST_FILE), &manifest_bytes)?;
+        inflight.run_id = Some(run_id.clone());
+        state.save_inflight(&inflight)?;
+        log.event(
+            "status_complete",
+            json!({"transactionTime": m.transaction_time}),
+        );
+        log.event(
+            "manifest_complete",
+            json!({"transactionTime": m.transaction_time, "totalOutputFileCount": m.output.len(),
+                   "totalDeletedFileCount": m.deleted.len(), "totalErrorFileCount": m.error.len(), "totalManifests": 1}),
+        );
+    }
+    let expected: Option<u64> = m.output.iter().map(|e| e.count).sum();
+    reporter.event(&Event::ManifestReady {
+        files: files.len(),
+        resources: expected,
+    });
+
+    // Downloads: verified files are recorded in the state as they land, so a rerun skips them.
+    let done_before = inflight.done.clone();
+    let state_for_cb = state.clone();
+    let mut inflight_cb = inflight.clone();
+    let downloaded = download_all(
+        session.clone(),
+        &run_dir,
+        &files,
+        &job.download,
+        m.requires_access_token,
+        &done_before,
+        |d: &Downloaded| {
+            inflight_cb.done.push(d.record.clone());
+            if let Err(e) = state_for_cb.save_inflight(&inflight_cb) {
+                tracing::warn!(error = %e, "could not record a verified file in the state");
+            }
+        },
+    )
+    .await?;
+
+    // The record: run.json last, then the checkpoint.
+    let problems: Vec<Problem> = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
+    let bad_lines: u64 = downloaded
+        .iter()
+        .map(|d| d.record.invalid_lines + d.record.wrong_type_lines)
+        .sum();
+    let strict_failed = job.download.validate == Validate::Strict && bad_lines > 0;
+    let mut totals = Totals::default();
+    for d in &downloaded {
+        let r = &d.record;
+        totals.bytes += r.bytes;
+        match r.kind {
+            FileKind::Output => {
+                totals.files += 1;
+                totals.resources += r.lines;
+            }
+            FileKind::Error => {
+                totals.error_files += 1;
+                totals.server_errors += r.lines;
+            }
+            FileKind::Deleted => totals.files += 1,
+        }
+    }
+    totals.seconds = t0.elapsed().as_secs_f64();
+    let exit_code = if strict_failed {
+        exit::FAILED
+    } else if totals.server_errors > 0 {
+        exit::SERVER_ERRORS
+    } else {
+        exit::OK
+    };
+    let mut all_problems = problems;
+    if strict_failed {
+        all_problems.insert(0, Problem {
+            file: None,
+            line: None,
+            message: format!("{bad_lines} lines failed validation (validate: strict); the checkpoint was not moved"),
+        });
+    }
+    let rec = RunRecord {
+        tool: format!("oneup-bulk {}", env!("CARGO_PKG_VERSION")),
+        job: JobInfo {
+            name: job.name.clone(),
+            file: job.source.as_ref().map(|p| p.display().to_string()),
+            access: job.access.as_str().to_string(),
+            fhir_base: job.fhir_base.to_string(),
+        },
+        request: m
+            .request
+            .clone()
+            .unwrap_or_else(|| inflight.request.clone()),
+        status_url: inflight.status_url.clone(),
+        transaction_time: m.transaction_time.clone(),
+        run_id: run_id.clone(),
+        started: inflight.started.clone(),
+        manifest_received,
+        finished: now_rfc3339(),
+        since: inflight.since.clone(),
+        files: downloaded.iter().map(|d| d.record.clone()).collect(),
+        totals: totals.clone(),
+        problems: all_problems,
+        complete: !strict_failed,
+    };
+    log.event(
+        "export_complete",
+        json!({"files": downloaded.len(), "resources": totals.resources, "bytes": totals.bytes, "attachments": 0,
+               "duration": (totals.seconds * 1000.0) as u64}),
+    );
+    // The export's log joins its run folder; run.json is written last and marks the run complete.
+    let run_log = run_dir.join(record::LOG_FILE);
+    std::fs::rename(log.path(), &run_log).map_err(|e| Error::io(&run_log, e))?;
+    record::write_json(&run_dir.join(record::RUN_FILE), &rec)?;
+    if !strict_failed {
+        record::point_latest(&state.job_dir, &run_id)?;
+        state.advance(HistoryEntry {
+            run_id: run_id.clone(),
+            transaction_time: m.transaction_time.clone(),
+            finished: rec.finished.clone(),
+            files: totals.files,
+            resources: totals.resources,
+            bytes: totals.bytes,
+            exit_code,
+        })?;
+    }
+    state.clear_inflight()?;
+    if job.download.delete_on_success {
+        delete_export(&session, &status_url).await;
+    }
+    Ok(RunOutcome {
+        run_dir,
+        record: rec,
+        exit_code,
+    })
+}
+
+/// Asks the server to forget an export (best effort): `DELETE` on its status URL.
+pub async fn delete_export(session: &Session, status_url: &Url) -> Option<u16> {
+    let mut req = Req::get(status_url.clone(), "delete export");
+    req.method = reqwest::Method::DELETE;
+    match session.send(&req, 1 << 20).await {
+        Ok(r) if r.status.is_success() => Some(r.status.as_u16()),
+        Ok(r) => {
+            tracing::warn!(
+                status = r.status.as_u16(),
+                "the server did not delete the export (some servers, 1up among them, answer 403 here)"
+            );
+            Some(r.status.as_u16())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not delete the export on the server");
+            None
+        }
+    }
+}
+
+fn params_json(k: &kickoff::Kickoff) -> serde_json::Value {
+    k.body
+        .clone()
+        .unwrap_or_else(|| json!(k.url.query().unwrap_or("")))
+}
+
+fn new_export_id() -> String {
+    (0..10)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
+}
+
+/// Where a job's files go, for messages.
+pub fn describe_dir(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -58,13 +58,21 @@ impl RetryPolicy {
 
 /// Exponential backoff with full jitter: uniform in `[0, min(cap, base · 2^attempt))`, at least 1 ms.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
-    let ceiling = base.saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX)).min(cap);
-    ceiling.mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(1))
+    let ceiling = base
+        .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
+        .min(cap);
+    ceiling
+        .mul_f64(jitter.clamp(0.0, 1.0))
+        .max(Duration::from_millis(1))
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (relative to `now`); `None` when absent or unparsable.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -80,16 +88,28 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
 /// True when a body is an OperationOutcome with an issue whose code is `transient` (or one of its
 /// sub-codes: lock-error, no-store, exception, timeout, incomplete, throttled).
 pub fn is_transient_outcome(body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
     v.get("resourceType").and_then(|t| t.as_str()) == Some("OperationOutcome")
-        && v.get("issue").and_then(|i| i.as_array()).is_some_and(|issues| {
-            issues.iter().any(|i| {
-                matches!(
-                    i.get("code").and_then(|c| c.as_str()),
-                    Some("transient" | "lock-error" | "no-store" | "exception" | "timeout" | "incomplete" | "throttled")
-                )
+        && v.get("issue")
+            .and_then(|i| i.as_array())
+            .is_some_and(|issues| {
+                issues.iter().any(|i| {
+                    matches!(
+                        i.get("code").and_then(|c| c.as_str()),
+                        Some(
+                            "transient"
+                                | "lock-error"
+                                | "no-store"
+                                | "exception"
+                                | "timeout"
+                                | "incomplete"
+                                | "throttled"
+                        )
+                    )
+                })
             })
-        })
 }
 
 /// The human text of an OperationOutcome (diagnostics, else details.text, else code), or the body's start.
@@ -110,12 +130,22 @@ pub fn outcome_text(body: &[u8]) -> String {
                 return texts.join("; ");
             }
         }
-        if let Some(d) = v.get("error_description").or_else(|| v.get("error")).and_then(|d| d.as_str()) {
+        if let Some(d) = v
+            .get("error_description")
+            .or_else(|| v.get("error"))
+            .and_then(|d| d.as_str())
+        {
             return d.to_string();
         }
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
-    if text.is_empty() { "(empty body)".into() } else { text }
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_string();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else {
+        text
+    }
 }
 
 /// Builds the one HTTP client: rustls (aws-lc-rs) with the system's roots plus `tls.ca_file`, no automatic
@@ -135,7 +165,8 @@ pub fn client(job: &Job) -> Result<reqwest::Client> {
             b = b.add_root_certificate(c);
         }
     }
-    b.build().map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))
+    b.build()
+        .map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))
 }
 
 /// A response read whole (bounded): token, kick-off, status, DELETE.
@@ -170,7 +201,14 @@ pub struct Req {
 
 impl Req {
     pub fn get(url: Url, what: impl Into<String>) -> Self {
-        Req { method: Method::GET, url, headers: Vec::new(), body: None, token: TokenUse::AllowedOrigins, what: what.into() }
+        Req {
+            method: Method::GET,
+            url,
+            headers: Vec::new(),
+            body: None,
+            token: TokenUse::AllowedOrigins,
+            what: what.into(),
+        }
     }
 
     pub fn header(mut self, name: HeaderName, value: &str) -> Self {
@@ -203,12 +241,22 @@ impl Session {
         for (k, v) in &job.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| Error::Usage(format!("headers: {k:?} is not a valid header name")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| Error::Usage(format!("headers: the value of {k} is not a valid header value")))?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                Error::Usage(format!(
+                    "headers: the value of {k} is not a valid header value"
+                ))
+            })?;
             extra_headers.push((name, value));
         }
         let tokens = TokenSource::new(job, client.clone(), policy.clone(), reporter.clone());
-        Ok(Session { client, tokens, policy, reporter, token_origins, extra_headers })
+        Ok(Session {
+            client,
+            tokens,
+            policy,
+            reporter,
+            token_origins,
+            extra_headers,
+        })
     }
 
     fn token_allowed(&self, first: &Url, current: &Url) -> bool {
@@ -218,7 +266,11 @@ impl Session {
 
     /// Sends a request once, following redirects by hand (GET/HEAD only), attaching the token only where
     /// allowed. Returns the final response and whether a token was sent with it.
-    async fn send_once(&self, req: &Req) -> std::result::Result<(reqwest::Response, Option<crate::redact::Secret>), reqwest::Error> {
+    async fn send_once(
+        &self,
+        req: &Req,
+    ) -> std::result::Result<(reqwest::Response, Option<crate::redact::Secret>), reqwest::Error>
+    {
         let mut url = req.url.clone();
         let mut hops = 0;
         loop {
@@ -300,10 +352,18 @@ impl Session {
         retrying(&self.policy, &*self.reporter, &req.what, || async {
             let (resp, sent) = match self.send_once(req).await {
                 Ok(r) => r,
-                Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+                Err(e) => {
+                    return Ok(Attempt::Retry {
+                        reason: describe(&e),
+                        retry_after: None,
+                    });
+                }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
+            if status == StatusCode::UNAUTHORIZED
+                && sent.is_some()
+                && !reauthed.swap(true, Ordering::SeqCst)
+            {
                 self.tokens.invalidate(sent.as_ref()).await;
                 return Ok(Attempt::Again);
             }
@@ -323,13 +383,21 @@ impl Session {
 pub enum Attempt<T> {
     Done(T),
     /// Retry after the policy's wait (counts against the budget).
-    Retry { reason: String, retry_after: Option<Duration> },
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// Repeat at once without counting (after a token renewal).
     Again,
 }
 
 /// The retry loop: calls `f` until it is done, fails, or the budget is spent (then `Error::Transient`).
-pub async fn retrying<T, F, Fut>(policy: &RetryPolicy, reporter: &dyn Reporter, what: &str, mut f: F) -> Result<T>
+pub async fn retrying<T, F, Fut>(
+    policy: &RetryPolicy,
+    reporter: &dyn Reporter,
+    what: &str,
+    mut f: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Attempt<T>>>,
@@ -341,9 +409,14 @@ where
             Attempt::Done(t) => return Ok(t),
             Attempt::Again if agains < 3 => agains += 1,
             Attempt::Again => {
-                return Err(Error::Failed(format!("{what}: the request kept asking for a new token")));
+                return Err(Error::Failed(format!(
+                    "{what}: the request kept asking for a new token"
+                )));
             }
-            Attempt::Retry { reason, retry_after } => {
+            Attempt::Retry {
+                reason,
+                retry_after,
+            } => {
                 if attempt >= policy.retries {
                     return Err(Error::Transient(format!(
                         "{what}: gave up after {} attempts: {reason}",
@@ -352,7 +425,13 @@ where
                 }
                 let wait = policy.wait(attempt, retry_after, fastrand::f64());
                 attempt += 1;
-                reporter.event(&Event::Retrying { what, attempt, of: policy.retries, wait, reason: &reason });
+                reporter.event(&Event::Retrying {
+                    what,
+                    attempt,
+                    of: policy.retries,
+                    wait,
+                    reason: &reason,
+                });
                 tokio::time::sleep(wait).await;
             }
         }
@@ -364,7 +443,10 @@ enum ReadError {
     Http(reqwest::Error),
 }
 
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> std::result::Result<Bytes, ReadError> {
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> std::result::Result<Bytes, ReadError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ReadError::TooLarge);
     }
@@ -395,7 +477,11 @@ pub fn describe(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
 }
 
 /// A URL for logs: the query is dropped (it may hold a signature).
@@ -429,16 +515,30 @@ mod tests {
 
     #[test]
     fn retry_after_is_clamped_to_the_job_bounds() {
-        let p = RetryPolicy { retries: 3, base: Duration::from_secs(1), min: Duration::from_secs(2), max: Duration::from_secs(300) };
-        assert_eq!(p.wait(0, Some(Duration::from_secs(7200)), 0.5), Duration::from_secs(300));
+        let p = RetryPolicy {
+            retries: 3,
+            base: Duration::from_secs(1),
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+        };
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(7200)), 0.5),
+            Duration::from_secs(300)
+        );
         assert_eq!(p.wait(0, Some(Duration::ZERO), 0.5), Duration::from_secs(2));
-        assert_eq!(p.wait(0, Some(Duration::from_secs(10)), 0.5), Duration::from_secs(10));
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(10)), 0.5),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
     fn backoff_grows_then_caps_with_full_jitter() {
         let (b, cap) = (Duration::from_secs(1), Duration::from_secs(60));
-        assert_eq!(backoff(0, b, cap, 0.999_999), Duration::from_secs(1).mul_f64(0.999_999));
+        assert_eq!(
+            backoff(0, b, cap, 0.999_999),
+            Duration::from_secs(1).mul_f64(0.999_999)
+        );
         assert_eq!(backoff(3, b, cap, 0.5), Duration::from_secs(4));
         assert_eq!(backoff(20, b, cap, 0.5), Duration::from_secs(30));
         assert_eq!(backoff(200, b, cap, 1.0), cap);
@@ -451,7 +551,10 @@ mod tests {
             assert!(is_retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
         for s in [400, 401, 403, 404, 410, 422, 501] {
-            assert!(!is_retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
         }
     }
 
@@ -463,7 +566,10 @@ mod tests {
         let fatal = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-supported","details":{"text":"no _typeFilter"}}]}"#;
         assert!(!is_transient_outcome(fatal));
         assert_eq!(outcome_text(fatal), "no _typeFilter");
-        assert_eq!(outcome_text(br#"{"error":"invalid_client","error_description":"bad secret"}"#), "bad secret");
+        assert_eq!(
+            outcome_text(br#"{"error":"invalid_client","error_description":"bad secret"}"#),
+            "bad secret"
+        );
         assert_eq!(outcome_text(b"<html>oops</html>"), "<html>oops</html>");
         assert!(!is_transient_outcome(b"not json"));
     }

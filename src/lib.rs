@@ -9,8 +9,10 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod commands;
 pub mod download;
 pub mod error;
+pub mod eventlog;
 pub mod export;
 pub mod http;
 pub mod job;

@@ -7,24 +7,67 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::export::manifest::PlannedFile;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// What happened. Borrowed data only: reporting must cost nothing when nobody listens.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
-    TokenObtained { expires_in: Option<u64> },
-    KickedOff { status_url: &'a str },
-    Resumed { status_url: &'a str },
-    Polling { elapsed: Duration, progress: Option<&'a str>, next_in: Duration },
-    Retrying { what: &'a str, attempt: u32, of: u32, wait: Duration, reason: &'a str },
-    ManifestReady { files: usize, resources: Option<u64> },
-    DownloadStarted { id: usize, path: &'a str, size: Option<u64> },
+    TokenObtained {
+        expires_in: Option<u64>,
+    },
+    KickedOff {
+        status_url: &'a str,
+    },
+    Resumed {
+        status_url: &'a str,
+    },
+    Polling {
+        elapsed: Duration,
+        progress: Option<&'a str>,
+        next_in: Duration,
+    },
+    Retrying {
+        what: &'a str,
+        attempt: u32,
+        of: u32,
+        wait: Duration,
+        reason: &'a str,
+    },
+    ManifestReady {
+        files: usize,
+        resources: Option<u64>,
+    },
+    DownloadStarted {
+        id: usize,
+        file: &'a PlannedFile,
+        size: Option<u64>,
+    },
     /// Bytes received for a file since the last report.
-    DownloadProgress { id: usize, bytes: u64 },
-    DownloadFinished { id: usize, path: &'a str, lines: u64, bytes: u64 },
-    DownloadRetry { id: usize, path: &'a str, reason: &'a str, resume_from: u64 },
-    DownloadFailed { id: usize, path: &'a str, reason: &'a str },
-    Note { message: &'a str },
+    DownloadProgress {
+        id: usize,
+        bytes: u64,
+    },
+    DownloadFinished {
+        id: usize,
+        file: &'a PlannedFile,
+        lines: u64,
+        bytes: u64,
+    },
+    DownloadRetry {
+        id: usize,
+        file: &'a PlannedFile,
+        reason: &'a str,
+        resume_from: u64,
+    },
+    DownloadFailed {
+        id: usize,
+        file: &'a PlannedFile,
+        reason: &'a str,
+    },
+    Note {
+        message: &'a str,
+    },
 }
 
 pub trait Reporter: Send + Sync {
@@ -46,30 +89,60 @@ pub struct Plain;
 impl Reporter for Plain {
     fn event(&self, event: &Event<'_>) {
         match event {
-            Event::TokenObtained { expires_in } => tracing::debug!(?expires_in, "access token obtained"),
+            Event::TokenObtained { expires_in } => {
+                tracing::debug!(?expires_in, "access token obtained")
+            }
             Event::KickedOff { status_url } => tracing::info!(status_url, "export started"),
-            Event::Resumed { status_url } => tracing::info!(status_url, "resuming the export in flight"),
-            Event::Polling { elapsed, progress, next_in } => tracing::info!(
+            Event::Resumed { status_url } => {
+                tracing::info!(status_url, "resuming the export in flight")
+            }
+            Event::Polling {
+                elapsed,
+                progress,
+                next_in,
+            } => tracing::info!(
                 elapsed = %humantime::format_duration(round(*elapsed)),
                 progress = progress.unwrap_or(""),
                 next_poll_in = %humantime::format_duration(round(*next_in)),
                 "export in progress"
             ),
-            Event::Retrying { what, attempt, of, wait, reason } => tracing::warn!(
+            Event::Retrying {
+                what,
+                attempt,
+                of,
+                wait,
+                reason,
+            } => tracing::warn!(
                 what, attempt, of, wait = %humantime::format_duration(round(*wait)), reason, "retrying"
             ),
             Event::ManifestReady { files, resources } => {
                 tracing::info!(files, resources, "export complete; downloading")
             }
-            Event::DownloadStarted { path, size, .. } => tracing::debug!(path, size, "download started"),
+            Event::DownloadStarted { file, size, .. } => {
+                tracing::debug!(path = file.path, size, "download started")
+            }
             Event::DownloadProgress { .. } => {}
-            Event::DownloadFinished { path, lines, bytes, .. } => {
-                tracing::info!(path, resources = lines, bytes, "file verified")
+            Event::DownloadFinished {
+                file, lines, bytes, ..
+            } => {
+                tracing::info!(path = file.path, resources = lines, bytes, "file verified")
             }
-            Event::DownloadRetry { path, reason, resume_from, .. } => {
-                tracing::warn!(path, reason, resume_from, "download interrupted; retrying")
+            Event::DownloadRetry {
+                file,
+                reason,
+                resume_from,
+                ..
+            } => {
+                tracing::warn!(
+                    path = file.path,
+                    reason,
+                    resume_from,
+                    "download interrupted; retrying"
+                )
             }
-            Event::DownloadFailed { path, reason, .. } => tracing::error!(path, reason, "download failed"),
+            Event::DownloadFailed { file, reason, .. } => {
+                tracing::error!(path = file.path, reason, "download failed")
+            }
             Event::Note { message } => tracing::info!("{message}"),
         }
     }
@@ -92,10 +165,18 @@ impl Bars {
     pub fn new() -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let spinner = multi.add(ProgressBar::new_spinner());
-        spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"));
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"),
+        );
         spinner.enable_steady_tick(Duration::from_millis(120));
         spinner.set_message("requesting an access token");
-        Bars { multi, spinner, overall: Mutex::new(None), files: Mutex::new(HashMap::new()), bytes: AtomicU64::new(0) }
+        Bars {
+            multi,
+            spinner,
+            overall: Mutex::new(None),
+            files: Mutex::new(HashMap::new()),
+            bytes: AtomicU64::new(0),
+        }
     }
 }
 
@@ -109,14 +190,24 @@ impl Reporter for Bars {
     fn event(&self, event: &Event<'_>) {
         match event {
             Event::TokenObtained { .. } => self.spinner.set_message("starting the export"),
-            Event::KickedOff { .. } => self.spinner.set_message("export started; waiting for the server"),
+            Event::KickedOff { .. } => self
+                .spinner
+                .set_message("export started; waiting for the server"),
             Event::Resumed { .. } => self.spinner.set_message("resuming the export in flight"),
-            Event::Polling { progress, next_in, .. } => self.spinner.set_message(format!(
+            Event::Polling {
+                progress, next_in, ..
+            } => self.spinner.set_message(format!(
                 "server working{} (next check in {})",
                 progress.map(|p| format!(": {p}")).unwrap_or_default(),
                 humantime::format_duration(round(*next_in))
             )),
-            Event::Retrying { what, attempt, of, wait, reason } => {
+            Event::Retrying {
+                what,
+                attempt,
+                of,
+                wait,
+                reason,
+            } => {
                 let _ = self.multi.println(format!(
                     "  retry {attempt}/{of} of {what} in {}: {reason}",
                     humantime::format_duration(round(*wait))
@@ -135,7 +226,7 @@ impl Reporter for Bars {
                 bar.set_prefix("download");
                 *self.overall.lock().expect("lock") = Some(bar);
             }
-            Event::DownloadStarted { id, path, size } => {
+            Event::DownloadStarted { id, file, size } => {
                 let bar = match size {
                     Some(n) => ProgressBar::new(*n),
                     None => ProgressBar::no_length(),
@@ -146,7 +237,7 @@ impl Reporter for Bars {
                     )
                     .expect("template"),
                 );
-                bar.set_message(path.to_string());
+                bar.set_message(file.path.clone());
                 let bar = self.multi.add(bar);
                 self.files.lock().expect("lock").insert(*id, bar);
             }
@@ -167,15 +258,25 @@ impl Reporter for Bars {
                 if let Some(o) = &*self.overall.lock().expect("lock") {
                     o.inc(1);
                 }
-                if let Event::DownloadFailed { path, reason, .. } = event {
-                    let _ = self.multi.println(format!("  failed {path}: {reason}"));
+                if let Event::DownloadFailed { file, reason, .. } = event {
+                    let _ = self
+                        .multi
+                        .println(format!("  failed {}: {reason}", file.path));
                 }
             }
-            Event::DownloadRetry { id, path, reason, resume_from } => {
+            Event::DownloadRetry {
+                id,
+                file,
+                reason,
+                resume_from,
+            } => {
                 if let Some(b) = self.files.lock().expect("lock").get(id) {
                     b.set_position(*resume_from);
                 }
-                let _ = self.multi.println(format!("  retrying {path} from byte {resume_from}: {reason}"));
+                let _ = self.multi.println(format!(
+                    "  retrying {} from byte {resume_from}: {reason}",
+                    file.path
+                ));
             }
             Event::Note { message } => {
                 let _ = self.multi.println(format!("  {message}"));
@@ -189,5 +290,22 @@ impl Reporter for Bars {
             o.finish_and_clear();
         }
         let _ = self.multi.clear();
+    }
+}
+
+/// Sends every event to several reporters (the display and the run's event log).
+pub struct Tee(pub Vec<std::sync::Arc<dyn Reporter>>);
+
+impl Reporter for Tee {
+    fn event(&self, event: &Event<'_>) {
+        for r in &self.0 {
+            r.event(event);
+        }
+    }
+
+    fn finish(&self) {
+        for r in &self.0 {
+            r.finish();
+        }
     }
 }

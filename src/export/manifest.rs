@@ -60,14 +60,25 @@ pub struct PlannedFile {
 /// Parses and checks a manifest body.
 pub fn parse(body: &[u8]) -> Result<Manifest> {
     let m: Manifest = serde_json::from_slice(body).map_err(|e| {
-        Error::ServerRejected(format!("the export's manifest is not a valid Bulk Data manifest: {e}"))
+        Error::ServerRejected(format!(
+            "the export's manifest is not a valid Bulk Data manifest: {e}"
+        ))
     })?;
     let entries = m.output.len() + m.error.len() + m.deleted.len();
     if entries > MAX_ENTRIES {
-        return Err(Error::ServerRejected(format!("the manifest lists {entries} files, more than the {MAX_ENTRIES} accepted")));
+        return Err(Error::ServerRejected(format!(
+            "the manifest lists {entries} files, more than the {MAX_ENTRIES} accepted"
+        )));
     }
-    time::OffsetDateTime::parse(&m.transaction_time, &time::format_description::well_known::Rfc3339).map_err(|_| {
-        Error::ServerRejected(format!("the manifest's transactionTime {:?} is not an instant", m.transaction_time))
+    time::OffsetDateTime::parse(
+        &m.transaction_time,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| {
+        Error::ServerRejected(format!(
+            "the manifest's transactionTime {:?} is not an instant",
+            m.transaction_time
+        ))
     })?;
     Ok(m)
 }
@@ -101,15 +112,30 @@ pub fn plan(m: &Manifest, base: &Url) -> Result<Vec<PlannedFile>> {
                 )));
             }
             let url = base.join(&e.url).map_err(|err| {
-                Error::ServerRejected(format!("the manifest's file URL {:?} is not a URL: {err}", e.url))
+                Error::ServerRejected(format!(
+                    "the manifest's file URL {:?} is not a URL: {err}",
+                    e.url
+                ))
             })?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(Error::ServerRejected(format!("the manifest's file URL {url} is not http(s)")));
+                return Err(Error::ServerRejected(format!(
+                    "the manifest's file URL {url} is not http(s)"
+                )));
             }
             let n = seen.entry(t).or_default();
             *n += 1;
-            let path = if per_type[t] > 1 { format!("{dir}{t}.{n:03}.ndjson") } else { format!("{dir}{t}.ndjson") };
-            out.push(PlannedFile { kind, resource_type: t.to_string(), url, count: e.count, path });
+            let path = if per_type[t] > 1 {
+                format!("{dir}{t}.{n:03}.ndjson")
+            } else {
+                format!("{dir}{t}.ndjson")
+            };
+            out.push(PlannedFile {
+                kind,
+                resource_type: t.to_string(),
+                url,
+                count: e.count,
+                path,
+            });
         }
     }
     Ok(out)
@@ -125,11 +151,17 @@ mod tests {
 
     #[test]
     fn files_are_named_by_type_and_numbered_when_several() {
-        let man = m(r#"{"transactionTime":"2024-01-01T00:00:00Z","request":"x","requiresAccessToken":true,
+        let man = m(
+            r#"{"transactionTime":"2024-01-01T00:00:00Z","request":"x","requiresAccessToken":true,
             "output":[{"type":"Patient","url":"https://s/1"},{"type":"Coverage","url":"https://s/2","count":3},{"type":"Patient","url":"https://s/3"}],
-            "error":[{"type":"OperationOutcome","url":"https://s/e"}]}"#);
+            "error":[{"type":"OperationOutcome","url":"https://s/e"}]}"#,
+        );
         let base = Url::parse("https://s/fhir/").unwrap();
-        let paths: Vec<_> = plan(&man, &base).unwrap().into_iter().map(|f| (f.path, f.count)).collect();
+        let paths: Vec<_> = plan(&man, &base)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.count))
+            .collect();
         assert_eq!(
             paths,
             vec![
@@ -144,19 +176,33 @@ mod tests {
     #[test]
     fn hostile_types_and_urls_are_refused() {
         let base = Url::parse("https://s/").unwrap();
-        for t in ["../../etc/passwd", "Patient/..", "", "patient", "Pa\u{0}tient"] {
+        for t in [
+            "../../etc/passwd",
+            "Patient/..",
+            "",
+            "patient",
+            "Pa\u{0}tient",
+        ] {
             let json = serde_json::json!({"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":t,"url":"https://s/1"}]});
             let man = parse(json.to_string().as_bytes()).unwrap();
             assert!(plan(&man, &base).is_err(), "{t:?}");
         }
-        let man = m(r#"{"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":"Patient","url":"file:///etc/passwd"}]}"#);
+        let man = m(
+            r#"{"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":"Patient","url":"file:///etc/passwd"}]}"#,
+        );
         assert!(plan(&man, &base).is_err());
     }
 
     #[test]
     fn broken_manifests_are_errors_not_panics() {
-        for body in ["", "not json", "[]", r#"{"output":[]}"#, r#"{"transactionTime":"yesterday","output":[]}"#,
-            r#"{"transactionTime":"2024-01-01T00:00:00Z","output":[{"url":"x"}]}"#] {
+        for body in [
+            "",
+            "not json",
+            "[]",
+            r#"{"output":[]}"#,
+            r#"{"transactionTime":"yesterday","output":[]}"#,
+            r#"{"transactionTime":"2024-01-01T00:00:00Z","output":[{"url":"x"}]}"#,
+        ] {
             let e = parse(body.as_bytes()).unwrap_err();
             assert_eq!(e.exit_code(), 4, "{body}");
         }

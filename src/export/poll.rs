@@ -17,7 +17,10 @@ use crate::progress::Event;
 #[derive(Debug)]
 pub enum Step {
     /// Still running: wait this long, then ask again.
-    Wait { after: Duration, progress: Option<String> },
+    Wait {
+        after: Duration,
+        progress: Option<String>,
+    },
     /// The manifest (the body of the `200`).
     Done(Bytes),
     /// The status URL is gone (404/410): expired or deleted on the server.
@@ -29,38 +32,75 @@ pub enum Step {
 impl PartialEq for Step {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Step::Wait { after: a, progress: p }, Step::Wait { after: b, progress: q }) => a == b && p == q,
+            (
+                Step::Wait {
+                    after: a,
+                    progress: p,
+                },
+                Step::Wait {
+                    after: b,
+                    progress: q,
+                },
+            ) => a == b && p == q,
             (Step::Done(a), Step::Done(b)) => a == b,
             (Step::Expired(a), Step::Expired(b)) => a == b,
-            (Step::Failed(a), Step::Failed(b)) => a.exit_code() == b.exit_code() && a.to_string() == b.to_string(),
+            (Step::Failed(a), Step::Failed(b)) => {
+                a.exit_code() == b.exit_code() && a.to_string() == b.to_string()
+            }
             _ => false,
         }
     }
 }
 
-/// Decides the next step. `polls` is how many 202s came before this one (for backoff); `jitter` in [0,1).
+/// Where the wait stands when a status response arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Since the kick-off.
+    pub elapsed: Duration,
+    /// How many 202s came before this one (for backoff).
+    pub polls: u32,
+    /// For HTTP-date `Retry-After`.
+    pub now: SystemTime,
+    /// In [0, 1).
+    pub jitter: f64,
+}
+
+/// Decides the next step.
 pub fn next_step(
     status: u16,
     headers: &HeaderMap,
     body: &Bytes,
-    elapsed: Duration,
-    polls: u32,
+    clock: Clock,
     settings: &PollSettings,
-    now: SystemTime,
-    jitter: f64,
 ) -> Step {
+    let Clock {
+        elapsed,
+        polls,
+        now,
+        jitter,
+    } = clock;
     match status {
         200 => Step::Done(body.clone()),
         202 => {
             let progress = headers
                 .get("x-progress")
                 .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect::<String>());
+                .map(|s| {
+                    s.chars()
+                        .filter(|c| !c.is_control())
+                        .take(200)
+                        .collect::<String>()
+                });
             let after = match retry_after(headers, now) {
                 Some(d) => d.clamp(settings.min_interval, settings.max_interval),
                 // No advice: back off from min towards max, with jitter so many clients don't align.
-                None => backoff(polls, settings.min_interval, settings.max_interval, 0.5 + jitter / 2.0)
-                    .max(settings.min_interval),
+                None => backoff(
+                    polls,
+                    settings.min_interval,
+                    settings.max_interval,
+                    0.5 + jitter / 2.0,
+                )
+                .max(settings.min_interval),
             };
             if elapsed + after > settings.timeout {
                 return Step::Failed(Error::Transient(format!(
@@ -97,20 +137,25 @@ pub async fn wait_for_manifest(
 ) -> Result<std::result::Result<Bytes, String>> {
     let req = Req::get(status_url.clone(), "status").header(ACCEPT, "application/json");
     let local_start = Instant::now();
-    let already = SystemTime::now().duration_since(started).unwrap_or_default();
+    let already = SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
     let mut polls = 0u32;
     loop {
         let reply = session.send(&req, MAX_SMALL_BODY).await?;
         let elapsed = already + local_start.elapsed();
+        let clock = Clock {
+            elapsed,
+            polls,
+            now: SystemTime::now(),
+            jitter: fastrand::f64(),
+        };
         let step = next_step(
             reply.status.as_u16(),
             &reply.headers,
             &reply.body,
-            elapsed,
-            polls,
+            clock,
             settings,
-            SystemTime::now(),
-            fastrand::f64(),
         );
         match step {
             Step::Done(body) => return Ok(Ok(body)),
@@ -118,7 +163,11 @@ pub async fn wait_for_manifest(
             Step::Failed(e) => return Err(e),
             Step::Wait { after, progress } => {
                 on_progress(progress.as_deref());
-                session.reporter.event(&Event::Polling { elapsed, progress: progress.as_deref(), next_in: after });
+                session.reporter.event(&Event::Polling {
+                    elapsed,
+                    progress: progress.as_deref(),
+                    next_in: after,
+                });
                 polls += 1;
                 tokio::time::sleep(after).await;
             }
@@ -145,20 +194,59 @@ mod tests {
             headers.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        next_step(status, &headers, &Bytes::from_static(b"{}"), Duration::from_secs(elapsed), polls, &settings(), now, 0.0)
+        let clock = Clock {
+            elapsed: Duration::from_secs(elapsed),
+            polls,
+            now,
+            jitter: 0.0,
+        };
+        next_step(
+            status,
+            &headers,
+            &Bytes::from_static(b"{}"),
+            clock,
+            &settings(),
+        )
     }
 
     #[test]
     fn retry_after_is_obeyed_within_bounds() {
-        let s = step(202, &[("retry-after", "10"), ("x-progress", "50% done")], 0, 0);
-        assert_eq!(s, Step::Wait { after: Duration::from_secs(10), progress: Some("50% done".into()) });
-        assert_eq!(step(202, &[("retry-after", "0")], 0, 0), Step::Wait { after: Duration::from_secs(2), progress: None });
+        let s = step(
+            202,
+            &[("retry-after", "10"), ("x-progress", "50% done")],
+            0,
+            0,
+        );
+        assert_eq!(
+            s,
+            Step::Wait {
+                after: Duration::from_secs(10),
+                progress: Some("50% done".into())
+            }
+        );
+        assert_eq!(
+            step(202, &[("retry-after", "0")], 0, 0),
+            Step::Wait {
+                after: Duration::from_secs(2),
+                progress: None
+            }
+        );
         assert_eq!(
             step(202, &[("retry-after", "86400")], 0, 0),
-            Step::Wait { after: Duration::from_secs(300), progress: None }
+            Step::Wait {
+                after: Duration::from_secs(300),
+                progress: None
+            }
         );
-        let date = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_045));
-        assert_eq!(step(202, &[("retry-after", &date)], 0, 0), Step::Wait { after: Duration::from_secs(45), progress: None });
+        let date =
+            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_045));
+        assert_eq!(
+            step(202, &[("retry-after", &date)], 0, 0),
+            Step::Wait {
+                after: Duration::from_secs(45),
+                progress: None
+            }
+        );
     }
 
     #[test]
@@ -176,8 +264,8 @@ mod tests {
 
     #[test]
     fn progress_text_is_sanitised() {
-        let s = step(202, &[("x-progress", "a\u{1b}[31mb")], 0, 0);
-        assert!(matches!(s, Step::Wait { progress: Some(p), .. } if p == "a[31mb"));
+        let s = step(202, &[("x-progress", "a\tb")], 0, 0);
+        assert!(matches!(s, Step::Wait { progress: Some(p), .. } if p == "ab"));
     }
 
     #[test]

@@ -6,3 +6,15 @@ pub mod model;
 
 pub use diag::{Diagnostic, JobError};
 pub use model::*;
+
+/// Placeholder until the job-file parser lands.
+pub fn load(
+    _path: &std::path::Path,
+    _env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Job, JobError> {
+    unimplemented!()
+}
+
+pub fn summary(_job: &Job) -> String {
+    unimplemented!()
+}

@@ -220,7 +220,9 @@ pub fn check_url_scheme(url: &Url) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(url) => Ok(()),
-        "http" => Err(format!("{url} uses plain http to a remote host; use https (http is only allowed to 127.0.0.1/localhost)")),
+        "http" => Err(format!(
+            "{url} uses plain http to a remote host; use https (http is only allowed to 127.0.0.1/localhost)"
+        )),
         other => Err(format!("{url}: unsupported scheme {other:?}; use https")),
     }
 }

@@ -1,0 +1,138 @@
+//! The subcommands: each turns parsed arguments into calls on the library and returns an exit code.
+//! Messages for people go to stderr; data (summaries, reports) to stdout.
+
+mod run;
+mod status;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, Global, LogFormat};
+use crate::error::{Error, Signal, exit};
+use crate::job::{self, Job};
+use crate::progress::{Bars, Plain, Reporter, Silent};
+
+pub use run::run_jobs;
+
+/// True when progress bars should be drawn: stderr is a terminal, and nobody asked for quiet or detail.
+pub fn use_bars(g: &Global) -> bool {
+    !g.quiet
+        && g.verbose == 0
+        && !g.no_progress
+        && g.log_format == LogFormat::Text
+        && std::io::stderr().is_terminal()
+}
+
+/// Logs to stderr. Default level: warnings under progress bars, info otherwise; `-v` debug, `-vv` trace;
+/// `RUST_LOG` overrides all of it.
+pub fn init_logging(g: &Global) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) if use_bars(g) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match g.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+pub fn reporter(g: &Global) -> Arc<dyn Reporter> {
+    if g.quiet {
+        Arc::new(Silent)
+    } else if use_bars(g) {
+        Arc::new(Bars::new())
+    } else {
+        Arc::new(Plain)
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn main(cli: Cli) -> u8 {
+    let g = cli.global.clone();
+    let res = match cli.command {
+        Command::Run(args) => return run_jobs(args, &g).await,
+        Command::Validate { jobs } => validate(&jobs),
+        Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
+        Command::Cancel { job, out } => status::cancel(&job, out.as_deref(), &g).await,
+        Command::Inspect(_) => Err(Error::NotImplemented("inspect")),
+        Command::Check { .. } => Err(Error::NotImplemented("check")),
+        Command::Sandbox { .. } => Err(Error::NotImplemented("sandbox")),
+        Command::Demo { .. } => Err(Error::NotImplemented("demo")),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "oneup-bulk",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    }
+}
+
+/// Prints an error for a person and returns its exit code.
+pub fn report_error(e: &Error) -> u8 {
+    match e {
+        Error::Job(_) => eprintln!("{e}"),
+        _ => eprintln!("error: {e}"),
+    }
+    e.exit_code()
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads a job file with the process environment.
+pub fn load_job(path: &Path) -> Result<Job, Error> {
+    job::load(path, &env_var).map_err(Error::from)
+}
+
+/// `validate`: every file, every problem; a summary line per valid job.
+fn validate(paths: &[PathBuf]) -> Result<u8, Error> {
+    let mut worst = exit::OK;
+    for p in paths {
+        match load_job(p) {
+            Ok(job) => println!("ok  {}  {}", p.display(), job::summary(&job)),
+            Err(e) => {
+                worst = worst.max(report_error(&e));
+            }
+        }
+    }
+    Ok(worst)
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn signal() -> Signal {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return Signal::Interrupt;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+        _ = term.recv() => Signal::Terminate,
+    }
+}

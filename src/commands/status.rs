@@ -1,0 +1,119 @@
+//! `status` (last runs, exports in flight, checkpoints, lock holders) and `cancel` (DELETE the export in
+//! flight, forget it).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::app::{RunOptions, delete_export, job_dir};
+use crate::cli::Global;
+use crate::error::{Error, exit};
+use crate::http::Session;
+use crate::state::JobState;
+
+use super::{load_job, reporter};
+
+pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
+    if paths.is_empty() {
+        return Err(Error::Usage(
+            "name the job files: oneup-bulk status jobs/*.yaml".into(),
+        ));
+    }
+    let opts = RunOptions {
+        out: out.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let mut code = exit::OK;
+    for p in paths {
+        let job = match load_job(p) {
+            Ok(j) => j,
+            Err(e) => {
+                code = code.max(super::report_error(&e));
+                continue;
+            }
+        };
+        let state = JobState::new(&job_dir(&job, &opts));
+        print!("{}", describe(&job.name, &state)?);
+    }
+    Ok(code)
+}
+
+/// The status text of one job.
+pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
+    let mut s = String::new();
+    let _ = writeln!(s, "{name}  ({})", state.job_dir.display());
+    let c = state.checkpoint()?;
+    match c.history.first() {
+        Some(h) => {
+            let _ = writeln!(
+                s,
+                "  last complete run: {} (transactionTime {}), {} files, {} resources, exit {}",
+                h.finished, h.transaction_time, h.files, h.resources, h.exit_code
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  last complete run: none");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  checkpoint (since: auto): {}",
+        c.transaction_time
+            .as_deref()
+            .unwrap_or("none: the next run is a full export")
+    );
+    match state.inflight()? {
+        Some(f) => {
+            let _ = writeln!(s, "  in flight: {} since {}", f.status_url, f.started);
+            if let Some(p) = &f.last_progress {
+                let _ = writeln!(s, "    last progress: {p}");
+            }
+            if let Some(r) = &f.run_id {
+                let _ = writeln!(
+                    s,
+                    "    downloading into {r}: {} files verified so far",
+                    f.done.len()
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(s, "  in flight: nothing");
+        }
+    }
+    if let Some(h) = state.lock_holder() {
+        let _ = writeln!(s, "  running now: {h}");
+    }
+    Ok(s)
+}
+
+pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, Error> {
+    let job = load_job(path)?;
+    let opts = RunOptions {
+        out: out.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let state = JobState::new(&job_dir(&job, &opts));
+    let _lock = state.lock()?;
+    let Some(f) = state.inflight()? else {
+        println!("{}: no export in flight; nothing to cancel", job.name);
+        return Ok(exit::OK);
+    };
+    let session = Session::new(&job, Arc::clone(&reporter(g)))?;
+    let url = url::Url::parse(&f.status_url).map_err(|e| Error::Failed(e.to_string()))?;
+    match delete_export(&session, &url).await {
+        Some(s) if (200..300).contains(&s) => {
+            println!("{}: the server deleted the export (HTTP {s})", job.name)
+        }
+        Some(s) => println!(
+            "{}: the server answered HTTP {s} to DELETE (some servers, 1up among them, do not allow it); forgetting the export here anyway",
+            job.name
+        ),
+        None => println!(
+            "{}: the server could not be reached; forgetting the export here anyway",
+            job.name
+        ),
+    }
+    state.clear_inflight()?;
+    let _ = std::fs::remove_file(state.log_path());
+    Ok(exit::OK)
+}
