@@ -1,4 +1,5 @@
-//! Access tokens: OAuth 2.0 client credentials (`client_secret_post`, `client_secret_basic`), the token
+//! Access tokens: OAuth 2.0 client credentials (`client_secret_post`, `client_secret_basic`, SMART
+//! Backend Services `private_key_jwt` signed by [`crate::jwt`]), the token
 //! URL discovered from `.well-known/smart-configuration` when the job gives none, renewal before expiry
 //! and after a 401. Tokens and secrets only ever live in [`Secret`]s.
 
@@ -33,6 +34,9 @@ pub struct TokenSource {
     method: AuthMethod,
     client_id: String,
     client_secret: Option<Secret>,
+    private_key_pem: Option<Secret>,
+    key_id: Option<String>,
+    algorithm: crate::job::JwtAlgorithm,
     scope: Option<String>,
     token_url: Mutex<Option<Url>>,
     fhir_base: Url,
@@ -79,6 +83,9 @@ impl TokenSource {
             method: job.auth.method,
             client_id: job.auth.client_id.clone(),
             client_secret: job.auth.client_secret.clone(),
+            private_key_pem: job.auth.private_key_pem.clone(),
+            key_id: job.auth.key_id.clone(),
+            algorithm: job.auth.algorithm,
             scope: job.auth.scope.clone(),
             token_url: Mutex::new(job.auth.token_url.clone()),
             fhir_base: job.fhir_base.clone(),
@@ -139,6 +146,7 @@ impl TokenSource {
             .as_ref()
             .map(Secret::expose)
             .unwrap_or("");
+        let mut assertion = None;
         match self.method {
             AuthMethod::ClientSecretPost => {
                 form.push(("client_id", &self.client_id));
@@ -146,9 +154,33 @@ impl TokenSource {
             }
             AuthMethod::ClientSecretBasic => {}
             AuthMethod::PrivateKeyJwt => {
-                return Err(Error::NotImplemented("auth.method private-key-jwt"));
+                let pem = self
+                    .private_key_pem
+                    .as_ref()
+                    .map(Secret::expose)
+                    .unwrap_or("");
+                let key = crate::jwt::SigningKey::from_pem(pem, self.algorithm)
+                    .map_err(|e| Error::Usage(format!("auth.private_key_file: {e}")))?;
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let jwt = crate::jwt::client_assertion(
+                    &key,
+                    self.key_id.as_deref(),
+                    &self.client_id,
+                    url.as_str(),
+                    now,
+                    &crate::jwt::new_jti(),
+                )
+                .map_err(Error::Failed)?;
+                assertion = Some(Secret::new(jwt));
             }
             AuthMethod::None => unreachable!("no token is fetched with auth.method none"),
+        }
+        if let Some(a) = &assertion {
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+            form.push(("client_assertion", a.expose()));
         }
         let reply = retrying(&self.policy, &*self.reporter, "token request", || {
             let (url, form) = (&url, &form);

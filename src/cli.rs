@@ -113,11 +113,31 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         data_scale: u32,
     },
+    /// Make a key pair for SMART Backend Services: a private key (PEM, 0600) and the public JWKS to register.
+    #[command(
+        after_help = "Examples:\n  oneup-bulk keygen --algorithm es384 --kid my-key --out keys/backend\n  (writes keys/backend.pem and keys/backend.jwks.json)"
+    )]
+    Keygen {
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rs384)]
+        algorithm: KeyAlgorithm,
+        /// Key id, sent as the JWT header `kid` and set in the JWKS.
+        #[arg(long, default_value = "oneup-bulk-1")]
+        kid: String,
+        /// Path prefix of the files to write (`<out>.pem`, `<out>.jwks.json`).
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
     /// Print shell completions.
     #[command(
         after_help = "Examples:\n  oneup-bulk completions bash > /etc/bash_completion.d/oneup-bulk"
     )]
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlgorithm {
+    Rs384,
+    Es384,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod eventlog;
 pub mod export;
 pub mod http;
 pub mod job;
+pub mod jwt;
 pub mod ndjson;
 pub mod progress;
 pub mod record;

@@ -1,6 +1,7 @@
 //! The subcommands: each turns parsed arguments into calls on the library and returns an exit code.
 //! Messages for people go to stderr; data (summaries, reports) to stdout.
 
+mod check;
 mod run;
 mod status;
 
@@ -69,9 +70,14 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
         Command::Cancel { job, out } => status::cancel(&job, out.as_deref(), &g).await,
         Command::Inspect(_) => Err(Error::NotImplemented("inspect")),
-        Command::Check { .. } => Err(Error::NotImplemented("check")),
+        Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { .. } => Err(Error::NotImplemented("sandbox")),
         Command::Demo { .. } => Err(Error::NotImplemented("demo")),
+        Command::Keygen {
+            algorithm,
+            kid,
+            out,
+        } => keygen(algorithm, &kid, &out),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -135,4 +141,39 @@ pub async fn signal() -> Signal {
         _ = tokio::signal::ctrl_c() => Signal::Interrupt,
         _ = term.recv() => Signal::Terminate,
     }
+}
+
+/// `keygen`: writes `<out>.pem` (0600, never overwritten) and `<out>.jwks.json`.
+fn keygen(alg: crate::cli::KeyAlgorithm, kid: &str, out: &Path) -> Result<u8, Error> {
+    use std::io::Write as _;
+    let alg = match alg {
+        crate::cli::KeyAlgorithm::Rs384 => crate::job::JwtAlgorithm::Rs384,
+        crate::cli::KeyAlgorithm::Es384 => crate::job::JwtAlgorithm::Es384,
+    };
+    let (pem, jwks) = crate::jwt::generate(alg, kid).map_err(Error::Failed)?;
+    let key_path = out.with_extension("pem");
+    let jwks_path = out.with_extension("jwks.json");
+    if key_path.exists() {
+        return Err(Error::Usage(format!(
+            "{} exists; not overwriting a key",
+            key_path.display()
+        )));
+    }
+    if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::record::create_private_dir(dir)?;
+    }
+    let mut f =
+        crate::record::create_private_file(&key_path).map_err(|e| Error::io(&key_path, e))?;
+    f.write_all(pem.as_bytes())
+        .map_err(|e| Error::io(&key_path, e))?;
+    std::fs::write(&jwks_path, format!("{jwks}\n")).map_err(|e| Error::io(&jwks_path, e))?;
+    println!(
+        "private key: {} (keep it secret; job: auth.private_key_file)",
+        key_path.display()
+    );
+    println!(
+        "public JWKS: {} (register it with the server)",
+        jwks_path.display()
+    );
+    Ok(exit::OK)
 }
