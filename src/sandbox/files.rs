@@ -104,20 +104,13 @@ pub async fn serve(
 
     let declared = body.len() as u64;
     let resp_body = if let Some(cut) = shared.faults.take_cut(name) {
-        // Yield N bytes, then an error: hyper aborts the connection mid-body, as a dropped TCP link would.
+        // N bytes, a pause so hyper flushes headers and those bytes, then an error: hyper aborts the
+        // connection mid-body, as a dropped TCP link would.
         let head = body.slice(..(cut.min(declared) as usize));
-        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-            Ok(head),
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "injected fault: file_cut_after",
-            )),
-        ];
-        Body::from_stream(futures_util::stream::iter(chunks))
+        truncated(head, true)
     } else if shared.faults.take(|f| &mut f.file_short_body) {
         // The body ends early but cleanly; Content-Length still promises everything.
-        let half = body.slice(..body.len() / 2);
-        Body::from_stream(futures_util::stream::iter([Ok::<_, std::io::Error>(half)]))
+        truncated(body.slice(..body.len() / 2), false)
     } else {
         Body::from(body)
     };
@@ -142,6 +135,32 @@ pub async fn serve(
         );
     }
     r
+}
+
+/// A body that sends `head`, waits a moment (so it reaches the client), then fails or just ends.
+fn truncated(head: Bytes, fail: bool) -> Body {
+    let stream = futures_util::stream::unfold(0u8, move |step| {
+        let head = head.clone();
+        async move {
+            match step {
+                0 => Some((Ok(head), 1)),
+                1 if fail => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "injected fault: file_cut_after",
+                    );
+                    Some((Err(e), 2))
+                }
+                1 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    None
+                }
+                _ => None,
+            }
+        }
+    });
+    Body::from_stream(stream)
 }
 
 fn reject_authorization() -> Response {
