@@ -1,0 +1,158 @@
+//! Fault injection: the switches a test flips to make the sandbox misbehave like real servers do.
+//!
+//! [`Faults`] is plain data (it is also part of [`super::SandboxConfig`]); [`FaultHandle`] is the live,
+//! shared copy the server consults on every request, so a test can change switches while an export runs.
+//! Counters count down: `kickoff_429: 2` answers 429 twice, then accepts.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Every fault is off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Answer the kick-off with 429 + `Retry-After` this many times before accepting it.
+    pub kickoff_429: u32,
+    /// Answer the kick-off with this status and an OperationOutcome carrying the text as diagnostics
+    /// (stays on until cleared).
+    pub kickoff_error: Option<(u16, String)>,
+    /// Answer status polls with 503 + `Retry-After` this many times.
+    pub status_503: u32,
+    /// Answer status polls with 500 + an OperationOutcome whose issue code is `transient`, this many times.
+    pub status_transient_oo: u32,
+    /// Answer status polls with 429 + `Retry-After` this many times.
+    pub status_429: u32,
+    /// Status URLs answer 404 (as if the job expired) while on.
+    pub status_404: bool,
+    /// Forget every issued token once: the next FHIR request after setting this gets a 401.
+    pub expire_tokens_now: bool,
+    /// Answer the token endpoint with 500 this many times.
+    pub token_500: u32,
+    /// Send full headers for a matching file, then cut the connection mid-body.
+    pub file_cut_after: Option<FileCut>,
+    /// Declare a `Content-Length` larger than the body actually sent, this many times (then the body ends).
+    pub file_short_body: u32,
+    /// Answer file downloads with 500 this many times.
+    pub file_500: u32,
+    /// The manifest `count` of the first output file is one more than its real line count (while on).
+    pub count_mismatch: bool,
+    /// Exports kicked off while this is set get a corrupt line in their first output file.
+    pub bad_line: Option<BadLine>,
+    /// The file server answers 400 to any request carrying `Authorization` (signed-URL storage does).
+    /// `None` means: on exactly when the manifest says `requiresAccessToken: false`.
+    pub files_reject_authorization: Option<bool>,
+    /// Manifest file URLs answer 307 to a second listener (another origin), like redirects to storage.
+    pub redirect_files_to_other_origin: bool,
+}
+
+/// Cut the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCut {
+    pub pattern: String,
+    pub bytes: u64,
+    pub times: u32,
+}
+
+/// How the corrupt line of [`Faults::bad_line`] is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadLine {
+    /// The second line is not JSON at all.
+    NotJson,
+    /// The second line is valid JSON whose `resourceType` differs from the file's type.
+    WrongResourceType,
+}
+
+/// The live fault switches, shared by the server and the test that owns the [`super::Sandbox`].
+#[derive(Debug, Clone, Default)]
+pub struct FaultHandle {
+    inner: Arc<Mutex<Faults>>,
+}
+
+impl FaultHandle {
+    pub fn new(faults: Faults) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(faults)),
+        }
+    }
+
+    /// A copy of the current switches.
+    pub fn get(&self) -> Faults {
+        self.lock().clone()
+    }
+
+    /// Replace every switch at once.
+    pub fn set(&self, faults: Faults) {
+        *self.lock() = faults;
+    }
+
+    /// Change some switches: `sb.faults().update(|f| f.status_503 = 2)`.
+    pub fn update(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.lock());
+    }
+
+    /// Turn every fault off.
+    pub fn clear(&self) {
+        self.set(Faults::default());
+    }
+
+    /// Consume one unit of a counter; true when the fault fires for this request.
+    pub(crate) fn take(&self, counter: impl FnOnce(&mut Faults) -> &mut u32) -> bool {
+        let mut f = self.lock();
+        let c = counter(&mut f);
+        if *c > 0 {
+            *c -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Read and reset `expire_tokens_now` in one step, so it fires exactly once.
+    pub(crate) fn take_expire_tokens(&self) -> bool {
+        std::mem::take(&mut self.lock().expire_tokens_now)
+    }
+
+    /// If a cut applies to `file`, consume one and return after how many bytes to cut.
+    pub(crate) fn take_cut(&self, file: &str) -> Option<u64> {
+        let mut f = self.lock();
+        let cut = f.file_cut_after.as_mut()?;
+        if !file.contains(&cut.pattern) || cut.times == 0 {
+            return None;
+        }
+        cut.times -= 1;
+        let bytes = cut.bytes;
+        if cut.times == 0 {
+            f.file_cut_after = None;
+        }
+        Some(bytes)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Faults> {
+        // A panicking test thread must not wedge the server: the data is plain switches, still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_count_down_and_cuts_expire() {
+        let h = FaultHandle::new(Faults {
+            kickoff_429: 1,
+            file_cut_after: Some(FileCut {
+                pattern: "Patient".into(),
+                bytes: 10,
+                times: 1,
+            }),
+            ..Faults::default()
+        });
+        assert!(h.take(|f| &mut f.kickoff_429));
+        assert!(!h.take(|f| &mut f.kickoff_429));
+        assert_eq!(h.take_cut("Coverage.ndjson"), None);
+        assert_eq!(h.take_cut("Patient.ndjson"), Some(10));
+        assert_eq!(h.take_cut("Patient.ndjson"), None);
+        h.update(|f| f.expire_tokens_now = true);
+        assert!(h.take_expire_tokens());
+        assert!(!h.take_expire_tokens());
+    }
+}

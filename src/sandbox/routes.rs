@@ -1,0 +1,202 @@
+//! Request dispatch for both listeners, request recording, and the discovery documents
+//! (`.well-known/smart-configuration`, `metadata`).
+//!
+//! One fallback handler matches on method and path segments instead of axum routes: FHIR operation
+//! names start with `$` (sometimes sent as `%24`), and every request must be recorded before anything
+//! else happens, including the ones no route would match.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::export::{ExportLevel, kickoff};
+use super::fhir::{FHIR_JSON, json_response, oo};
+use super::{Listener, RecordedRequest, Shared, auth, files, jobs, lock, member_match};
+
+const RECORDED_BODY_MAX: usize = 64 * 1024;
+const BODY_MAX: usize = 32 * 1024 * 1024;
+
+pub fn router(shared: Arc<Shared>, listener: Listener) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state((shared, listener))
+}
+
+async fn handle(
+    State((shared, listener)): State<(Arc<Shared>, Listener)>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_MAX).await {
+        Ok(b) => b,
+        Err(_) => {
+            return oo(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-costly",
+                "request body too large",
+            );
+        }
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    lock(&shared.requests).push(RecordedRequest {
+        listener,
+        method: parts.method.to_string(),
+        path: path_and_query.clone(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.slice(..body.len().min(RECORDED_BODY_MAX)),
+    });
+    let path = parts.uri.path().replace("%24", "$");
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let req = Req {
+        shared: &shared,
+        method: &parts.method,
+        path_and_query: &path_and_query,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    if listener == Listener::Storage {
+        return match (&parts.method, segs.as_slice()) {
+            (&Method::GET, ["files", job, name]) => {
+                files::serve(shared.clone(), listener, job, name, &parts.headers).await
+            }
+            _ => oo(StatusCode::NOT_FOUND, "not-found", "no such object"),
+        };
+    }
+    let m = &parts.method;
+    let get_or_post = *m == Method::GET || *m == Method::POST;
+    match segs.as_slice() {
+        ["auth", "token"] if *m == Method::POST => auth::token(&shared, &parts.headers, &body),
+        ["fhir", ".well-known", "smart-configuration"] if *m == Method::GET => {
+            smart_configuration(&shared)
+        }
+        ["fhir", "metadata"] if *m == Method::GET => metadata(&shared),
+        ["fhir", "$export"] if get_or_post => req.kickoff(ExportLevel::System, false),
+        ["fhir", "Patient", "$export"] if get_or_post => req.kickoff(ExportLevel::Patient, false),
+        ["fhir", "Group", "$bulk-member-match"] if *m == Method::POST => {
+            member_match::bulk_member_match(&shared, &path_and_query, &parts.headers, &body)
+        }
+        ["fhir", "Group", id, "$export"] if get_or_post => {
+            req.kickoff(ExportLevel::Group(id.to_string()), false)
+        }
+        ["fhir", "Group", id, "$davinci-data-export"] if get_or_post => {
+            req.kickoff(ExportLevel::Group(id.to_string()), true)
+        }
+        ["fhir", "Group", id] if *m == Method::GET => {
+            member_match::read_group(&shared, id, &parts.headers)
+        }
+        ["fhir", "$export-status", id] if *m == Method::GET => {
+            jobs::status(&shared, id, &parts.headers)
+        }
+        ["fhir", "$export-status", id] if *m == Method::DELETE => {
+            jobs::delete(&shared, id, &parts.headers)
+        }
+        ["files", job, name] if *m == Method::GET => {
+            files::serve(shared.clone(), listener, job, name, &parts.headers).await
+        }
+        _ => oo(
+            StatusCode::NOT_FOUND,
+            "not-supported",
+            format!("{m} {} is not supported by the sandbox", parts.uri.path()),
+        ),
+    }
+}
+
+/// The pieces of a request a kick-off needs.
+struct Req<'a> {
+    shared: &'a Shared,
+    method: &'a Method,
+    path_and_query: &'a str,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+}
+
+impl Req<'_> {
+    fn kickoff(&self, level: ExportLevel, davinci: bool) -> Response {
+        kickoff(
+            self.shared,
+            self.method,
+            self.path_and_query,
+            self.query,
+            self.headers,
+            self.body,
+            level,
+            davinci,
+        )
+    }
+}
+
+fn smart_configuration(shared: &Shared) -> Response {
+    let token = shared.main_base.join("auth/token").expect("static path");
+    json_response(
+        StatusCode::OK,
+        "application/json",
+        &json!({
+            "issuer": shared.main_base.as_str(),
+            "token_endpoint": token.as_str(),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "grant_types_supported": ["client_credentials"],
+            "scopes_supported": ["system/*.read", "system/*.rs", "bulk-data", "user/*.rs"],
+            "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        }),
+    )
+}
+
+fn metadata(shared: &Shared) -> Response {
+    let op = |name: &str, canonical: &str| json!({"name": name, "definition": canonical});
+    let types: Vec<Value> = super::ResourceType::ALL
+        .iter()
+        .map(|t| json!({"type": t.name(), "interaction": []}))
+        .collect();
+    let group = json!({"type": "Group", "interaction": [{"code": "read"}], "operation": [
+        op("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"),
+        op("davinci-data-export", "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/GroupExport"),
+        op("bulk-member-match", "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"),
+    ]});
+    let mut resources = vec![
+        json!({"type": "Patient", "operation": [op("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export")]}),
+    ];
+    resources.push(group);
+    resources.extend(types.into_iter().filter(|t| t["type"] != "Patient"));
+    json_response(
+        StatusCode::OK,
+        FHIR_JSON,
+        &json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": "2025-01-01",
+            "kind": "instance",
+            "software": {"name": "oneup-bulk sandbox", "version": env!("CARGO_PKG_VERSION")},
+            "implementation": {"description": "oneup-bulk local Bulk Data sandbox (synthetic data)", "url": shared.main_base.join("fhir/").expect("static").as_str()},
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
+            "rest": [{
+                "mode": "server",
+                "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}]},
+                "resource": resources,
+                "operation": [op("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export")],
+            }],
+        }),
+    )
+}
