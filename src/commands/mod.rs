@@ -2,6 +2,7 @@
 //! Messages for people go to stderr; data (summaries, reports) to stdout.
 
 mod check;
+mod demo;
 mod run;
 mod status;
 
@@ -71,8 +72,8 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Cancel { job, out } => status::cancel(&job, out.as_deref(), &g).await,
         Command::Inspect(_) => Err(Error::NotImplemented("inspect")),
         Command::Check { job } => check::check(&job, &g).await,
-        Command::Sandbox { .. } => Err(Error::NotImplemented("sandbox")),
-        Command::Demo { .. } => Err(Error::NotImplemented("demo")),
+        Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
+        Command::Demo { out, data_scale } => demo::demo(&out, data_scale, &g).await,
         Command::Keygen {
             algorithm,
             kid,
