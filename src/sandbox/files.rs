@@ -27,7 +27,13 @@ pub async fn serve(
                 if let Some(r) = auth::unauthorized(&shared, headers) {
                     return r;
                 }
-            } else if has_auth && shared.faults.get().files_reject_authorization == Some(true) {
+            } else if has_auth
+                && shared
+                    .faults
+                    .get()
+                    .files_reject_authorization
+                    .unwrap_or(true)
+            {
                 return reject_authorization();
             }
         }

@@ -6,6 +6,8 @@
 //! denies (`provision.type = deny`) goes to `ConsentConstrainedMembers`. The `MatchedMembers` group is
 //! registered, so `Group/{id}/$davinci-data-export` works on it afterwards.
 
+use std::collections::HashMap;
+
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -193,11 +195,17 @@ fn find_member(shared: &Shared, patient: &Value, coverage: Option<&Value>) -> Op
         .filter_map(|i| s(i.get("value")))
         .collect();
     ids.extend(s(coverage.and_then(|c| c.get("subscriberId"))));
-    (0..shared.spec.patient_count()).find(|&i| {
-        let d = shared.spec.demographics(i);
-        if d.birth_date != birth {
-            return false;
+    let index = shared.members_by_birth_date.get_or_init(|| {
+        let mut m: HashMap<String, Vec<u32>> = HashMap::new();
+        for i in 0..shared.spec.patient_count() {
+            m.entry(shared.spec.demographics(i).birth_date)
+                .or_default()
+                .push(i);
         }
+        m
+    });
+    index.get(birth)?.iter().copied().find(|&i| {
+        let d = shared.spec.demographics(i);
         let by_name = family.as_deref() == Some(&d.family.to_ascii_lowercase())
             && given.as_deref() == Some(&d.given.to_ascii_lowercase());
         by_name || ids.contains(&d.member_id.to_ascii_lowercase())

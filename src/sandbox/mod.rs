@@ -24,10 +24,15 @@ mod fhir;
 mod files;
 mod jobs;
 mod member_match;
+#[cfg(test)]
+mod perf;
+mod resources;
 mod routes;
 mod tables;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;
 #[cfg(test)]
 mod tests_http;
 
@@ -183,6 +188,8 @@ pub(crate) struct Shared {
     storage_base: Url,
     tokens: Mutex<HashMap<String, Instant>>,
     jobs: Mutex<HashMap<String, jobs::Job>>,
+    /// Birth date → patient indices, built on the first `$bulk-member-match`.
+    members_by_birth_date: std::sync::OnceLock<HashMap<String, Vec<u32>>>,
     /// Groups made by `$bulk-member-match`: id → patient indices.
     groups: Mutex<HashMap<String, Vec<u32>>>,
     requests: Mutex<Vec<RecordedRequest>>,
@@ -229,10 +236,7 @@ impl Sandbox {
             Url::parse(&format!("http://{host}:{}/", a.port()))
                 .map_err(|e| std::io::Error::other(e.to_string()))
         };
-        let mut faults = cfg.faults.clone();
-        if faults.files_reject_authorization.is_none() {
-            faults.files_reject_authorization = Some(!cfg.requires_access_token);
-        }
+        let faults = cfg.faults.clone();
         let anchor = cfg.data_anchor.unwrap_or_else(|| {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             now - now.rem_euclid(86_400)
@@ -249,6 +253,7 @@ impl Sandbox {
             tokens: Mutex::default(),
             jobs: Mutex::default(),
             groups: Mutex::default(),
+            members_by_birth_date: std::sync::OnceLock::new(),
             requests: Mutex::default(),
             kickoffs: Mutex::default(),
             cache: jobs::Cache::default(),
