@@ -1,6 +1,9 @@
-//! Job-file diagnostics rendered like a compiler's: `error: …`, `--> file:line:col`, the line, a caret, a hint.
+//! Job-file diagnostics rendered like a compiler's: `error: …`, `--> file:line:col`, the line, a caret
+//! under the column, and a hint. All problems of a file are collected before anything is reported.
 
 use std::fmt;
+
+use super::locate::{Locator, Pos};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -14,6 +17,40 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+impl Diagnostic {
+    /// A problem at `pos` in `file` (whose text `loc` indexes).
+    pub fn at(
+        file: &str,
+        loc: &Locator,
+        pos: Option<Pos>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        let (line, column) = pos.map_or((0, 0), |p| (p.line, p.column));
+        Diagnostic {
+            message: message.into(),
+            file: file.to_string(),
+            line,
+            column,
+            source_line: loc.line(line).map(str::to_string),
+            hint,
+        }
+    }
+
+    /// A problem with the file as a whole.
+    pub fn file(file: &str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            message: message.into(),
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            source_line: None,
+            hint: None,
+        }
+    }
+}
+
+/// One or more problems in one or more job files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     pub diagnostics: Vec<Diagnostic>,
@@ -21,22 +58,90 @@ pub struct JobError {
 
 impl std::error::Error for JobError {}
 
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        if self.line == 0 {
+            return write!(f, "\n  --> {}", self.file).and_then(|_| hint(f, &self.hint, 2));
+        }
+        let gutter = self.line.to_string().len();
+        write!(
+            f,
+            "\n{:gutter$}--> {}:{}:{}",
+            "", self.file, self.line, self.column
+        )?;
+        if let Some(src) = &self.source_line {
+            let caret_pad: String = src
+                .chars()
+                .take(self.column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(
+                f,
+                "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}^",
+                "", self.line, src, "", caret_pad
+            )?;
+        }
+        hint(f, &self.hint, gutter)
+    }
+}
+
+fn hint(f: &mut fmt::Formatter<'_>, h: &Option<String>, gutter: usize) -> fmt::Result {
+    match h {
+        Some(h) => write!(f, "\n{:gutter$} = help: {h}", ""),
+        None => Ok(()),
+    }
+}
+
 impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.diagnostics.iter().enumerate() {
             if i > 0 {
-                writeln!(f)?;
+                writeln!(f, "\n")?;
             }
-            write!(f, "{}", d.message)?;
-            if d.line > 0 {
-                write!(f, "\n  --> {}:{}:{}", d.file, d.line, d.column)?;
-            } else {
-                write!(f, "\n  --> {}", d.file)?;
-            }
-            if let Some(h) = &d.hint {
-                write!(f, "\n  = help: {h}")?;
-            }
+            write!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+/// `did you mean "x"?` for the closest candidate, when one is close enough.
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_a_compiler() {
+        let loc = Locator::new("auth:\n  clent_id: x\n");
+        let d = Diagnostic::at(
+            "jobs/x.yaml",
+            &loc,
+            loc.key("auth.clent_id"),
+            "unknown key `clent_id` in `auth`",
+            did_you_mean("clent_id", &["client_id", "scope"]),
+        );
+        assert_eq!(
+            d.to_string(),
+            "error: unknown key `clent_id` in `auth`\n --> jobs/x.yaml:2:3\n  |\n2 |   clent_id: x\n  |   ^\n  = help: did you mean `client_id`?"
+        );
+    }
+
+    #[test]
+    fn suggestions_only_when_close() {
+        assert_eq!(
+            did_you_mean("tpyes", &["types", "since"]).as_deref(),
+            Some("did you mean `types`?")
+        );
+        assert_eq!(did_you_mean("zzz", &["types", "since"]), None);
     }
 }

@@ -1,20 +1,14 @@
-//! Job files: `raw` (serde, no I/O) → `resolve` (env, files, URLs, defaults, cross-field rules) → [`Job`].
-//! Problems come back as a [`JobError`] that renders like a compiler diagnostic.
+//! Job files: [`raw`] (serde, no I/O) → [`resolve`] (env, files, URLs, defaults, cross-field rules) →
+//! [`Job`]. Problems come back as a [`JobError`] that renders like a compiler diagnostic, with
+//! positions from [`locate`].
 
 pub mod diag;
+pub mod fhir_types;
+pub mod locate;
 pub mod model;
+pub mod raw;
+pub mod resolve;
 
 pub use diag::{Diagnostic, JobError};
 pub use model::*;
-
-/// Placeholder until the job-file parser lands.
-pub fn load(
-    _path: &std::path::Path,
-    _env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Job, JobError> {
-    unimplemented!()
-}
-
-pub fn summary(_job: &Job) -> String {
-    unimplemented!()
-}
+pub use resolve::{load, parse, summary};

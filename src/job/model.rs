@@ -32,6 +32,8 @@ pub struct Job {
     /// Extra headers sent with every FHIR request (not the token request), e.g. `Epic-Client-ID`.
     pub headers: Vec<(String, String)>,
     pub tls: TlsSettings,
+    /// Things that work but should be changed (a secret written in the file).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -147,6 +147,20 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     r
 }
 
+/// Forget the bearer token a request presents (it then gets 401s like an expired one).
+pub fn revoke(shared: &Shared, headers: &HeaderMap) {
+    if let Some(t) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+    {
+        lock(&shared.tokens).remove(t.trim());
+    }
+}
+
 /// Check `Authorization: Bearer …` on a FHIR request: `Some(401)` when it is refused.
 pub fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let mut tokens = lock(&shared.tokens);

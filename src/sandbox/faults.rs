@@ -41,6 +41,11 @@ pub struct Faults {
     pub files_reject_authorization: Option<bool>,
     /// Manifest file URLs answer 307 to a second listener (another origin), like redirects to storage.
     pub redirect_files_to_other_origin: bool,
+    /// The first request whose path contains this text and carries a token gets a 401, and that token
+    /// is revoked: an access token expiring at exactly that stage (kick-off, status, file). Fires once.
+    pub reject_token_on: Option<String>,
+    /// Serve file bodies at about this many bytes per second (so a test can stop a client mid-download).
+    pub file_bytes_per_sec: Option<u64>,
 }
 
 /// Cut the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.
@@ -102,6 +107,18 @@ impl FaultHandle {
             true
         } else {
             false
+        }
+    }
+
+    /// True (once) when `path` matches `reject_token_on`.
+    pub(crate) fn take_reject_token(&self, path: &str) -> bool {
+        let mut f = self.lock();
+        match &f.reject_token_on {
+            Some(p) if path.contains(p.as_str()) => {
+                f.reject_token_on = None;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -117,6 +117,8 @@ pub async fn serve(
     } else if shared.faults.take(|f| &mut f.file_short_body) {
         // The body ends early but cleanly; Content-Length still promises everything.
         truncated(body.slice(..body.len() / 2), false)
+    } else if let Some(rate) = shared.faults.get().file_bytes_per_sec {
+        throttled(body, rate)
     } else {
         Body::from(body)
     };
@@ -141,6 +143,26 @@ pub async fn serve(
         );
     }
     r
+}
+
+/// A body sent in 16 KiB pieces at about `rate` bytes per second.
+fn throttled(body: Bytes, rate: u64) -> Body {
+    const PIECE: usize = 16 * 1024;
+    let pause = std::time::Duration::from_secs_f64(PIECE as f64 / rate.max(1) as f64);
+    let stream = futures_util::stream::unfold(0usize, move |at| {
+        let body = body.clone();
+        async move {
+            if at >= body.len() {
+                return None;
+            }
+            if at > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            let end = (at + PIECE).min(body.len());
+            Some((Ok::<_, std::io::Error>(body.slice(at..end)), end))
+        }
+    });
+    Body::from_stream(stream)
 }
 
 /// A body that sends `head`, waits a moment (so it reaches the client), then fails or just ends.

@@ -63,6 +63,20 @@ async fn handle(
             .collect(),
         body: body.slice(..body.len().min(RECORDED_BODY_MAX)),
     });
+    if parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+        && shared
+            .faults
+            .take_reject_token(&path_and_query.replace("%24", "$"))
+    {
+        auth::revoke(&shared, &parts.headers);
+        return oo(
+            StatusCode::UNAUTHORIZED,
+            "expired",
+            "access token expired (injected fault: reject_token_on)",
+        );
+    }
     let path = parts.uri.path().replace("%24", "$");
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let req = Req {

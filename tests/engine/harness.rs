@@ -1,0 +1,195 @@
+//! Shared setup: a sandbox with chosen switches, a job file pointing at it with fast poll intervals, and
+//! helpers to run the library or the real binary against it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+
+use oneup_bulk::app::{RunOptions, RunOutcome, run_job};
+use oneup_bulk::job::{self, Job};
+use oneup_bulk::progress::Silent;
+use oneup_bulk::sandbox::{Sandbox, SandboxConfig};
+
+pub const CLIENT_ID: &str = "demo-client";
+pub const SECRET: &str = "demo-secret-not-real";
+
+pub struct Env {
+    pub sandbox: Sandbox,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn new(cfg: SandboxConfig) -> Env {
+        let sandbox = Sandbox::start(cfg).await.expect("sandbox starts");
+        Env {
+            sandbox,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub async fn default() -> Env {
+        Env::new(SandboxConfig::default()).await
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("exports")
+    }
+
+    /// A job file for this sandbox; `export` and `extra` are YAML blocks spliced in.
+    pub fn yaml(&self, name: &str, export: &str, extra: &str) -> String {
+        format!(
+            "name: {name}\naccess: bulk-data\nfhir_base: {base}\nauth:\n  client_id: {CLIENT_ID}\n  client_secret: ${{TEST_SECRET}}\n  token_url: {token}\nexport:\n{export}\npoll:\n  min_interval: 10ms\n  max_interval: 50ms\n  timeout: 30s\ndownload:\n  dir: {out}\n  retries: 3\n{extra}",
+            base = self.sandbox.fhir_base(),
+            token = self.sandbox.token_url(),
+            out = self.out().display(),
+        )
+    }
+
+    pub fn job_from(&self, yaml: &str) -> Job {
+        job::parse(yaml, "test.yaml", self.dir.path(), &|v| {
+            (v == "TEST_SECRET").then(|| SECRET.to_string())
+        })
+        .unwrap_or_else(|e| panic!("job parses:\n{e}\n---\n{yaml}"))
+    }
+
+    pub fn job(&self, export: &str) -> Job {
+        self.job_from(&self.yaml("t", export, ""))
+    }
+
+    pub async fn run(&self, job: &Job) -> oneup_bulk::Result<RunOutcome> {
+        run_job(job, &RunOptions::default(), Arc::new(Silent)).await
+    }
+
+    /// Writes the job file into the temp dir and runs the real binary on it.
+    pub fn write_job(&self, file: &str, yaml: &str) -> PathBuf {
+        let p = self.dir.path().join(file);
+        std::fs::write(&p, yaml).unwrap();
+        p
+    }
+}
+
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_oneup-bulk"));
+    c.env("TEST_SECRET", SECRET).env_remove("RUST_LOG");
+    c
+}
+
+/// Runs the binary off the async runtime (the sandbox lives on it) and returns its output.
+pub async fn run_bin(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || bin().args(args).output().expect("binary runs"))
+        .await
+        .unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file and folder under `root`, for permission and content sweeps.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(p.clone());
+            }
+            if !ft.is_symlink() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A token straight from the sandbox, to fetch files as the server sent them.
+pub async fn token(env: &Env) -> String {
+    let resp = reqwest::Client::new()
+        .post(env.sandbox.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+/// The bytes the server serves at `url` (following its redirects, with a token when it wants one).
+pub async fn server_bytes(env: &Env, url: &str) -> Vec<u8> {
+    let t = token(env).await;
+    let c = reqwest::Client::new();
+    let r = c.get(url).bearer_auth(&t).send().await.unwrap();
+    let r = if r.status().as_u16() == 400 {
+        c.get(url).send().await.unwrap()
+    } else {
+        r
+    };
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// Checks every output file of a run against the server: same bytes, the recorded sha256 and count,
+/// owner-only permissions. Returns the number of files checked.
+pub async fn assert_run_matches_server(env: &Env, out: &RunOutcome) -> usize {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.run_dir.join("manifest.json")).unwrap()).unwrap();
+    let mut n = 0;
+    for f in &out.record.files {
+        let local = std::fs::read(out.run_dir.join(&f.path)).unwrap();
+        let remote = server_bytes(env, &f.url).await;
+        assert_eq!(local.len(), remote.len(), "{}", f.path);
+        assert!(
+            local == remote,
+            "{} differs from what the server sent",
+            f.path
+        );
+        assert_eq!(f.sha256, sha256_hex(&local), "{}", f.path);
+        let lines = local
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64;
+        assert_eq!(f.lines, lines, "{}", f.path);
+        if let Some(c) = f.expected_count {
+            assert_eq!(c, lines);
+        }
+        assert_eq!(mode(&out.run_dir.join(&f.path)), 0o600, "{}", f.path);
+        n += 1;
+    }
+    assert_eq!(
+        n,
+        manifest["output"].as_array().unwrap().len()
+            + manifest["error"].as_array().map_or(0, |a| a.len())
+            + manifest["deleted"].as_array().map_or(0, |a| a.len())
+    );
+    assert_eq!(mode(&out.run_dir), 0o700);
+    for p in walk(&out.run_dir) {
+        let m = mode(&p);
+        assert!(m == 0o600 || m == 0o700, "{} has mode {m:o}", p.display());
+    }
+    n
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

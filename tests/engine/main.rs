@@ -1,0 +1,8 @@
+//! End-to-end tests of `run` against the in-process sandbox on 127.0.0.1: the flow, the token rules,
+//! the faults and the resume paths. One binary; modules by theme.
+
+mod harness;
+
+mod faults;
+mod flow;
+mod unattended;
