@@ -16,6 +16,7 @@ use crate::auth::TokenSource;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::progress::{Event, Reporter};
+use crate::redact::Secret;
 
 pub const USER_AGENT: &str = concat!("oneup-bulk/", env!("CARGO_PKG_VERSION"));
 /// Redirect hops followed for one request.
@@ -85,8 +86,9 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// True when a body is an OperationOutcome with an issue whose code is `transient` (or one of its
-/// sub-codes: lock-error, no-store, exception, timeout, incomplete, throttled).
+/// True when a body is an OperationOutcome with an issue whose code is `transient` or `throttled`. (Other
+/// sub-codes of transient, like `exception`, are used loosely by servers for permanent errors; a 5xx
+/// carrying them is retried anyway by its status.)
 pub fn is_transient_outcome(body: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return false;
@@ -98,15 +100,7 @@ pub fn is_transient_outcome(body: &[u8]) -> bool {
                 issues.iter().any(|i| {
                     matches!(
                         i.get("code").and_then(|c| c.as_str()),
-                        Some(
-                            "transient"
-                                | "lock-error"
-                                | "no-store"
-                                | "exception"
-                                | "timeout"
-                                | "incomplete"
-                                | "throttled"
-                        )
+                        Some("transient" | "throttled")
                     )
                 })
             })
@@ -266,11 +260,18 @@ impl Session {
 
     /// Sends a request once, following redirects by hand (GET/HEAD only), attaching the token only where
     /// allowed. Returns the final response and whether a token was sent with it.
+    #[allow(clippy::type_complexity)]
     async fn send_once(
         &self,
         req: &Req,
-    ) -> std::result::Result<(reqwest::Response, Option<crate::redact::Secret>), reqwest::Error>
-    {
+    ) -> Result<std::result::Result<(reqwest::Response, Option<Secret>), reqwest::Error>> {
+        // A token is fetched (or renewed) before the request; a refused secret ends here with exit 3.
+        let token =
+            if req.token == TokenUse::AllowedOrigins && self.token_allowed(&req.url, &req.url) {
+                self.tokens.bearer().await?
+            } else {
+                None
+            };
         let mut url = req.url.clone();
         let mut hops = 0;
         loop {
@@ -282,14 +283,17 @@ impl Session {
                 rb = rb.body(b.clone());
             }
             let mut sent = None;
-            if req.token == TokenUse::AllowedOrigins && self.token_allowed(&req.url, &url) {
-                // A token failure surfaces on the caller's side as a 401; here we only attach.
-                if let Ok(Some(t)) = self.tokens.bearer().await {
-                    rb = rb.bearer_auth(t.expose());
-                    sent = Some(t);
-                }
+            if let Some(t) = token
+                .as_ref()
+                .filter(|_| self.token_allowed(&req.url, &url))
+            {
+                rb = rb.bearer_auth(t.expose());
+                sent = Some(t.clone());
             }
-            let resp = rb.send().await?;
+            let resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
             let follow = resp.status().is_redirection()
                 && matches!(req.method, Method::GET | Method::HEAD)
                 && hops < MAX_REDIRECTS;
@@ -304,7 +308,7 @@ impl Session {
                     url = n;
                     hops += 1;
                 }
-                _ => return Ok((resp, sent)),
+                _ => return Ok(Ok((resp, sent))),
             }
         }
     }
@@ -315,7 +319,7 @@ impl Session {
     pub async fn send(&self, req: &Req, limit: usize) -> Result<Reply> {
         let reauthed = AtomicBool::new(false);
         retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let (resp, sent) = match self.send_once(req).await {
+            let (resp, sent) = match self.send_once(req).await? {
                 Ok(r) => r,
                 Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
             };
@@ -350,7 +354,7 @@ impl Session {
     pub async fn send_streaming(&self, req: &Req) -> Result<reqwest::Response> {
         let reauthed = AtomicBool::new(false);
         retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let (resp, sent) = match self.send_once(req).await {
+            let (resp, sent) = match self.send_once(req).await? {
                 Ok(r) => r,
                 Err(e) => {
                     return Ok(Attempt::Retry {

@@ -401,15 +401,15 @@ impl Resolver<'_> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if let Ok(m) = std::fs::metadata(&p) {
-                if m.permissions().mode() & 0o077 != 0 {
-                    self.err(
-                        path,
-                        format!("{} can be read by other users", p.display()),
-                        Some(format!("chmod 600 {}", p.display())),
-                    );
-                    return None;
-                }
+            if let Ok(m) = std::fs::metadata(&p)
+                && m.permissions().mode() & 0o077 != 0
+            {
+                self.err(
+                    path,
+                    format!("{} can be read by other users", p.display()),
+                    Some(format!("chmod 600 {}", p.display())),
+                );
+                return None;
             }
         }
         match std::fs::read_to_string(&p) {
@@ -687,14 +687,14 @@ impl Resolver<'_> {
             match key_file {
                 Some(f) => {
                     private_key_pem = self.secret_file("auth.private_key_file", &f, false);
-                    if let Some(pem) = &private_key_pem {
-                        if let Err(e) = crate::jwt::SigningKey::from_pem(pem.expose(), algorithm) {
-                            self.err(
-                                "auth.private_key_file",
-                                e,
-                                Some("make one with `oneup-bulk keygen`".into()),
-                            );
-                        }
+                    if let Some(pem) = &private_key_pem
+                        && let Err(e) = crate::jwt::SigningKey::from_pem(pem.expose(), algorithm)
+                    {
+                        self.err(
+                            "auth.private_key_file",
+                            e,
+                            Some("make one with `oneup-bulk keygen`".into()),
+                        );
                     }
                 }
                 None if key_given => ok = false,

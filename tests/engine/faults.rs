@@ -35,7 +35,7 @@ async fn kickoff_429_with_retry_after_is_waited_out() {
         .sandbox
         .requests()
         .iter()
-        .filter(|r| r.path.contains("/$export"))
+        .filter(|r| r.path.starts_with("/fhir/$export?"))
         .count();
     assert_eq!(attempts, 3);
 }
@@ -78,18 +78,34 @@ async fn token_endpoint_500_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_401_at_each_stage_is_renewed_once() {
-    for stage in ["/$export", "$export-status", "/files/"] {
-        let (env, _) = run_with(Faults {
-            reject_token_on: Some(stage.into()),
+    for stage in ["/$export?", "$export-status", "/files/"] {
+        let env = Env::new(SandboxConfig {
+            faults: Faults {
+                reject_token_on: Some(stage.into()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await;
+        let out = env
+            .run(&env.job(EXPORT))
+            .await
+            .expect("the run survives the 401");
         let tokens = env
             .sandbox
             .requests()
             .iter()
             .filter(|r| r.path == "/auth/token")
             .count();
+        let unauthorized_then_retried = env
+            .sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains(stage))
+            .count()
+            >= 2;
+        assert!(unauthorized_then_retried, "{stage}");
+        assert_run_matches_server(&env, &out).await;
         assert_eq!(tokens, 2, "{stage}: one token, one renewal after the 401");
         assert_eq!(env.sandbox.kickoff_count(), 1, "{stage}");
     }
@@ -143,14 +159,14 @@ async fn cut_connection_restarts_where_ranges_are_not_allowed() {
     })
     .await;
     let out = env.run(&env.job(EXPORT)).await.unwrap();
-    assert_run_matches_server(&env, &out).await;
     let eob = env
         .sandbox
         .requests()
         .into_iter()
-        .filter(|r| r.path.contains("ExplanationOfBenefit"))
+        .filter(|r| r.path.starts_with("/files/") && r.path.contains("ExplanationOfBenefit"))
         .count();
     assert_eq!(eob, 3, "two cut attempts, then a whole one");
+    assert_run_matches_server(&env, &out).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,10 +208,25 @@ async fn count_mismatch_is_retried_then_fails_resumably_without_a_final_file() {
         "the unverified file has no final name: {names:?}"
     );
     assert!(!names.iter().any(|n| n == "run.json"), "{names:?}");
-    // The state is kept: the next run (once the server is fixed) does not kick off again.
-    env.sandbox.faults().clear();
-    let out = env.run(&job).await.unwrap();
+    // The state is kept: a rerun resumes the same export (and its manifest) instead of starting another.
+    assert!(env.out().join("t/.state/inflight.json").exists());
+    let err = env.run(&job).await.unwrap_err();
+    assert_eq!(err.exit_code(), 75);
     assert_eq!(env.sandbox.kickoff_count(), 1);
+    // Verified files were kept; `--restart` is the way out of a manifest that stays wrong.
+    env.sandbox.faults().clear();
+    let opts = oneup_bulk::app::RunOptions {
+        restart: true,
+        ..Default::default()
+    };
+    let out = oneup_bulk::app::run_job(
+        &job,
+        &opts,
+        std::sync::Arc::new(oneup_bulk::progress::Silent),
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.sandbox.kickoff_count(), 2);
     assert!(out.record.complete);
 }
 

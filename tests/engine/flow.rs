@@ -97,7 +97,7 @@ async fn patient_and_group_exports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_kickoff_with_parameters() {
     let env = Env::default().await;
-    let job = env.job(&format!("  level: patient\n  method: post\n{TYPES}  since: 2020-01-01T00:00:00Z\n  patients: [Patient/pat-1]\n"));
+    let job = env.job(&format!("  level: patient\n  method: post\n{TYPES}  since: 2020-01-01T00:00:00Z\n  patients: [Patient/pt-1]\n"));
     env.run(&job).await.unwrap();
     let k = env
         .sandbox
@@ -122,7 +122,7 @@ async fn post_kickoff_with_parameters() {
     assert_eq!(find("_since")["valueInstant"], "2020-01-01T00:00:00Z");
     assert_eq!(
         find("patient")["valueReference"]["reference"],
-        "Patient/pat-1"
+        "Patient/pt-1"
     );
     assert_eq!(k.header("content-type"), Some("application/fhir+json"));
 }

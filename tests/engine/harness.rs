@@ -127,7 +127,7 @@ pub async fn token(env: &Env) -> String {
         .send()
         .await
         .unwrap();
-    let v: serde_json::Value = resp.json().await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     v["access_token"].as_str().unwrap().to_string()
 }
 
