@@ -14,7 +14,7 @@ use url::Url;
 use crate::download::{Downloaded, download_all};
 use crate::error::{Error, Result, exit};
 use crate::eventlog::EventLog;
-use crate::export::{kickoff, manifest, poll};
+use crate::export::{kickoff, manifest, member_match, poll};
 use crate::http::{Req, Session};
 use crate::job::{Job, Since, Validate};
 use crate::progress::{Event, Reporter, Tee};
@@ -121,7 +121,15 @@ pub async fn run_job(
         }
         None => {
             let since = resolve_since(job, opts, &state)?;
-            let k = kickoff::build(job, since);
+            let matched;
+            let kick_job = match &job.member_match {
+                Some(mm) if job.export.group_id.is_none() => {
+                    matched = match_members(job, mm, &session, &state, &log).await?;
+                    &matched
+                }
+                _ => job,
+            };
+            let k = kickoff::build(kick_job, since);
             let status_url = match kickoff::send(&session, &k).await {
                 Ok(u) => u,
                 Err(e) => {
@@ -215,6 +223,10 @@ pub async fn run_job(
     record::create_private_dir(&run_dir)?;
     if inflight.run_id.is_none() {
         record::write_atomic(&run_dir.join(record::MANIFEST_FILE), &manifest_bytes)?;
+        let mm = state.dir.join(MEMBER_MATCH_FILE);
+        if let Ok(doc) = std::fs::read(&mm) {
+            record::write_atomic(&run_dir.join(MEMBER_MATCH_FILE), &doc)?;
+        }
         inflight.run_id = Some(run_id.clone());
         state.save_inflight(&inflight)?;
         log.event(
@@ -346,6 +358,42 @@ pub async fn run_job(
         record: rec,
         exit_code,
     })
+}
+
+/// Where the `$bulk-member-match` result is kept (state folder, then the run folder).
+pub const MEMBER_MATCH_FILE: &str = "member-match.json";
+
+/// Payer-to-Payer: matches the members, keeps the result, and returns the job that exports the
+/// `MatchedMembers` group.
+async fn match_members(
+    job: &Job,
+    mm: &crate::job::MemberMatch,
+    session: &Session,
+    state: &JobState,
+    log: &EventLog,
+) -> Result<Job> {
+    let r = member_match::run(session, job, mm).await?;
+    record::write_atomic(&state.dir.join(MEMBER_MATCH_FILE), &r.document)?;
+    let note = format!(
+        "$bulk-member-match: {} matched, {} not matched, {} consent-constrained; exporting Group/{}",
+        r.matched, r.non_matched, r.consent_constrained, r.matched_group_id
+    );
+    session.reporter.event(&Event::Note { message: &note });
+    log.event(
+        "member_match",
+        json!({"matched": r.matched, "nonMatched": r.non_matched, "consentConstrained": r.consent_constrained,
+               "groupId": r.matched_group_id}),
+    );
+    if r.matched == 0 {
+        return Err(Error::Failed(format!(
+            "no member matched, so there is nothing to export; see {}",
+            state.dir.join(MEMBER_MATCH_FILE).display()
+        )));
+    }
+    let mut j = job.clone();
+    j.export.level = crate::job::Level::Group;
+    j.export.group_id = Some(r.matched_group_id);
+    Ok(j)
 }
 
 /// Asks the server to forget an export (best effort): `DELETE` on its status URL.

@@ -111,15 +111,24 @@ fn env_var(name: &str) -> Option<String> {
 
 /// Loads a job file with the process environment.
 pub fn load_job(path: &Path) -> Result<Job, Error> {
-    job::load(path, &env_var).map_err(Error::from)
+    let job = job::load(path, &env_var).map_err(Error::from)?;
+    for w in &job.warnings {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    Ok(job)
 }
 
 /// `validate`: every file, every problem; a summary line per valid job.
 fn validate(paths: &[PathBuf]) -> Result<u8, Error> {
     let mut worst = exit::OK;
     for p in paths {
-        match load_job(p) {
-            Ok(job) => println!("ok  {}  {}", p.display(), job::summary(&job)),
+        match job::load(p, &env_var).map_err(Error::from) {
+            Ok(job) => {
+                for w in &job.warnings {
+                    eprintln!("warning: {}: {w}", p.display());
+                }
+                println!("ok  {}  {}", p.display(), job::summary(&job));
+            }
             Err(e) => {
                 worst = worst.max(report_error(&e));
             }

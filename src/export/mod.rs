@@ -3,4 +3,5 @@
 
 pub mod kickoff;
 pub mod manifest;
+pub mod member_match;
 pub mod poll;

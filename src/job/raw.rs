@@ -3,13 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJob {
+    #[serde(default, deserialize_with = "opt_text")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub access: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub fhir_base: Option<String>,
     #[serde(default)]
     pub auth: RawAuth,
@@ -29,42 +32,60 @@ pub struct RawJob {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
+    #[serde(default, deserialize_with = "opt_text")]
     pub client_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub client_secret: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub client_secret_file: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub method: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub private_key_file: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub key_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub algorithm: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub token_url: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub scope: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "vec_text")]
     pub token_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExport {
+    #[serde(default, deserialize_with = "opt_text")]
     pub level: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub group_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub operation: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub export_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "vec_text")]
     pub types: Vec<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub since: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub until: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "vec_text")]
     pub type_filters: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "vec_text")]
     pub elements: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "vec_text")]
     pub patients: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "vec_text")]
     pub include_associated_data: Vec<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub output_format: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub organize_output_by: Option<String>,
     #[serde(default)]
     pub allow_partial_manifests: bool,
+    #[serde(default, deserialize_with = "opt_text")]
     pub method: Option<String>,
     #[serde(default)]
     pub lenient: bool,
@@ -73,22 +94,28 @@ pub struct RawExport {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMemberMatch {
+    #[serde(default, deserialize_with = "opt_text")]
     pub parameters_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPoll {
+    #[serde(default, deserialize_with = "opt_text")]
     pub min_interval: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub max_interval: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDownload {
+    #[serde(default, deserialize_with = "opt_text")]
     pub dir: Option<String>,
     pub concurrency: Option<u32>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub validate: Option<String>,
     pub retries: Option<u32>,
     pub delete_on_success: Option<bool>,
@@ -107,6 +134,7 @@ pub enum Size {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    #[serde(default, deserialize_with = "opt_text")]
     pub ca_file: Option<String>,
 }
 
@@ -179,4 +207,48 @@ pub fn keys_of(section: &str) -> Option<&'static [&'static str]> {
         "tls" => TLS_KEYS,
         _ => return None,
     })
+}
+
+/// Text where YAML may have read a number or a boolean: `group_id: 12345` is an id, not a number.
+#[derive(Debug, Clone)]
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("text")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Text>::deserialize(d)?.map(|t| t.0))
+}
+
+fn vec_text<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<Text>>::deserialize(d)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.0)
+        .collect())
 }

@@ -96,6 +96,7 @@ pub fn parse(
         env,
         diags: Vec::new(),
         warnings: Vec::new(),
+        loopback_base: false,
     };
     // Unknown keys first, all of them: serde would stop at the first.
     let value: yaml_serde::Value = match yaml_serde::from_str(text) {
@@ -176,6 +177,7 @@ struct Resolver<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     diags: Vec<Diagnostic>,
     warnings: Vec<String>,
+    loopback_base: bool,
 }
 
 impl Resolver<'_> {
@@ -483,6 +485,7 @@ impl Resolver<'_> {
                 u
             })
         };
+        self.loopback_base = fhir_base.as_ref().is_some_and(is_loopback);
         let auth = self.auth(raw.auth, access);
         let member_match = raw.member_match.and_then(|m| {
             let f = self.opt("member_match.parameters_file", m.parameters_file);
@@ -650,7 +653,9 @@ impl Resolver<'_> {
                     ok = false;
                 }
                 (Some(s), None) => {
-                    if literal_secret && !s.is_empty() {
+                    // The sandbox's demo secret on loopback is no risk; anything else in git is.
+                    let loopback = self.loopback_base;
+                    if literal_secret && !s.is_empty() && !loopback {
                         self.warnings.push(
                             "auth.client_secret is written in the job file; use ${VAR} or client_secret_file so it stays out of git".into(),
                         );

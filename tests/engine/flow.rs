@@ -306,3 +306,54 @@ async fn kickoff_operation_outcome_is_exit_4_with_its_diagnostics() {
         "{t}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_to_payer_member_match_then_export_of_the_matched_group() {
+    let env = Env::default().await;
+    let d = env.sandbox.data().demographics(3);
+    let member = |given: &str, family: &str, birth: &str| {
+        serde_json::json!({"name": "MemberBundle", "part": [
+            {"name": "MemberPatient", "resource": {"resourceType": "Patient", "name": [{"family": family, "given": [given]}], "birthDate": birth}},
+            {"name": "CoverageToMatch", "resource": {"resourceType": "Coverage", "status": "active"}},
+            {"name": "Consent", "resource": {"resourceType": "Consent", "status": "active", "provision": {"type": "permit"}}}
+        ]})
+    };
+    let params = serde_json::json!({"resourceType": "Parameters", "parameter": [
+        member(&d.given, &d.family, &d.birth_date),
+        member("Nobody", "Unknown", "1900-01-01"),
+    ]});
+    std::fs::write(env.dir.path().join("members.json"), params.to_string()).unwrap();
+    let yaml = env
+        .yaml(
+            "p2p",
+            "  types: [Patient, Coverage]\n",
+            "member_match:\n  parameters_file: members.json\n",
+        )
+        .replace("access: bulk-data", "access: payer-to-payer");
+    let out = env
+        .run(&env.job_from(&yaml))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let patients = out
+        .record
+        .files
+        .iter()
+        .find(|f| f.resource_type == "Patient")
+        .unwrap();
+    assert_eq!(patients.lines, 1, "only the matched member's data");
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.run_dir.join("member-match.json")).unwrap())
+            .unwrap();
+    assert_eq!(result["resourceType"], "Parameters");
+    let reqs = env.sandbox.requests();
+    let mm = reqs
+        .iter()
+        .find(|r| r.path.contains("$bulk-member-match"))
+        .unwrap();
+    assert_eq!(mm.header("prefer"), Some("respond-async"));
+    let k = reqs
+        .iter()
+        .find(|r| r.path.contains("$davinci-data-export"))
+        .unwrap();
+    assert!(String::from_utf8_lossy(&k.body).contains("hl7.fhir.us.davinci-pdex#payertopayer"));
+}
