@@ -319,7 +319,7 @@ async fn payer_to_payer_member_match_then_export_of_the_matched_group() {
         ]})
     };
     let params = serde_json::json!({"resourceType": "Parameters", "parameter": [
-        member(&d.given, &d.family, &d.birth_date),
+        member(d.given, d.family, &d.birth_date),
         member("Nobody", "Unknown", "1900-01-01"),
     ]});
     std::fs::write(env.dir.path().join("members.json"), params.to_string()).unwrap();
