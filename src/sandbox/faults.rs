@@ -44,6 +44,8 @@ pub struct Faults {
     /// The first request whose path contains this text and carries a token gets a 401, and that token
     /// is revoked: an access token expiring at exactly that stage (kick-off, status, file). Fires once.
     pub reject_token_on: Option<String>,
+    /// Answer the finished status with this text instead of the real manifest (hostile or broken servers).
+    pub manifest_override: Option<String>,
     /// Serve file bodies at about this many bytes per second (so a test can stop a client mid-download).
     pub file_bytes_per_sec: Option<u64>,
 }

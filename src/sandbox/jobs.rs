@@ -383,6 +383,15 @@ pub fn status(shared: &Shared, id: &str, headers: &HeaderMap) -> Response {
     }
     match (&job.output, files) {
         (JobOutput::Document(doc), _) => json_response(StatusCode::OK, FHIR_JSON, doc),
+        (JobOutput::Files(_), Some(_)) if shared.faults.get().manifest_override.is_some() => {
+            let body = shared.faults.get().manifest_override.unwrap_or_default();
+            let mut r = Response::new(axum::body::Body::from(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         (JobOutput::Files(_), Some(files)) => {
             let mut r = json_response(
                 StatusCode::OK,

@@ -5,4 +5,5 @@ mod harness;
 
 mod faults;
 mod flow;
+mod security;
 mod unattended;
