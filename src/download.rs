@@ -25,7 +25,7 @@ use crate::record::{FileRecord, Problem, create_private_dir, create_private_file
 /// Problems kept per file (the counts are always exact).
 const MAX_PROBLEMS_PER_FILE: usize = 20;
 /// Chunks in flight between the network task and the file worker: bounds memory per download.
-const CHANNEL_CHUNKS: usize = 32;
+const CHANNEL_CHUNKS: usize = 4;
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Report progress after this many bytes, not per chunk.
 const PROGRESS_STEP: u64 = 256 * 1024;
