@@ -96,6 +96,8 @@ pub struct SandboxConfig {
     pub data_anchor: Option<i64>,
     /// Accepts or refuses `client_assertion` token requests; `None` refuses them all.
     pub client_assertion_hook: Option<AssertionHook>,
+    /// An open server: FHIR requests and files need no token (for `auth.method: none`).
+    pub open: bool,
 }
 
 impl Default for SandboxConfig {
@@ -115,6 +117,7 @@ impl Default for SandboxConfig {
             accept_ranges: true,
             data_anchor: None,
             client_assertion_hook: None,
+            open: false,
         }
     }
 }
@@ -135,6 +138,7 @@ impl fmt::Debug for SandboxConfig {
             .field("gzip", &self.gzip)
             .field("accept_ranges", &self.accept_ranges)
             .field("data_anchor", &self.data_anchor)
+            .field("open", &self.open)
             .field(
                 "client_assertion_hook",
                 &self.client_assertion_hook.is_some(),

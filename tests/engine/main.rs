@@ -6,4 +6,5 @@ mod harness;
 mod faults;
 mod flow;
 mod security;
+mod servers;
 mod unattended;
