@@ -399,3 +399,77 @@ async fn a_second_run_of_the_same_job_is_refused() {
     assert!(matches!(o.status.code(), Some(0 | 5)), "{}", text(&o));
     assert_eq!(env.sandbox.kickoff_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_is_exit_1_naming_the_path_and_earlier_runs_stay() {
+    let env = Env::new(SandboxConfig {
+        data_scale: 10,
+        ..Default::default()
+    })
+    .await;
+    let mnt = env.dir.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: disk_full test needs root to mount a small tmpfs");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let yaml = |types: &str| {
+        env.yaml("t", &format!("  level: system\n  types: [{types}]\n"), "")
+            .replace(
+                &format!("dir: {}", env.out().display()),
+                &format!("dir: {}", mnt.display()),
+            )
+    };
+    let first = env
+        .run(&env.job_from(&yaml("Patient")))
+        .await
+        .expect("a small run fits");
+    let err = env
+        .run(&env.job_from(&yaml("ExplanationOfBenefit")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(
+        err.to_string().contains(&mnt.display().to_string()),
+        "names the path: {err}"
+    );
+    // The earlier run is untouched.
+    for f in &first.record.files {
+        let bytes = std::fs::read(first.run_dir.join(&f.path)).unwrap();
+        assert_eq!(sha256_hex(&bytes), f.sha256);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_output_is_exit_1_naming_the_path() {
+    let env = Env::default().await;
+    let not_a_dir = env.dir.path().join("file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let yaml = env.yaml("t", EXPORT, "").replace(
+        &format!("dir: {}", env.out().display()),
+        &format!("dir: {}/sub", not_a_dir.display()),
+    );
+    let err = env.run(&env.job_from(&yaml)).await.unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(
+        err.to_string().contains(&not_a_dir.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        env.sandbox.kickoff_count(),
+        0,
+        "nothing is started when the output cannot be written"
+    );
+}
