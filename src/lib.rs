@@ -15,6 +15,7 @@ pub mod error;
 pub mod eventlog;
 pub mod export;
 pub mod http;
+pub mod inspect;
 pub mod job;
 pub mod jwt;
 pub mod ndjson;

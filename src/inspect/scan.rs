@@ -1,0 +1,372 @@
+//! Reading the files: a pool of threads takes files from a shared index, streams each in 1 MiB blocks
+//! (through gzip when the name says so) into the shared line splitter, and checks every line.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_lc_rs::digest;
+use serde::Serialize;
+
+use super::{FileRole, FileSummary, InspectOptions};
+use crate::error::{Error, Result};
+use crate::job::fhir_types::is_r4_type;
+use crate::ndjson::{LineError, LineSplitter, parse_head};
+
+/// Problems kept per file for listing (all are counted).
+const KEEP_PROBLEMS: usize = 100;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: u64,
+    pub reason: String,
+}
+
+pub(super) struct Scanned {
+    pub summary: FileSummary,
+    pub problems: Vec<Problem>,
+    pub problems_total: u64,
+    pub outcomes: BTreeMap<(String, String, String), u64>,
+    pub ids: HashSet<u64>,
+}
+
+/// The resource type a file's name announces: `Patient.ndjson`, `Patient.001.ndjson.gz`,
+/// `1.Patient.ndjson` (bulk-data-client), `OperationOutcome.error.ndjson`.
+pub fn type_from_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().to_string();
+    let stem = name
+        .trim_end_matches(".gz")
+        .trim_end_matches(".ndjson")
+        .trim_end_matches(".jsonl");
+    stem.split('.').find(|p| is_r4_type(p)).map(str::to_string)
+}
+
+fn role(root: &Path, path: &Path) -> FileRole {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    match rel
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().to_string())
+        .as_deref()
+    {
+        Some("error") => FileRole::Error,
+        Some("deleted") => FileRole::Deleted,
+        _ if rel.to_string_lossy().contains(".error.") => FileRole::Error,
+        _ => FileRole::Output,
+    }
+}
+
+/// 64-bit hash of `Type/id` for the reference index.
+pub fn id_hash(resource_type: &str, id: &str) -> u64 {
+    // FNV-1a: stable across runs and platforms, fast on short keys.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in resource_type
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(id.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Opens a file for streaming: raw bytes are hashed by the caller; gzip is decoded for lines.
+pub(super) fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let f = File::open(path)?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(1 << 20, f),
+        )))
+    } else {
+        Ok(Box::new(f))
+    }
+}
+
+/// Scans files on `threads` threads; results in the order of `files`.
+pub(super) fn scan_files(
+    root: &Path,
+    files: &[PathBuf],
+    threads: usize,
+    max_line: usize,
+    collect_ids: bool,
+) -> Vec<std::result::Result<Scanned, (PathBuf, io::Error)>> {
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<std::result::Result<Scanned, (PathBuf, io::Error)>>> =
+        (0..files.len()).map(|_| None).collect();
+    let slots: Vec<std::sync::Mutex<&mut Option<_>>> =
+        results.iter_mut().map(std::sync::Mutex::new).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1).min(files.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    let r =
+                        scan_one(root, path, max_line, collect_ids).map_err(|e| (path.clone(), e));
+                    **slots[i].lock().expect("slot") = Some(r);
+                }
+            });
+        }
+    });
+    drop(slots);
+    results
+        .into_iter()
+        .map(|r| r.expect("every file scanned"))
+        .collect()
+}
+
+fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io::Result<Scanned> {
+    let rel = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let role = role(root, path);
+    let mut expected = type_from_name(path);
+    let raw_len = std::fs::metadata(path)?.len();
+    let mut hash = digest::Context::new(&digest::SHA256);
+    // Hash the stored bytes in a separate pass only for .gz (plain files are hashed as they stream).
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    if gz {
+        let mut f = File::open(path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+    }
+    let mut reader = open(path)?;
+    let mut splitter = LineSplitter::new(max_line);
+    let mut st = State {
+        expected: expected.take(),
+        ..Default::default()
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut last_byte = b'\n';
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if !gz {
+            hash.update(&buf[..n]);
+        }
+        last_byte = buf[n - 1];
+        splitter.feed(&buf[..n], &mut |no, line| {
+            st.line(no, line, &rel, role, collect_ids)
+        });
+    }
+    let before = st.invalid;
+    let last_no = splitter.line_no() + 1;
+    splitter.finish(&mut |no, line| st.line(no, line, &rel, role, collect_ids));
+    // A final line without a newline that does not parse: the file was cut short.
+    let truncated = last_byte != b'\n' && st.invalid > before && splitter.line_no() == last_no;
+    let sha = hash.finish();
+    Ok(Scanned {
+        summary: FileSummary {
+            path: rel,
+            resource_type: st.expected.clone().unwrap_or_else(|| "unknown".into()),
+            resources: st.lines,
+            bytes: raw_len,
+            sha256: sha.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            invalid_lines: st.invalid,
+            wrong_type_lines: st.wrong,
+            truncated,
+            kind: role,
+            earliest: st.earliest,
+            latest: st.latest,
+        },
+        problems: st.problems,
+        problems_total: st.invalid + st.wrong,
+        outcomes: st.outcomes,
+        ids: st.ids,
+    })
+}
+
+#[derive(Default)]
+struct State {
+    expected: Option<String>,
+    lines: u64,
+    invalid: u64,
+    wrong: u64,
+    earliest: Option<String>,
+    latest: Option<String>,
+    problems: Vec<Problem>,
+    outcomes: BTreeMap<(String, String, String), u64>,
+    ids: HashSet<u64>,
+}
+
+impl State {
+    fn problem(&mut self, file: &str, line: u64, reason: String) {
+        if self.problems.len() < KEEP_PROBLEMS {
+            self.problems.push(Problem {
+                file: file.to_string(),
+                line,
+                reason,
+            });
+        }
+    }
+
+    fn line(
+        &mut self,
+        no: u64,
+        line: std::result::Result<&[u8], LineError>,
+        file: &str,
+        role: FileRole,
+        ids: bool,
+    ) {
+        self.lines += 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                self.invalid += 1;
+                self.problem(file, no, e.to_string());
+                return;
+            }
+        };
+        let head = match parse_head(line) {
+            Ok(h) => h,
+            Err(e) => {
+                self.invalid += 1;
+                self.problem(file, no, e.to_string());
+                return;
+            }
+        };
+        let Some(rt) = head.resource_type.as_deref() else {
+            self.invalid += 1;
+            self.problem(file, no, LineError::MissingResourceType.to_string());
+            return;
+        };
+        match &self.expected {
+            None => self.expected = Some(rt.to_string()),
+            Some(e) if e != rt => {
+                self.wrong += 1;
+                let reason = LineError::WrongResourceType {
+                    expected: e.clone(),
+                    found: rt.to_string(),
+                }
+                .to_string();
+                self.problem(file, no, reason);
+            }
+            _ => {}
+        }
+        if let Some(u) = head.meta.as_ref().and_then(|m| m.last_updated.as_deref()) {
+            if self.earliest.as_deref().is_none_or(|e| u < e) {
+                self.earliest = Some(u.to_string());
+            }
+            if self.latest.as_deref().is_none_or(|l| u > l) {
+                self.latest = Some(u.to_string());
+            }
+        }
+        if ids
+            && role == FileRole::Output
+            && let Some(id) = head.id.as_deref()
+        {
+            self.ids.insert(id_hash(rt, id));
+        }
+        if role == FileRole::Error
+            && rt == "OperationOutcome"
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
+        {
+            for i in v["issue"].as_array().into_iter().flatten() {
+                let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
+                let diag = i["diagnostics"]
+                    .as_str()
+                    .or(i["details"]["text"].as_str())
+                    .unwrap_or("")
+                    .to_string();
+                *self
+                    .outcomes
+                    .entry((s("severity"), s("code"), diag))
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// `--type T --head N`: the first N resources of type T, pretty-printed.
+pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> {
+    let t = opts
+        .type_filter
+        .as_deref()
+        .ok_or_else(|| Error::Usage("--head needs --type".into()))?;
+    let n = opts.head.unwrap_or(1);
+    let printed = std::cell::Cell::new(0usize);
+    for p in &opts.paths {
+        let input = super::resolve(p)?;
+        for f in &input.files {
+            if printed.get() >= n {
+                return Ok(());
+            }
+            if type_from_name(f).as_deref().is_some_and(|x| x != t) {
+                continue;
+            }
+            let mut r = open(f).map_err(|e| Error::io(f, e))?;
+            let mut splitter = LineSplitter::new(opts.max_line_bytes);
+            let mut buf = vec![0u8; 1 << 16];
+            let mut emit = |_: u64, line: std::result::Result<&[u8], LineError>| {
+                let Ok(line) = line else { return };
+                if printed.get() >= n {
+                    return;
+                }
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
+                    && v["resourceType"] == t
+                {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&v).unwrap_or_default()
+                    );
+                    printed.set(printed.get() + 1);
+                }
+            };
+            loop {
+                let k = r.read(&mut buf).map_err(|e| Error::io(f, e))?;
+                if k == 0 || printed.get() >= n {
+                    break;
+                }
+                splitter.feed(&buf[..k], &mut emit);
+            }
+            splitter.finish(&mut emit);
+        }
+    }
+    if printed.get() == 0 {
+        return Err(Error::Usage(format!("no {t} resources found")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_from_file_names() {
+        let t = |n: &str| type_from_name(Path::new(n));
+        assert_eq!(t("Patient.ndjson").as_deref(), Some("Patient"));
+        assert_eq!(t("Patient.001.ndjson.gz").as_deref(), Some("Patient"));
+        assert_eq!(
+            t("1.ExplanationOfBenefit.ndjson").as_deref(),
+            Some("ExplanationOfBenefit")
+        );
+        assert_eq!(
+            t("OperationOutcome.error.ndjson").as_deref(),
+            Some("OperationOutcome")
+        );
+        assert_eq!(t("data.ndjson"), None);
+    }
+
+    #[test]
+    fn id_hashes_are_stable() {
+        assert_eq!(id_hash("Patient", "1"), id_hash("Patient", "1"));
+        assert_ne!(id_hash("Patient", "1"), id_hash("Patient", "2"));
+        assert_ne!(id_hash("Patient", "1"), id_hash("Group", "1"));
+    }
+}
