@@ -275,6 +275,15 @@ impl Resolver<'_> {
                     return None;
                 }
                 match (self.env)(name) {
+                    // Set but empty is almost always a cron or Kubernetes environment that lost a value.
+                    Some(v) if v.is_empty() => {
+                        self.err(
+                            path,
+                            format!("environment variable `{name}` is set but empty"),
+                            None,
+                        );
+                        return None;
+                    }
                     Some(v) => out.push_str(&v),
                     None => {
                         self.err(
