@@ -97,9 +97,8 @@ proptest! {
         let _ = oneup_bulk::http::retry_after(&h, SystemTime::now());
         let settings = PollSettings { min_interval: Duration::from_secs(1), max_interval: Duration::from_secs(60), timeout: Duration::from_secs(3600) };
         let clock = poll::Clock { elapsed: Duration::from_secs(5), polls: 3, now: SystemTime::now(), jitter: 0.5 };
-        match poll::next_step(status, &h, &Bytes::from(value.clone()), clock, &settings) {
-            poll::Step::Wait { after, .. } => prop_assert!(after >= settings.min_interval && after <= settings.max_interval),
-            _ => {}
+        if let poll::Step::Wait { after, .. } = poll::next_step(status, &h, &Bytes::from(value.clone()), clock, &settings) {
+            prop_assert!(after >= settings.min_interval && after <= settings.max_interval);
         }
     }
 }
