@@ -193,7 +193,7 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
     if r.totals.server_errors > 0 {
         let _ = writeln!(
             s,
-            "  the server reported {} errors: see {}/error/",
+            "  the server reported {} error(s): see {}/error/",
             r.totals.server_errors,
             out.run_dir.display()
         );

@@ -14,7 +14,7 @@ pub fn render_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{} ({})", input.path, input.kind)?;
         writeln!(
             out,
-            "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}  {:<24} {:<24}",
+            "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}  {:<24} {}",
             "type",
             "files",
             "resources",
@@ -28,7 +28,7 @@ pub fn render_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         for t in &input.types {
             writeln!(
                 out,
-                "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}  {:<24} {:<24}",
+                "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}  {:<24} {}",
                 t.resource_type,
                 t.files,
                 t.resources,
