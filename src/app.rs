@@ -42,9 +42,7 @@ pub struct RunOutcome {
 }
 
 pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .expect("now formats")
+    OffsetDateTime::now_utc().format(&Rfc3339).expect("now formats")
 }
 
 fn parse_instant(s: &str) -> Option<OffsetDateTime> {
@@ -53,39 +51,24 @@ fn parse_instant(s: &str) -> Option<OffsetDateTime> {
 
 /// `<dir>/<job name>`.
 pub fn job_dir(job: &Job, opts: &RunOptions) -> PathBuf {
-    opts.out
-        .as_deref()
-        .unwrap_or(&job.download.dir)
-        .join(&job.name)
+    opts.out.as_deref().unwrap_or(&job.download.dir).join(&job.name)
 }
 
 /// The `_since` this run sends: `--since`, else the job's instant, else (auto) the checkpoint.
-pub fn resolve_since(
-    job: &Job,
-    opts: &RunOptions,
-    state: &JobState,
-) -> Result<Option<OffsetDateTime>> {
+pub fn resolve_since(job: &Job, opts: &RunOptions, state: &JobState) -> Result<Option<OffsetDateTime>> {
     if let Some(s) = opts.since {
         return Ok(Some(s));
     }
     Ok(match job.export.since {
         Since::None => None,
         Since::At(t) => Some(t),
-        Since::Auto => state
-            .checkpoint()?
-            .transaction_time
-            .as_deref()
-            .and_then(parse_instant),
+        Since::Auto => state.checkpoint()?.transaction_time.as_deref().and_then(parse_instant),
     })
 }
 
 /// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
 /// interrupted during downloads (keeping verified files).
-pub async fn run_job(
-    job: &Job,
-    opts: &RunOptions,
-    display: Arc<dyn Reporter>,
-) -> Result<RunOutcome> {
+pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
     let t0 = Instant::now();
     let state = JobState::new(&job_dir(job, opts));
     let _lock = state.lock()?;
@@ -94,29 +77,19 @@ pub async fn run_job(
     if opts.restart
         && let Some(old) = inflight.take()
     {
-        display.event(&Event::Note {
-            message: &format!("--restart: forgetting the export at {}", old.status_url),
-        });
+        display.event(&Event::Note { message: &format!("--restart: forgetting the export at {}", old.status_url) });
         state.clear_inflight()?;
         let _ = std::fs::remove_file(state.log_path());
     }
-    let export_id = inflight
-        .as_ref()
-        .map(|s| s.export_id.clone())
-        .unwrap_or_else(new_export_id);
-    let log = Arc::new(
-        EventLog::open(&state.log_path(), &export_id)
-            .map_err(|e| Error::io(state.log_path(), e))?,
-    );
+    let export_id = inflight.as_ref().map(|s| s.export_id.clone()).unwrap_or_else(new_export_id);
+    let log = Arc::new(EventLog::open(&state.log_path(), &export_id).map_err(|e| Error::io(state.log_path(), e))?);
     let reporter: Arc<dyn Reporter> = Arc::new(Tee(vec![display.clone(), log.clone()]));
     let session = Arc::new(Session::new(job, reporter.clone())?);
 
     // Kick-off, or pick up the export a previous run started.
     let mut inflight = match inflight {
         Some(s) => {
-            reporter.event(&Event::Resumed {
-                status_url: &s.status_url,
-            });
+            reporter.event(&Event::Resumed { status_url: &s.status_url });
             s
         }
         None => {
@@ -151,17 +124,12 @@ pub async fn run_job(
             // Saved before the first poll: a crash from here on resumes this export.
             state.save_inflight(&s)?;
             log.event("kickoff", json!({"exportUrl": k.url.as_str(), "errorCode": null, "errorBody": null, "requestParameters": params_json(&k), "statusUrl": status_url.as_str()}));
-            reporter.event(&Event::KickedOff {
-                status_url: status_url.as_str(),
-            });
+            reporter.event(&Event::KickedOff { status_url: status_url.as_str() });
             s
         }
     };
-    let status_url = Url::parse(&inflight.status_url).map_err(|e| {
-        Error::Failed(format!(
-            "state holds a bad status URL ({e}); run with --restart"
-        ))
-    })?;
+    let status_url = Url::parse(&inflight.status_url)
+        .map_err(|e| Error::Failed(format!("state holds a bad status URL ({e}); run with --restart")))?;
 
     // Poll, unless the manifest is already saved from an earlier attempt.
     let manifest_bytes = match inflight.run_id.as_deref() {
@@ -171,9 +139,7 @@ pub async fn run_job(
         }
         None => {
             let started = inflight.started.as_str();
-            let started = parse_instant(started)
-                .map(SystemTime::from)
-                .unwrap_or_else(SystemTime::now);
+            let started = parse_instant(started).map(SystemTime::from).unwrap_or_else(SystemTime::now);
             let mut last_progress = inflight.last_progress.clone();
             let res = poll::wait_for_manifest(&session, &status_url, &job.poll, started, |p| {
                 last_progress = p.map(str::to_string);
@@ -186,20 +152,14 @@ pub async fn run_job(
             match res {
                 Ok(Ok(body)) => body,
                 Ok(Err(expired)) => {
-                    log.event(
-                        "status_error",
-                        json!({"message": expired, "statusUrl": status_url.as_str()}),
-                    );
+                    log.event("status_error", json!({"message": expired, "statusUrl": status_url.as_str()}));
                     state.clear_inflight()?;
                     return Err(Error::Transient(format!(
                         "{expired}. The state is cleared: the next run starts a new export"
                     )));
                 }
                 Err(e) => {
-                    log.event(
-                        "status_error",
-                        json!({"message": e.to_string(), "statusUrl": status_url.as_str()}),
-                    );
+                    log.event("status_error", json!({"message": e.to_string(), "statusUrl": status_url.as_str()}));
                     if e.exit_code() == exit::SERVER_REJECTED {
                         // The server failed this export for good: the next run must start a new one.
                         state.clear_inflight()?;
@@ -211,39 +171,58 @@ pub async fn run_job(
     };
     let manifest_received = now_rfc3339();
 
-    let m = manifest::parse(&manifest_bytes)?;
-    let files = manifest::plan(&m, &status_url)?;
-    if m.link.iter().any(|l| l.relation == "next") {
-        reporter.event(&Event::Note {
-            message: "the manifest is partial (it links to a next page); only this page is downloaded in this version",
-        });
-    }
-    let run_id = record::run_id(&m.transaction_time);
+    let first = manifest::parse(&manifest_bytes)?;
+    let run_id = record::run_id(&first.transaction_time);
     let run_dir = state.job_dir.join(&run_id);
     record::create_private_dir(&run_dir)?;
     if inflight.run_id.is_none() {
         record::write_atomic(&run_dir.join(record::MANIFEST_FILE), &manifest_bytes)?;
+    }
+    // Paged manifests (`link` next): each page is saved as received before the next is asked for, so
+    // a resumed run reads them from disk.
+    let mut pages = vec![first];
+    while let Some(next) = pages.last().and_then(manifest::next_link) {
+        if pages.len() >= manifest::MAX_PAGES {
+            return Err(Error::ServerRejected(format!("the manifest has more than {} pages", manifest::MAX_PAGES)));
+        }
+        let page_file = run_dir.join(manifest::page_file_name(pages.len() + 1));
+        let body = match std::fs::read(&page_file) {
+            Ok(b) => bytes::Bytes::from(b),
+            Err(_) => {
+                let url = status_url
+                    .join(&next)
+                    .map_err(|e| Error::ServerRejected(format!("manifest link {next:?}: {e}")))?;
+                crate::job::check_url_scheme(&url).map_err(Error::ServerRejected)?;
+                match poll::wait_for_manifest(&session, &url, &job.poll, SystemTime::now(), |_| {}).await? {
+                    Ok(b) => {
+                        record::write_atomic(&page_file, &b)?;
+                        b
+                    }
+                    Err(gone) => return Err(Error::Transient(format!("manifest page {}: {gone}", pages.len() + 1))),
+                }
+            }
+        };
+        pages.push(manifest::parse(&body)?);
+    }
+    let m = manifest::merge(pages);
+    let files = manifest::plan(&m, &status_url)?;
+    if inflight.run_id.is_none() {
         let mm = state.dir.join(MEMBER_MATCH_FILE);
         if let Ok(doc) = std::fs::read(&mm) {
             record::write_atomic(&run_dir.join(MEMBER_MATCH_FILE), &doc)?;
         }
         inflight.run_id = Some(run_id.clone());
         state.save_inflight(&inflight)?;
-        log.event(
-            "status_complete",
-            json!({"transactionTime": m.transaction_time}),
-        );
+        log.event("status_complete", json!({"transactionTime": m.transaction_time}));
         log.event(
             "manifest_complete",
             json!({"transactionTime": m.transaction_time, "totalOutputFileCount": m.output.len(),
-                   "totalDeletedFileCount": m.deleted.len(), "totalErrorFileCount": m.error.len(), "totalManifests": 1}),
+                   "totalDeletedFileCount": m.deleted.len(), "totalErrorFileCount": m.error.len(),
+                   "totalManifests": m.pages}),
         );
     }
     let expected: Option<u64> = m.output.iter().map(|e| e.count).sum();
-    reporter.event(&Event::ManifestReady {
-        files: files.len(),
-        resources: expected,
-    });
+    reporter.event(&Event::ManifestReady { files: files.len(), resources: expected });
 
     // Downloads: verified files are recorded in the state as they land, so a rerun skips them.
     let done_before = inflight.done.clone();
@@ -267,10 +246,7 @@ pub async fn run_job(
 
     // The record: run.json last, then the checkpoint.
     let problems: Vec<Problem> = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
-    let bad_lines: u64 = downloaded
-        .iter()
-        .map(|d| d.record.invalid_lines + d.record.wrong_type_lines)
-        .sum();
+    let bad_lines: u64 = downloaded.iter().map(|d| d.record.invalid_lines + d.record.wrong_type_lines).sum();
     let strict_failed = job.download.validate == Validate::Strict && bad_lines > 0;
     let mut totals = Totals::default();
     for d in &downloaded {
@@ -298,11 +274,16 @@ pub async fn run_job(
     };
     let mut all_problems = problems;
     if strict_failed {
-        all_problems.insert(0, Problem {
-            file: None,
-            line: None,
-            message: format!("{bad_lines} lines failed validation (validate: strict); the checkpoint was not moved"),
-        });
+        all_problems.insert(
+            0,
+            Problem {
+                file: None,
+                line: None,
+                message: format!(
+                    "{bad_lines} lines failed validation (validate: strict); the checkpoint was not moved"
+                ),
+            },
+        );
     }
     let rec = RunRecord {
         tool: format!("oneup-bulk {}", env!("CARGO_PKG_VERSION")),
@@ -312,10 +293,7 @@ pub async fn run_job(
             access: job.access.as_str().to_string(),
             fhir_base: job.fhir_base.to_string(),
         },
-        request: m
-            .request
-            .clone()
-            .unwrap_or_else(|| inflight.request.clone()),
+        request: m.request.clone().unwrap_or_else(|| inflight.request.clone()),
         status_url: inflight.status_url.clone(),
         transaction_time: m.transaction_time.clone(),
         run_id: run_id.clone(),
@@ -353,11 +331,7 @@ pub async fn run_job(
     if job.download.delete_on_success {
         delete_export(&session, &status_url).await;
     }
-    Ok(RunOutcome {
-        run_dir,
-        record: rec,
-        exit_code,
-    })
+    Ok(RunOutcome { run_dir, record: rec, exit_code })
 }
 
 /// Where the `$bulk-member-match` result is kept (state folder, then the run folder).
@@ -417,15 +391,11 @@ pub async fn delete_export(session: &Session, status_url: &Url) -> Option<u16> {
 }
 
 fn params_json(k: &kickoff::Kickoff) -> serde_json::Value {
-    k.body
-        .clone()
-        .unwrap_or_else(|| json!(k.url.query().unwrap_or("")))
+    k.body.clone().unwrap_or_else(|| json!(k.url.query().unwrap_or("")))
 }
 
 fn new_export_id() -> String {
-    (0..10)
-        .map(|_| format!("{:02x}", fastrand::u8(..)))
-        .collect()
+    (0..10).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
 }
 
 /// Where a job's files go, for messages.

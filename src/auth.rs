@@ -11,9 +11,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::{
-    Attempt, RetryPolicy, describe, is_retryable_status, outcome_text, retry_after, retrying,
-};
+use crate::http::{Attempt, RetryPolicy, describe, is_retryable_status, outcome_text, retry_after, retrying};
 use crate::job::{AuthMethod, Job};
 use crate::progress::{Event, Reporter};
 use crate::redact::Secret;
@@ -63,21 +61,14 @@ pub fn renew_after(expires_in: Duration) -> Duration {
 /// `expires_in` as a number or a numeric string (some servers send `"3600"`).
 fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
     match v {
-        Some(serde_json::Value::Number(n)) => {
-            n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64))
-        }
+        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
 impl TokenSource {
-    pub fn new(
-        job: &Job,
-        client: reqwest::Client,
-        policy: RetryPolicy,
-        reporter: Arc<dyn Reporter>,
-    ) -> Self {
+    pub fn new(job: &Job, client: reqwest::Client, policy: RetryPolicy, reporter: Arc<dyn Reporter>) -> Self {
         TokenSource {
             client,
             method: job.auth.method,
@@ -129,8 +120,7 @@ impl TokenSource {
         if let Some(u) = &*slot {
             return Ok(u.clone());
         }
-        let u = discover_token_url(&self.client, &self.fhir_base, &self.policy, &*self.reporter)
-            .await?;
+        let u = discover_token_url(&self.client, &self.fhir_base, &self.policy, &*self.reporter).await?;
         *slot = Some(u.clone());
         Ok(u)
     }
@@ -141,11 +131,7 @@ impl TokenSource {
         if let Some(s) = &self.scope {
             form.push(("scope", s));
         }
-        let secret = self
-            .client_secret
-            .as_ref()
-            .map(Secret::expose)
-            .unwrap_or("");
+        let secret = self.client_secret.as_ref().map(Secret::expose).unwrap_or("");
         let mut assertion = None;
         match self.method {
             AuthMethod::ClientSecretPost => {
@@ -154,11 +140,7 @@ impl TokenSource {
             }
             AuthMethod::ClientSecretBasic => {}
             AuthMethod::PrivateKeyJwt => {
-                let pem = self
-                    .private_key_pem
-                    .as_ref()
-                    .map(Secret::expose)
-                    .unwrap_or("");
+                let pem = self.private_key_pem.as_ref().map(Secret::expose).unwrap_or("");
                 let key = crate::jwt::SigningKey::from_pem(pem, self.algorithm)
                     .map_err(|e| Error::Usage(format!("auth.private_key_file: {e}")))?;
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -176,30 +158,20 @@ impl TokenSource {
             AuthMethod::None => unreachable!("no token is fetched with auth.method none"),
         }
         if let Some(a) = &assertion {
-            form.push((
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ));
+            form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
             form.push(("client_assertion", a.expose()));
         }
         let reply = retrying(&self.policy, &*self.reporter, "token request", || {
             let (url, form) = (&url, &form);
             async move {
-                let mut rb = self
-                    .client
-                    .post(url.clone())
-                    .header("accept", "application/json")
-                    .form(form);
+                let mut rb = self.client.post(url.clone()).header("accept", "application/json").form(form);
                 if self.method == AuthMethod::ClientSecretBasic {
                     rb = rb.basic_auth(form_encode(&self.client_id), Some(form_encode(secret)));
                 }
                 let resp = match rb.send().await {
                     Ok(r) => r,
                     Err(e) => {
-                        return Ok(Attempt::Retry {
-                            reason: describe(&e),
-                            retry_after: None,
-                        });
+                        return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
                     }
                 };
                 let status = resp.status();
@@ -207,17 +179,11 @@ impl TokenSource {
                 let body = match resp.bytes().await {
                     Ok(b) => b,
                     Err(e) => {
-                        return Ok(Attempt::Retry {
-                            reason: describe(&e),
-                            retry_after: None,
-                        });
+                        return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
                     }
                 };
                 if is_retryable_status(status) {
-                    return Ok(Attempt::Retry {
-                        reason: format!("HTTP {}", status.as_u16()),
-                        retry_after: ra,
-                    });
+                    return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: ra });
                 }
                 Ok(Attempt::Done((status, body)))
             }
@@ -225,22 +191,16 @@ impl TokenSource {
         .await?;
         let (status, body) = reply;
         if body.len() > MAX_TOKEN_BODY {
-            return Err(Error::Failed(format!(
-                "token response from {url} is larger than {MAX_TOKEN_BODY} bytes"
-            )));
+            return Err(Error::Failed(format!("token response from {url} is larger than {MAX_TOKEN_BODY} bytes")));
         }
         if !status.is_success() {
             let detail = token_error_text(&body, status.as_u16());
-            return Err(Error::AuthRefused {
-                url: url.to_string(),
-                detail,
-            });
+            return Err(Error::AuthRefused { url: url.to_string(), detail });
         }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| Error::AuthRefused {
-                url: url.to_string(),
-                detail: format!("the token response is not the JSON expected ({e})"),
-            })?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::AuthRefused {
+            url: url.to_string(),
+            detail: format!("the token response is not the JSON expected ({e})"),
+        })?;
         if let Some(tt) = &parsed.token_type
             && !tt.eq_ignore_ascii_case("bearer")
         {
@@ -272,14 +232,8 @@ fn token_error_text(body: &[u8], status: u16) -> String {
         error_description: Option<String>,
     }
     match serde_json::from_slice::<OAuthError>(body) {
-        Ok(OAuthError {
-            error: Some(e),
-            error_description: Some(d),
-        }) => format!("HTTP {status} {e}: {d}"),
-        Ok(OAuthError {
-            error: Some(e),
-            error_description: None,
-        }) => format!("HTTP {status} {e}"),
+        Ok(OAuthError { error: Some(e), error_description: Some(d) }) => format!("HTTP {status} {e}: {d}"),
+        Ok(OAuthError { error: Some(e), error_description: None }) => format!("HTTP {status} {e}"),
         _ => format!("HTTP {status}: {}", outcome_text(body)),
     }
 }
@@ -291,39 +245,23 @@ pub async fn discover_token_url(
     policy: &RetryPolicy,
     reporter: &dyn Reporter,
 ) -> Result<Url> {
-    let url = fhir_base
-        .join(".well-known/smart-configuration")
-        .expect("a relative path joins");
+    let url = fhir_base.join(".well-known/smart-configuration").expect("a relative path joins");
     let (status, body) = retrying(policy, reporter, "SMART discovery", || {
         let url = &url;
         async move {
-            let resp = match client
-                .get(url.clone())
-                .header("accept", "application/json")
-                .send()
-                .await
-            {
+            let resp = match client.get(url.clone()).header("accept", "application/json").send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    return Ok(Attempt::Retry {
-                        reason: describe(&e),
-                        retry_after: None,
-                    });
+                    return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
                 }
             };
             let status = resp.status();
             if is_retryable_status(status) {
-                return Ok(Attempt::Retry {
-                    reason: format!("HTTP {}", status.as_u16()),
-                    retry_after: None,
-                });
+                return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: None });
             }
             match resp.bytes().await {
                 Ok(b) => Ok(Attempt::Done((status, b))),
-                Err(e) => Ok(Attempt::Retry {
-                    reason: describe(&e),
-                    retry_after: None,
-                }),
+                Err(e) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
             }
         }
     })
@@ -336,14 +274,10 @@ pub async fn discover_token_url(
     if !status.is_success() {
         return Err(no_token_url(format!("HTTP {}", status.as_u16())));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| no_token_url(e.to_string()))?;
-    let endpoint = v
-        .get("token_endpoint")
-        .and_then(|t| t.as_str())
-        .ok_or_else(|| no_token_url("no token_endpoint".into()))?;
-    let token_url =
-        Url::parse(endpoint).map_err(|e| no_token_url(format!("token_endpoint: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| no_token_url(e.to_string()))?;
+    let endpoint =
+        v.get("token_endpoint").and_then(|t| t.as_str()).ok_or_else(|| no_token_url("no token_endpoint".into()))?;
+    let token_url = Url::parse(endpoint).map_err(|e| no_token_url(format!("token_endpoint: {e}")))?;
     crate::job::check_url_scheme(&token_url).map_err(no_token_url)?;
     tracing::debug!(%token_url, "token URL discovered");
     Ok(token_url)
@@ -355,14 +289,8 @@ mod tests {
 
     #[test]
     fn renewal_leaves_a_margin() {
-        assert_eq!(
-            renew_after(Duration::from_secs(7200)),
-            Duration::from_secs(7140)
-        );
-        assert_eq!(
-            renew_after(Duration::from_secs(300)),
-            Duration::from_secs(240)
-        );
+        assert_eq!(renew_after(Duration::from_secs(7200)), Duration::from_secs(7140));
+        assert_eq!(renew_after(Duration::from_secs(300)), Duration::from_secs(240));
         assert_eq!(renew_after(Duration::from_secs(5)), Duration::from_secs(4));
         assert_eq!(renew_after(Duration::ZERO), Duration::ZERO);
     }
@@ -378,10 +306,7 @@ mod tests {
     #[test]
     fn oauth_errors_are_readable() {
         assert_eq!(
-            token_error_text(
-                br#"{"error":"invalid_client","error_description":"Invalid client secret"}"#,
-                401
-            ),
+            token_error_text(br#"{"error":"invalid_client","error_description":"Invalid client secret"}"#, 401),
             "HTTP 401 invalid_client: Invalid client secret"
         );
         assert_eq!(token_error_text(b"Forbidden", 403), "HTTP 403: Forbidden");

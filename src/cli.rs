@@ -94,9 +94,7 @@ pub enum Command {
         job: PathBuf,
     },
     /// Serve a local Bulk Data server with synthetic data (for trying things and for tests).
-    #[command(
-        after_help = "Examples:\n  oneup-bulk sandbox\n  oneup-bulk sandbox --port 8089 --data-scale 100"
-    )]
+    #[command(after_help = "Examples:\n  oneup-bulk sandbox\n  oneup-bulk sandbox --port 8089 --data-scale 100")]
     Sandbox {
         #[arg(long, default_value_t = 8089)]
         port: u16,
@@ -128,9 +126,7 @@ pub enum Command {
         out: PathBuf,
     },
     /// Print shell completions.
-    #[command(
-        after_help = "Examples:\n  oneup-bulk completions bash > /etc/bash_completion.d/oneup-bulk"
-    )]
+    #[command(after_help = "Examples:\n  oneup-bulk completions bash > /etc/bash_completion.d/oneup-bulk")]
     Completions { shell: clap_complete::Shell },
 }
 

@@ -67,15 +67,9 @@ pub async fn download_all(
     let mut queue = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let final_path = run_dir.join(&f.path);
-        match done
-            .iter()
-            .find(|d| d.path == f.path && d.url == f.url.as_str())
-        {
+        match done.iter().find(|d| d.path == f.path && d.url == f.url.as_str()) {
             Some(d) if final_path.exists() => {
-                results[i] = Some(Downloaded {
-                    record: d.clone(),
-                    problems: Vec::new(),
-                });
+                results[i] = Some(Downloaded { record: d.clone(), problems: Vec::new() });
             }
             _ => queue.push(i),
         }
@@ -86,12 +80,7 @@ pub async fn download_all(
     let spawn = |set: &mut JoinSet<_>, i: usize| {
         let (session, file, settings) = (session.clone(), files[i].clone(), settings.clone());
         let dir = run_dir.to_path_buf();
-        set.spawn(async move {
-            (
-                i,
-                download_one(&session, &dir, i, &file, &settings, requires_token).await,
-            )
-        });
+        set.spawn(async move { (i, download_one(&session, &dir, i, &file, &settings, requires_token).await) });
     };
     for i in next.by_ref().take(settings.concurrency.max(1)) {
         spawn(&mut set, i);
@@ -119,10 +108,7 @@ pub async fn download_all(
     if let Some(e) = first_error {
         return Err(e);
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every file downloaded"))
-        .collect())
+    Ok(results.into_iter().map(|r| r.expect("every file downloaded")).collect())
 }
 
 async fn download_one(
@@ -139,9 +125,7 @@ async fn download_one(
     }
     let part = part_path(&final_path);
     let size = None;
-    session
-        .reporter
-        .event(&Event::DownloadStarted { id, file, size });
+    session.reporter.event(&Event::DownloadStarted { id, file, size });
     let mut failures = 0u32;
     loop {
         match attempt(session, id, file, &part, settings, requires_token).await? {
@@ -165,11 +149,7 @@ async fn download_one(
                     let _ = fs::remove_file(&part);
                 }
                 if failures >= settings.retries {
-                    session.reporter.event(&Event::DownloadFailed {
-                        id,
-                        file,
-                        reason: &reason,
-                    });
+                    session.reporter.event(&Event::DownloadFailed { id, file, reason: &reason });
                     return Err(Error::Transient(format!(
                         "{}: {reason} (after {} attempts); the run's state is kept: run again to resume",
                         file.path,
@@ -177,12 +157,7 @@ async fn download_one(
                     )));
                 }
                 let from = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-                session.reporter.event(&Event::DownloadRetry {
-                    id,
-                    file,
-                    reason: &reason,
-                    resume_from: from,
-                });
+                session.reporter.event(&Event::DownloadRetry { id, file, reason: &reason, resume_from: from });
                 let wait = session.policy.wait(failures, None, fastrand::f64());
                 failures += 1;
                 tokio::time::sleep(wait).await;
@@ -201,18 +176,11 @@ async fn attempt(
     requires_token: bool,
 ) -> Result<std::result::Result<Downloaded, Retry>> {
     let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-    let mut req =
-        Req::get(file.url.clone(), file.path.clone()).header(ACCEPT, "application/fhir+ndjson");
-    req.token = if requires_token {
-        TokenUse::AllowedOrigins
-    } else {
-        TokenUse::Never
-    };
+    let mut req = Req::get(file.url.clone(), file.path.clone()).header(ACCEPT, "application/fhir+ndjson");
+    req.token = if requires_token { TokenUse::AllowedOrigins } else { TokenUse::Never };
     if have > 0 {
         // Ranges are over the stored representation: ask for identity so the bytes append cleanly.
-        req = req
-            .header(RANGE, &format!("bytes={have}-"))
-            .header(ACCEPT_ENCODING, "identity");
+        req = req.header(RANGE, &format!("bytes={have}-")).header(ACCEPT_ENCODING, "identity");
     } else {
         req = req.header(ACCEPT_ENCODING, "gzip");
     }
@@ -225,11 +193,8 @@ async fn attempt(
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let append = match status {
         StatusCode::PARTIAL_CONTENT => {
-            let start = resp
-                .headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_content_range_start);
+            let start =
+                resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(parse_content_range_start);
             if start != Some(have) || gzip {
                 return Ok(Err(Retry::Restart(format!(
                     "the server answered a range request with a range starting at {start:?}, not {have}"
@@ -250,10 +215,7 @@ async fn attempt(
                 outcome_text(&body[..body.len().min(4096)])
             );
             return Err(match s.as_u16() {
-                401 | 403 => Error::AuthRefused {
-                    url: redact_query(&file.url),
-                    detail,
-                },
+                401 | 403 => Error::AuthRefused { url: redact_query(&file.url), detail },
                 _ => Error::Failed(detail),
             });
         }
@@ -268,11 +230,7 @@ async fn attempt(
             if append {
                 v.replay(&part)?;
             }
-            let f = if append {
-                fs::OpenOptions::new().append(true).open(&part)?
-            } else {
-                create_private_file(&part)?
-            };
+            let f = if append { fs::OpenOptions::new().append(true).open(&part)? } else { create_private_file(&part)? };
             v.out = Some(BufWriter::with_capacity(WRITE_BUFFER, f));
             let mut sink = if gzip {
                 Sink::Gzip(Box::new(flate2::write::MultiGzDecoder::new(v)))
@@ -299,10 +257,7 @@ async fn attempt(
                 received += c.len() as u64;
                 unreported += c.len() as u64;
                 if unreported >= PROGRESS_STEP {
-                    session.reporter.event(&Event::DownloadProgress {
-                        id,
-                        bytes: unreported,
-                    });
+                    session.reporter.event(&Event::DownloadProgress { id, bytes: unreported });
                     unreported = 0;
                 }
                 if tx.send(c).await.is_err() {
@@ -317,13 +272,8 @@ async fn attempt(
         }
     }
     drop(tx);
-    session.reporter.event(&Event::DownloadProgress {
-        id,
-        bytes: unreported,
-    });
-    let verifier = writer
-        .await
-        .map_err(|e| Error::Failed(format!("file worker failed: {e}")))?;
+    session.reporter.event(&Event::DownloadProgress { id, bytes: unreported });
+    let verifier = writer.await.map_err(|e| Error::Failed(format!("file worker failed: {e}")))?;
     let v = match verifier {
         Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
@@ -332,38 +282,24 @@ async fn attempt(
                 file.path, settings.max_file_bytes
             )));
         }
-        Err(e)
-            if gzip && e.kind() == io::ErrorKind::InvalidInput
-                || e.kind() == io::ErrorKind::InvalidData =>
-        {
-            return Ok(Err(Retry::Restart(format!(
-                "gzip body could not be decoded: {e}"
-            ))));
+        Err(e) if gzip && e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData => {
+            return Ok(Err(Retry::Restart(format!("gzip body could not be decoded: {e}"))));
         }
         Err(e) => return Err(Error::io(part, e)),
     };
     if let Some(reason) = net_error {
         // What arrived is on disk and hashed; continue from there if the server allows ranges.
-        return Ok(Err(if gzip {
-            Retry::Restart(reason)
-        } else {
-            Retry::Resume(reason)
-        }));
+        return Ok(Err(if gzip { Retry::Restart(reason) } else { Retry::Resume(reason) }));
     }
     if let Some(n) = expected_len
         && received != n
     {
-        return Ok(Err(Retry::Resume(format!(
-            "body was {received} bytes, Content-Length said {n}"
-        ))));
+        return Ok(Err(Retry::Resume(format!("body was {received} bytes, Content-Length said {n}"))));
     }
     if let Some(count) = file.count
         && v.lines != count
     {
-        return Ok(Err(Retry::Restart(format!(
-            "{} resources in the file, the manifest said {count}",
-            v.lines
-        ))));
+        return Ok(Err(Retry::Restart(format!("{} resources in the file, the manifest said {count}", v.lines))));
     }
     Ok(Ok(v.into_downloaded(file)))
 }
@@ -436,28 +372,16 @@ impl Verifier {
 
     fn check(&mut self, chunk: &[u8]) {
         let (validate, expected) = (self.validate, self.expected.as_str());
-        let (lines, invalid, wrong, problems) = (
-            &mut self.lines,
-            &mut self.invalid,
-            &mut self.wrong_type,
-            &mut self.problems,
-        );
-        self.splitter.feed(chunk, &mut |n, line| {
-            on_line(n, line, validate, expected, lines, invalid, wrong, problems)
-        });
+        let (lines, invalid, wrong, problems) =
+            (&mut self.lines, &mut self.invalid, &mut self.wrong_type, &mut self.problems);
+        self.splitter.feed(chunk, &mut |n, line| on_line(n, line, validate, expected, lines, invalid, wrong, problems));
     }
 
     fn finish(&mut self) -> io::Result<()> {
         let (validate, expected) = (self.validate, self.expected.as_str());
-        let (lines, invalid, wrong, problems) = (
-            &mut self.lines,
-            &mut self.invalid,
-            &mut self.wrong_type,
-            &mut self.problems,
-        );
-        self.splitter.finish(&mut |n, line| {
-            on_line(n, line, validate, expected, lines, invalid, wrong, problems)
-        });
+        let (lines, invalid, wrong, problems) =
+            (&mut self.lines, &mut self.invalid, &mut self.wrong_type, &mut self.problems);
+        self.splitter.finish(&mut |n, line| on_line(n, line, validate, expected, lines, invalid, wrong, problems));
         if let Some(mut w) = self.out.take() {
             w.flush()?;
             w.get_ref().sync_data()?;
@@ -467,11 +391,7 @@ impl Verifier {
 
     fn into_downloaded(self, file: &PlannedFile) -> Downloaded {
         let sha = self.hash.finish();
-        let sha256 = sha
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
+        let sha256 = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>();
         let problems = self
             .problems
             .iter()
@@ -531,10 +451,7 @@ fn on_line(
 impl Write for Verifier {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.bytes + buf.len() as u64 > self.max_bytes {
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                "file larger than download.max_file_bytes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, "file larger than download.max_file_bytes"));
         }
         self.bytes += buf.len() as u64;
         self.hash.update(buf);

@@ -73,10 +73,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// The process exit code for this error (DESIGN §5).
@@ -88,10 +85,7 @@ impl Error {
             Error::Transient(_) | Error::Locked(_) => exit::TEMPFAIL,
             Error::Interrupted(Signal::Interrupt) => exit::SIGINT,
             Error::Interrupted(Signal::Terminate) => exit::SIGTERM,
-            Error::Io { .. }
-            | Error::Verification(_)
-            | Error::Failed(_)
-            | Error::NotImplemented(_) => exit::FAILED,
+            Error::Io { .. } | Error::Verification(_) | Error::Failed(_) | Error::NotImplemented(_) => exit::FAILED,
         }
     }
 }

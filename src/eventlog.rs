@@ -20,26 +20,14 @@ impl EventLog {
     /// Appends to `path` (created 0600). `export_id` ties the lines of one export together across resumes.
     pub fn open(path: &Path, export_id: &str) -> std::io::Result<Self> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
+        let f = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        Ok(EventLog {
-            path: path.to_path_buf(),
-            export_id: export_id.to_string(),
-            file: Mutex::new(Some(f)),
-        })
+        Ok(EventLog { path: path.to_path_buf(), export_id: export_id.to_string(), file: Mutex::new(Some(f)) })
     }
 
     /// A log that writes nothing (dry runs).
     pub fn disabled() -> Self {
-        EventLog {
-            path: PathBuf::new(),
-            export_id: String::new(),
-            file: Mutex::new(None),
-        }
+        EventLog { path: PathBuf::new(), export_id: String::new(), file: Mutex::new(None) }
     }
 
     pub fn path(&self) -> &Path {

@@ -59,21 +59,13 @@ impl RetryPolicy {
 
 /// Exponential backoff with full jitter: uniform in `[0, min(cap, base · 2^attempt))`, at least 1 ms.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
-        .min(cap);
-    ceiling
-        .mul_f64(jitter.clamp(0.0, 1.0))
-        .max(Duration::from_millis(1))
+    let ceiling = base.saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX)).min(cap);
+    ceiling.mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(1))
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (relative to `now`); `None` when absent or unparsable.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -94,16 +86,9 @@ pub fn is_transient_outcome(body: &[u8]) -> bool {
         return false;
     };
     v.get("resourceType").and_then(|t| t.as_str()) == Some("OperationOutcome")
-        && v.get("issue")
-            .and_then(|i| i.as_array())
-            .is_some_and(|issues| {
-                issues.iter().any(|i| {
-                    matches!(
-                        i.get("code").and_then(|c| c.as_str()),
-                        Some("transient" | "throttled")
-                    )
-                })
-            })
+        && v.get("issue").and_then(|i| i.as_array()).is_some_and(|issues| {
+            issues.iter().any(|i| matches!(i.get("code").and_then(|c| c.as_str()), Some("transient" | "throttled")))
+        })
 }
 
 /// The human text of an OperationOutcome (diagnostics, else details.text, else code), or the body's start.
@@ -124,22 +109,12 @@ pub fn outcome_text(body: &[u8]) -> String {
                 return texts.join("; ");
             }
         }
-        if let Some(d) = v
-            .get("error_description")
-            .or_else(|| v.get("error"))
-            .and_then(|d| d.as_str())
-        {
+        if let Some(d) = v.get("error_description").or_else(|| v.get("error")).and_then(|d| d.as_str()) {
             return d.to_string();
         }
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
-        .trim()
-        .to_string();
-    if text.is_empty() {
-        "(empty body)".into()
-    } else {
-        text
-    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
+    if text.is_empty() { "(empty body)".into() } else { text }
 }
 
 /// Builds the one HTTP client: rustls (aws-lc-rs) with the system's roots plus `tls.ca_file`, no automatic
@@ -159,8 +134,7 @@ pub fn client(job: &Job) -> Result<reqwest::Client> {
             b = b.add_root_certificate(c);
         }
     }
-    b.build()
-        .map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))
+    b.build().map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))
 }
 
 /// A response read whole (bounded): token, kick-off, status, DELETE.
@@ -235,22 +209,12 @@ impl Session {
         for (k, v) in &job.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| Error::Usage(format!("headers: {k:?} is not a valid header name")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                Error::Usage(format!(
-                    "headers: the value of {k} is not a valid header value"
-                ))
-            })?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| Error::Usage(format!("headers: the value of {k} is not a valid header value")))?;
             extra_headers.push((name, value));
         }
         let tokens = TokenSource::new(job, client.clone(), policy.clone(), reporter.clone());
-        Ok(Session {
-            client,
-            tokens,
-            policy,
-            reporter,
-            token_origins,
-            extra_headers,
-        })
+        Ok(Session { client, tokens, policy, reporter, token_origins, extra_headers })
     }
 
     fn token_allowed(&self, first: &Url, current: &Url) -> bool {
@@ -266,12 +230,11 @@ impl Session {
         req: &Req,
     ) -> Result<std::result::Result<(reqwest::Response, Option<Secret>), reqwest::Error>> {
         // A token is fetched (or renewed) before the request; a refused secret ends here with exit 3.
-        let token =
-            if req.token == TokenUse::AllowedOrigins && self.token_allowed(&req.url, &req.url) {
-                self.tokens.bearer().await?
-            } else {
-                None
-            };
+        let token = if req.token == TokenUse::AllowedOrigins && self.token_allowed(&req.url, &req.url) {
+            self.tokens.bearer().await?
+        } else {
+            None
+        };
         let mut url = req.url.clone();
         let mut hops = 0;
         loop {
@@ -283,10 +246,7 @@ impl Session {
                 rb = rb.body(b.clone());
             }
             let mut sent = None;
-            if let Some(t) = token
-                .as_ref()
-                .filter(|_| self.token_allowed(&req.url, &url))
-            {
+            if let Some(t) = token.as_ref().filter(|_| self.token_allowed(&req.url, &url)) {
                 rb = rb.bearer_auth(t.expose());
                 sent = Some(t.clone());
             }
@@ -357,17 +317,11 @@ impl Session {
             let (resp, sent) = match self.send_once(req).await? {
                 Ok(r) => r,
                 Err(e) => {
-                    return Ok(Attempt::Retry {
-                        reason: describe(&e),
-                        retry_after: None,
-                    });
+                    return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED
-                && sent.is_some()
-                && !reauthed.swap(true, Ordering::SeqCst)
-            {
+            if status == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
                 self.tokens.invalidate(sent.as_ref()).await;
                 return Ok(Attempt::Again);
             }
@@ -396,12 +350,7 @@ pub enum Attempt<T> {
 }
 
 /// The retry loop: calls `f` until it is done, fails, or the budget is spent (then `Error::Transient`).
-pub async fn retrying<T, F, Fut>(
-    policy: &RetryPolicy,
-    reporter: &dyn Reporter,
-    what: &str,
-    mut f: F,
-) -> Result<T>
+pub async fn retrying<T, F, Fut>(policy: &RetryPolicy, reporter: &dyn Reporter, what: &str, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Attempt<T>>>,
@@ -413,29 +362,15 @@ where
             Attempt::Done(t) => return Ok(t),
             Attempt::Again if agains < 3 => agains += 1,
             Attempt::Again => {
-                return Err(Error::Failed(format!(
-                    "{what}: the request kept asking for a new token"
-                )));
+                return Err(Error::Failed(format!("{what}: the request kept asking for a new token")));
             }
-            Attempt::Retry {
-                reason,
-                retry_after,
-            } => {
+            Attempt::Retry { reason, retry_after } => {
                 if attempt >= policy.retries {
-                    return Err(Error::Transient(format!(
-                        "{what}: gave up after {} attempts: {reason}",
-                        attempt + 1
-                    )));
+                    return Err(Error::Transient(format!("{what}: gave up after {} attempts: {reason}", attempt + 1)));
                 }
                 let wait = policy.wait(attempt, retry_after, fastrand::f64());
                 attempt += 1;
-                reporter.event(&Event::Retrying {
-                    what,
-                    attempt,
-                    of: policy.retries,
-                    wait,
-                    reason: &reason,
-                });
+                reporter.event(&Event::Retrying { what, attempt, of: policy.retries, wait, reason: &reason });
                 tokio::time::sleep(wait).await;
             }
         }
@@ -447,10 +382,7 @@ enum ReadError {
     Http(reqwest::Error),
 }
 
-async fn read_limited(
-    mut resp: reqwest::Response,
-    limit: usize,
-) -> std::result::Result<Bytes, ReadError> {
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> std::result::Result<Bytes, ReadError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ReadError::TooLarge);
     }
@@ -481,11 +413,7 @@ pub fn describe(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
-    }
+    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
 }
 
 /// A URL for logs: the query is dropped (it may hold a signature).
@@ -525,24 +453,15 @@ mod tests {
             min: Duration::from_secs(2),
             max: Duration::from_secs(300),
         };
-        assert_eq!(
-            p.wait(0, Some(Duration::from_secs(7200)), 0.5),
-            Duration::from_secs(300)
-        );
+        assert_eq!(p.wait(0, Some(Duration::from_secs(7200)), 0.5), Duration::from_secs(300));
         assert_eq!(p.wait(0, Some(Duration::ZERO), 0.5), Duration::from_secs(2));
-        assert_eq!(
-            p.wait(0, Some(Duration::from_secs(10)), 0.5),
-            Duration::from_secs(10)
-        );
+        assert_eq!(p.wait(0, Some(Duration::from_secs(10)), 0.5), Duration::from_secs(10));
     }
 
     #[test]
     fn backoff_grows_then_caps_with_full_jitter() {
         let (b, cap) = (Duration::from_secs(1), Duration::from_secs(60));
-        assert_eq!(
-            backoff(0, b, cap, 0.999_999),
-            Duration::from_secs(1).mul_f64(0.999_999)
-        );
+        assert_eq!(backoff(0, b, cap, 0.999_999), Duration::from_secs(1).mul_f64(0.999_999));
         assert_eq!(backoff(3, b, cap, 0.5), Duration::from_secs(4));
         assert_eq!(backoff(20, b, cap, 0.5), Duration::from_secs(30));
         assert_eq!(backoff(200, b, cap, 1.0), cap);
@@ -555,10 +474,7 @@ mod tests {
             assert!(is_retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
         for s in [400, 401, 403, 404, 410, 422, 501] {
-            assert!(
-                !is_retryable_status(StatusCode::from_u16(s).unwrap()),
-                "{s}"
-            );
+            assert!(!is_retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
     }
 
@@ -570,10 +486,7 @@ mod tests {
         let fatal = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-supported","details":{"text":"no _typeFilter"}}]}"#;
         assert!(!is_transient_outcome(fatal));
         assert_eq!(outcome_text(fatal), "no _typeFilter");
-        assert_eq!(
-            outcome_text(br#"{"error":"invalid_client","error_description":"bad secret"}"#),
-            "bad secret"
-        );
+        assert_eq!(outcome_text(br#"{"error":"invalid_client","error_description":"bad secret"}"#), "bad secret");
         assert_eq!(outcome_text(b"<html>oops</html>"), "<html>oops</html>");
         assert!(!is_transient_outcome(b"not json"));
     }

@@ -32,37 +32,26 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Parses an unencrypted PEM key (PKCS#8, PKCS#1 RSA or SEC1 EC) for the job's algorithm.
     pub fn from_pem(pem: &str, alg: JwtAlgorithm) -> Result<Self, String> {
-        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
-            format!("not a PEM private key ({e}); an unencrypted PKCS#8, RSA or EC key is expected")
-        })?;
+        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| format!("not a PEM private key ({e}); an unencrypted PKCS#8, RSA or EC key is expected"))?;
         match (alg, &der) {
             (JwtAlgorithm::Rs384, PrivateKeyDer::Pkcs1(k)) => {
-                RsaKeyPair::from_der(k.secret_pkcs1_der())
-                    .map(SigningKey::Rsa)
-                    .map_err(|e| e.to_string())
+                RsaKeyPair::from_der(k.secret_pkcs1_der()).map(SigningKey::Rsa).map_err(|e| e.to_string())
             }
-            (JwtAlgorithm::Rs384, PrivateKeyDer::Pkcs8(k)) => {
-                RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())
-                    .map(SigningKey::Rsa)
-                    .map_err(|_| {
-                        "algorithm RS384 needs an RSA key; this key is not RSA".to_string()
-                    })
+            (JwtAlgorithm::Rs384, PrivateKeyDer::Pkcs8(k)) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())
+                .map(SigningKey::Rsa)
+                .map_err(|_| "algorithm RS384 needs an RSA key; this key is not RSA".to_string()),
+            (JwtAlgorithm::Es384, PrivateKeyDer::Sec1(k)) => {
+                EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, k.secret_sec1_der())
+                    .map(SigningKey::Ec)
+                    .map_err(|_| "algorithm ES384 needs an EC P-384 key".to_string())
             }
-            (JwtAlgorithm::Es384, PrivateKeyDer::Sec1(k)) => EcdsaKeyPair::from_private_key_der(
-                &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-                k.secret_sec1_der(),
-            )
-            .map(SigningKey::Ec)
-            .map_err(|_| "algorithm ES384 needs an EC P-384 key".to_string()),
-            (JwtAlgorithm::Es384, PrivateKeyDer::Pkcs8(k)) => EcdsaKeyPair::from_pkcs8(
-                &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-                k.secret_pkcs8_der(),
-            )
-            .map(SigningKey::Ec)
-            .map_err(|_| "algorithm ES384 needs an EC P-384 key; this key is not one".to_string()),
-            (JwtAlgorithm::Rs384, _) => {
-                Err("algorithm RS384 needs an RSA key; this key is not RSA".into())
+            (JwtAlgorithm::Es384, PrivateKeyDer::Pkcs8(k)) => {
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, k.secret_pkcs8_der())
+                    .map(SigningKey::Ec)
+                    .map_err(|_| "algorithm ES384 needs an EC P-384 key; this key is not one".to_string())
             }
+            (JwtAlgorithm::Rs384, _) => Err("algorithm RS384 needs an RSA key; this key is not RSA".into()),
             (JwtAlgorithm::Es384, _) => Err("algorithm ES384 needs an EC P-384 key".into()),
         }
     }
@@ -79,15 +68,10 @@ impl SigningKey {
         match self {
             SigningKey::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA384, &rng, msg, &mut sig)
-                    .map_err(|_| "RSA signing failed")?;
+                k.sign(&signature::RSA_PKCS1_SHA384, &rng, msg, &mut sig).map_err(|_| "RSA signing failed")?;
                 Ok(sig)
             }
-            SigningKey::Ec(k) => Ok(k
-                .sign(&rng, msg)
-                .map_err(|_| "ECDSA signing failed")?
-                .as_ref()
-                .to_vec()),
+            SigningKey::Ec(k) => Ok(k.sign(&rng, msg).map_err(|_| "ECDSA signing failed")?.as_ref().to_vec()),
         }
     }
 
@@ -129,11 +113,7 @@ pub fn client_assertion(
     }
     let claims = json!({"iss": client_id, "sub": client_id, "aud": token_url,
                         "exp": now + ASSERTION_LIFETIME_SECS, "iat": now, "jti": jti});
-    let signing_input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
+    let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
     let sig = key.sign(signing_input.as_bytes())?;
     Ok(format!("{signing_input}.{}", b64(&sig)))
 }
@@ -149,20 +129,15 @@ pub fn new_jti() -> String {
 pub fn generate(alg: JwtAlgorithm, kid: &str) -> Result<(String, String), String> {
     let pkcs8 = match alg {
         JwtAlgorithm::Rs384 => {
-            let k =
-                RsaKeyPair::generate(KeySize::Rsa3072).map_err(|_| "RSA key generation failed")?;
-            k.as_der()
-                .map_err(|_| "RSA key encoding failed")?
+            let k = RsaKeyPair::generate(KeySize::Rsa3072).map_err(|_| "RSA key generation failed")?;
+            k.as_der().map_err(|_| "RSA key encoding failed")?.as_ref().to_vec()
+        }
+        JwtAlgorithm::Es384 => {
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| "EC key generation failed")?
                 .as_ref()
                 .to_vec()
         }
-        JwtAlgorithm::Es384 => EcdsaKeyPair::generate_pkcs8(
-            &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-            &SystemRandom::new(),
-        )
-        .map_err(|_| "EC key generation failed")?
-        .as_ref()
-        .to_vec(),
     };
     let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
     let body = STANDARD.encode(&pkcs8);
@@ -185,26 +160,14 @@ mod tests {
         assert_eq!(p.len(), 3);
         let h = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p[0]).unwrap()).unwrap();
         let c = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p[1]).unwrap()).unwrap();
-        (
-            h,
-            c,
-            URL_SAFE_NO_PAD.decode(p[2]).unwrap(),
-            format!("{}.{}", p[0], p[1]),
-        )
+        (h, c, URL_SAFE_NO_PAD.decode(p[2]).unwrap(), format!("{}.{}", p[0], p[1]))
     }
 
     fn check(alg: JwtAlgorithm) {
         let (pem, jwks) = generate(alg, "k1").unwrap();
         let key = SigningKey::from_pem(&pem, alg).unwrap();
-        let jwt = client_assertion(
-            &key,
-            Some("k1"),
-            "my-client",
-            "https://auth.example/token",
-            1_700_000_000,
-            "j1",
-        )
-        .unwrap();
+        let jwt =
+            client_assertion(&key, Some("k1"), "my-client", "https://auth.example/token", 1_700_000_000, "j1").unwrap();
         let (h, c, sig, input) = parts(&jwt);
         assert_eq!(h["typ"], "JWT");
         assert_eq!(h["kid"], "k1");
@@ -219,16 +182,8 @@ mod tests {
         match alg {
             JwtAlgorithm::Rs384 => {
                 assert_eq!(h["alg"], "RS384");
-                let pk = aws_lc_rs::signature::RsaPublicKeyComponents {
-                    n: d("n"),
-                    e: d("e"),
-                };
-                pk.verify(
-                    &signature::RSA_PKCS1_2048_8192_SHA384,
-                    input.as_bytes(),
-                    &sig,
-                )
-                .unwrap();
+                let pk = aws_lc_rs::signature::RsaPublicKeyComponents { n: d("n"), e: d("e") };
+                pk.verify(&signature::RSA_PKCS1_2048_8192_SHA384, input.as_bytes(), &sig).unwrap();
             }
             JwtAlgorithm::Es384 => {
                 assert_eq!(h["alg"], "ES384");
@@ -243,15 +198,7 @@ mod tests {
         // A tampered assertion does not verify.
         assert_ne!(
             jwt,
-            client_assertion(
-                &key,
-                Some("k1"),
-                "other",
-                "https://auth.example/token",
-                1_700_000_000,
-                "j1"
-            )
-            .unwrap()
+            client_assertion(&key, Some("k1"), "other", "https://auth.example/token", 1_700_000_000, "j1").unwrap()
         );
     }
 
@@ -268,16 +215,8 @@ mod tests {
     #[test]
     fn wrong_key_type_is_explained() {
         let (pem, _) = generate(JwtAlgorithm::Es384, "k").unwrap();
-        assert!(
-            SigningKey::from_pem(&pem, JwtAlgorithm::Rs384)
-                .unwrap_err()
-                .contains("RSA")
-        );
-        assert!(
-            SigningKey::from_pem("nonsense", JwtAlgorithm::Rs384)
-                .unwrap_err()
-                .contains("PEM")
-        );
+        assert!(SigningKey::from_pem(&pem, JwtAlgorithm::Rs384).unwrap_err().contains("RSA"));
+        assert!(SigningKey::from_pem("nonsense", JwtAlgorithm::Rs384).unwrap_err().contains("PEM"));
     }
 
     #[test]

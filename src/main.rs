@@ -7,10 +7,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = oneup_bulk::cli::Cli::parse();
     oneup_bulk::commands::init_logging(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -46,12 +46,7 @@ pub struct LineSplitter {
 
 impl LineSplitter {
     pub fn new(max_line: usize) -> Self {
-        LineSplitter {
-            carry: Vec::new(),
-            max_line,
-            line_no: 0,
-            skipping: false,
-        }
+        LineSplitter { carry: Vec::new(), max_line, line_no: 0, skipping: false }
     }
 
     /// Lines seen so far (including blank ones), i.e. the number of the last complete line.
@@ -60,11 +55,7 @@ impl LineSplitter {
     }
 
     /// Feeds one chunk; `on_line(line_no, line)` is called for each complete non-blank line.
-    pub fn feed(
-        &mut self,
-        mut chunk: &[u8],
-        on_line: &mut impl FnMut(u64, Result<&[u8], LineError>),
-    ) {
+    pub fn feed(&mut self, mut chunk: &[u8], on_line: &mut impl FnMut(u64, Result<&[u8], LineError>)) {
         while !chunk.is_empty() {
             match memchr::memchr(b'\n', chunk) {
                 Some(i) => {
@@ -77,23 +68,13 @@ impl LineSplitter {
                     }
                     if self.carry.is_empty() {
                         if head.len() > self.max_line {
-                            on_line(
-                                self.line_no,
-                                Err(LineError::TooLong {
-                                    limit: self.max_line,
-                                }),
-                            );
+                            on_line(self.line_no, Err(LineError::TooLong { limit: self.max_line }));
                         } else {
                             emit(self.line_no, head, on_line);
                         }
                     } else if self.carry.len() + head.len() > self.max_line {
                         self.carry.clear();
-                        on_line(
-                            self.line_no,
-                            Err(LineError::TooLong {
-                                limit: self.max_line,
-                            }),
-                        );
+                        on_line(self.line_no, Err(LineError::TooLong { limit: self.max_line }));
                     } else {
                         let mut line = std::mem::take(&mut self.carry);
                         line.extend_from_slice(head);
@@ -107,12 +88,7 @@ impl LineSplitter {
                         if self.carry.len() + chunk.len() > self.max_line {
                             self.carry.clear();
                             self.skipping = true;
-                            on_line(
-                                self.line_no + 1,
-                                Err(LineError::TooLong {
-                                    limit: self.max_line,
-                                }),
-                            );
+                            on_line(self.line_no + 1, Err(LineError::TooLong { limit: self.max_line }));
                         } else {
                             self.carry.extend_from_slice(chunk);
                         }
@@ -168,15 +144,12 @@ pub fn parse_head(line: &[u8]) -> Result<ResourceHead<'_>, LineError> {
     let first = line.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         // Distinguish "valid JSON but not an object" from garbage, for a better message.
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-                Ok(_) => LineError::NotAnObject,
-                Err(e) => LineError::NotJson(short_json_error(&e)),
-            },
-        );
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+            Ok(_) => LineError::NotAnObject,
+            Err(e) => LineError::NotJson(short_json_error(&e)),
+        });
     }
-    serde_json::from_slice::<ResourceHead<'_>>(line)
-        .map_err(|e| LineError::NotJson(short_json_error(&e)))
+    serde_json::from_slice::<ResourceHead<'_>>(line).map_err(|e| LineError::NotJson(short_json_error(&e)))
 }
 
 /// Checks a line: a JSON object whose `resourceType` equals `expected` (any type when `None`).
@@ -184,10 +157,9 @@ pub fn check_line(line: &[u8], expected: Option<&str>) -> Result<(), LineError> 
     let head = parse_head(line)?;
     match (head.resource_type, expected) {
         (None, _) => Err(LineError::MissingResourceType),
-        (Some(found), Some(expected)) if found != expected => Err(LineError::WrongResourceType {
-            expected: expected.to_string(),
-            found: found.into_owned(),
-        }),
+        (Some(found), Some(expected)) if found != expected => {
+            Err(LineError::WrongResourceType { expected: expected.to_string(), found: found.into_owned() })
+        }
         _ => Ok(()),
     }
 }
@@ -231,14 +203,7 @@ mod tests {
     #[test]
     fn lines_across_chunks_and_final_line_without_newline() {
         let got = split(&[b"ab", b"c\nde\r\n\n", b"f"], 100);
-        assert_eq!(
-            got,
-            vec![
-                (1, Ok("abc".into())),
-                (2, Ok("de".into())),
-                (4, Ok("f".into()))
-            ]
-        );
+        assert_eq!(got, vec![(1, Ok("abc".into())), (2, Ok("de".into())), (4, Ok("f".into()))]);
     }
 
     #[test]
@@ -258,45 +223,21 @@ mod tests {
     #[test]
     fn overlong_line_split_in_many_chunks_reported_once() {
         let got = split(&[b"1234567", b"89", b"0\n", b"ok"], 4);
-        assert_eq!(
-            got,
-            vec![
-                (1, Err(LineError::TooLong { limit: 4 })),
-                (2, Ok("ok".into()))
-            ]
-        );
+        assert_eq!(got, vec![(1, Err(LineError::TooLong { limit: 4 })), (2, Ok("ok".into()))]);
     }
 
     #[test]
     fn line_checks() {
-        assert_eq!(
-            check_line(br#"{"resourceType":"Patient","id":"1"}"#, Some("Patient")),
-            Ok(())
-        );
+        assert_eq!(check_line(br#"{"resourceType":"Patient","id":"1"}"#, Some("Patient")), Ok(()));
         assert_eq!(
             check_line(br#"{"resourceType":"Coverage"}"#, Some("Patient")),
-            Err(LineError::WrongResourceType {
-                expected: "Patient".into(),
-                found: "Coverage".into()
-            })
+            Err(LineError::WrongResourceType { expected: "Patient".into(), found: "Coverage".into() })
         );
-        assert_eq!(
-            check_line(br#"{"id":"1"}"#, None),
-            Err(LineError::MissingResourceType)
-        );
+        assert_eq!(check_line(br#"{"id":"1"}"#, None), Err(LineError::MissingResourceType));
         assert_eq!(check_line(b"[1,2]", None), Err(LineError::NotAnObject));
-        assert!(matches!(
-            check_line(br#"{"resourceType":"Patient""#, None),
-            Err(LineError::NotJson(_))
-        ));
-        assert!(matches!(
-            check_line(b"garbage", None),
-            Err(LineError::NotJson(_))
-        ));
+        assert!(matches!(check_line(br#"{"resourceType":"Patient""#, None), Err(LineError::NotJson(_))));
+        assert!(matches!(check_line(b"garbage", None), Err(LineError::NotJson(_))));
         // Escapes in resourceType still compare equal.
-        assert_eq!(
-            check_line(br#"{"resourceType":"Pati\u0065nt"}"#, Some("Patient")),
-            Ok(())
-        );
+        assert_eq!(check_line(br#"{"resourceType":"Pati\u0065nt"}"#, Some("Patient")), Ok(()));
     }
 }

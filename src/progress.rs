@@ -96,23 +96,13 @@ impl Reporter for Plain {
             Event::Resumed { status_url } => {
                 tracing::info!(status_url, "resuming the export in flight")
             }
-            Event::Polling {
-                elapsed,
-                progress,
-                next_in,
-            } => tracing::info!(
+            Event::Polling { elapsed, progress, next_in } => tracing::info!(
                 elapsed = %humantime::format_duration(round(*elapsed)),
                 progress = progress.unwrap_or(""),
                 next_poll_in = %humantime::format_duration(round(*next_in)),
                 "export in progress"
             ),
-            Event::Retrying {
-                what,
-                attempt,
-                of,
-                wait,
-                reason,
-            } => tracing::warn!(
+            Event::Retrying { what, attempt, of, wait, reason } => tracing::warn!(
                 what, attempt, of, wait = %humantime::format_duration(round(*wait)), reason, "retrying"
             ),
             Event::ManifestReady { files, resources } => {
@@ -122,23 +112,11 @@ impl Reporter for Plain {
                 tracing::debug!(path = file.path, size, "download started")
             }
             Event::DownloadProgress { .. } => {}
-            Event::DownloadFinished {
-                file, lines, bytes, ..
-            } => {
+            Event::DownloadFinished { file, lines, bytes, .. } => {
                 tracing::info!(path = file.path, resources = lines, bytes, "file verified")
             }
-            Event::DownloadRetry {
-                file,
-                reason,
-                resume_from,
-                ..
-            } => {
-                tracing::warn!(
-                    path = file.path,
-                    reason,
-                    resume_from,
-                    "download interrupted; retrying"
-                )
+            Event::DownloadRetry { file, reason, resume_from, .. } => {
+                tracing::warn!(path = file.path, reason, resume_from, "download interrupted; retrying")
             }
             Event::DownloadFailed { file, reason, .. } => {
                 tracing::error!(path = file.path, reason, "download failed")
@@ -165,18 +143,10 @@ impl Bars {
     pub fn new() -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let spinner = multi.add(ProgressBar::new_spinner());
-        spinner.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"),
-        );
+        spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"));
         spinner.enable_steady_tick(Duration::from_millis(120));
         spinner.set_message("requesting an access token");
-        Bars {
-            multi,
-            spinner,
-            overall: Mutex::new(None),
-            files: Mutex::new(HashMap::new()),
-            bytes: AtomicU64::new(0),
-        }
+        Bars { multi, spinner, overall: Mutex::new(None), files: Mutex::new(HashMap::new()), bytes: AtomicU64::new(0) }
     }
 }
 
@@ -190,24 +160,14 @@ impl Reporter for Bars {
     fn event(&self, event: &Event<'_>) {
         match event {
             Event::TokenObtained { .. } => self.spinner.set_message("starting the export"),
-            Event::KickedOff { .. } => self
-                .spinner
-                .set_message("export started; waiting for the server"),
+            Event::KickedOff { .. } => self.spinner.set_message("export started; waiting for the server"),
             Event::Resumed { .. } => self.spinner.set_message("resuming the export in flight"),
-            Event::Polling {
-                progress, next_in, ..
-            } => self.spinner.set_message(format!(
+            Event::Polling { progress, next_in, .. } => self.spinner.set_message(format!(
                 "server working{} (next check in {})",
                 progress.map(|p| format!(": {p}")).unwrap_or_default(),
                 humantime::format_duration(round(*next_in))
             )),
-            Event::Retrying {
-                what,
-                attempt,
-                of,
-                wait,
-                reason,
-            } => {
+            Event::Retrying { what, attempt, of, wait, reason } => {
                 let _ = self.multi.println(format!(
                     "  retry {attempt}/{of} of {what} in {}: {reason}",
                     humantime::format_duration(round(*wait))
@@ -217,11 +177,9 @@ impl Reporter for Bars {
                 self.spinner.finish_and_clear();
                 let bar = self.multi.add(ProgressBar::new(*files as u64));
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix:.bold} [{bar:30}] {pos}/{len} files  {msg}  {elapsed}",
-                    )
-                    .expect("template")
-                    .progress_chars("=> "),
+                    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} files  {msg}  {elapsed}")
+                        .expect("template")
+                        .progress_chars("=> "),
                 );
                 bar.set_prefix("download");
                 *self.overall.lock().expect("lock") = Some(bar);
@@ -232,10 +190,8 @@ impl Reporter for Bars {
                     None => ProgressBar::no_length(),
                 };
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "  {msg:32!} {bytes:>10} {binary_bytes_per_sec:>12} {wide_bar} {eta}",
-                    )
-                    .expect("template"),
+                    ProgressStyle::with_template("  {msg:32!} {bytes:>10} {binary_bytes_per_sec:>12} {wide_bar} {eta}")
+                        .expect("template"),
                 );
                 bar.set_message(file.path.clone());
                 let bar = self.multi.add(bar);
@@ -259,24 +215,14 @@ impl Reporter for Bars {
                     o.inc(1);
                 }
                 if let Event::DownloadFailed { file, reason, .. } = event {
-                    let _ = self
-                        .multi
-                        .println(format!("  failed {}: {reason}", file.path));
+                    let _ = self.multi.println(format!("  failed {}: {reason}", file.path));
                 }
             }
-            Event::DownloadRetry {
-                id,
-                file,
-                reason,
-                resume_from,
-            } => {
+            Event::DownloadRetry { id, file, reason, resume_from } => {
                 if let Some(b) = self.files.lock().expect("lock").get(id) {
                     b.set_position(*resume_from);
                 }
-                let _ = self.multi.println(format!(
-                    "  retrying {} from byte {resume_from}: {reason}",
-                    file.path
-                ));
+                let _ = self.multi.println(format!("  retrying {} from byte {resume_from}: {reason}", file.path));
             }
             Event::Note { message } => {
                 let _ = self.multi.println(format!("  {message}"));

@@ -114,23 +114,14 @@ pub fn run_id(transaction_time: &str) -> String {
 /// Creates a folder (and parents) readable by the owner only, whatever the umask.
 pub fn create_private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|e| Error::io(path, e))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| Error::io(path, e))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(path, e))
 }
 
 /// Opens a new file for writing with mode 0600 (set explicitly, so the umask cannot widen it).
 pub fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.set_permissions(fs::Permissions::from_mode(0o600))?;
     Ok(f)
 }

@@ -75,10 +75,7 @@ pub struct Lock {
 
 impl JobState {
     pub fn new(job_dir: &Path) -> Self {
-        JobState {
-            job_dir: job_dir.to_path_buf(),
-            dir: job_dir.join(STATE_DIR),
-        }
+        JobState { job_dir: job_dir.to_path_buf(), dir: job_dir.join(STATE_DIR) }
     }
 
     pub fn create(&self) -> Result<()> {
@@ -101,11 +98,7 @@ impl JobState {
         let _ = f.set_permissions(fs::Permissions::from_mode(0o600));
         match f.try_lock() {
             Ok(()) => {
-                let holder = format!(
-                    "pid {} since {}\n",
-                    std::process::id(),
-                    crate::app::now_rfc3339()
-                );
+                let holder = format!("pid {} since {}\n", std::process::id(), crate::app::now_rfc3339());
                 let _ = f.set_len(0);
                 let _ = f.rewind();
                 let _ = f.write_all(holder.as_bytes());
@@ -199,11 +192,7 @@ mod tests {
         let l = s.lock().unwrap();
         let e = s.lock().unwrap_err();
         assert_eq!(e.exit_code(), 75);
-        assert!(
-            e.to_string()
-                .contains(&format!("pid {}", std::process::id())),
-            "{e}"
-        );
+        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
         assert!(s.lock_holder().is_some());
         drop(l);
         assert!(s.lock_holder().is_none());

@@ -7,11 +7,7 @@ use std::path::Path;
 use oneup_bulk::inspect::{InspectOptions, inspect, render_json};
 
 fn sha(b: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().iter().map(|x| format!("{x:02x}")).collect()
 }
 
 const PATIENTS: &str = concat!(
@@ -55,19 +51,11 @@ fn run_folder(dir: &Path) {
     let manifest = serde_json::json!({"transactionTime": "2024-05-01T00:00:00Z", "requiresAccessToken": true,
         "output": [{"type": "Patient", "url": "https://s/p", "count": 2}, {"type": "Coverage", "url": "https://s/c", "count": 2}],
         "error": [{"type": "OperationOutcome", "url": "https://s/e"}]});
-    std::fs::write(
-        dir.join("manifest.json"),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
 }
 
 fn opts(p: &Path) -> InspectOptions {
-    InspectOptions {
-        paths: vec![p.to_path_buf()],
-        threads: 2,
-        ..Default::default()
-    }
+    InspectOptions { paths: vec![p.to_path_buf()], threads: 2, ..Default::default() }
 }
 
 #[test]
@@ -79,36 +67,19 @@ fn a_clean_run_is_whole_and_reported_by_type() {
     assert_eq!(r.exit_code(), 0);
     let i = &r.inputs[0];
     assert_eq!(i.kind, "run");
-    let p = i
-        .types
-        .iter()
-        .find(|t| t.resource_type == "Patient")
-        .unwrap();
+    let p = i.types.iter().find(|t| t.resource_type == "Patient").unwrap();
     assert_eq!((p.files, p.resources, p.invalid_lines), (1, 2, 0));
-    assert_eq!(
-        p.earliest_last_updated.as_deref(),
-        Some("2024-01-02T00:00:00Z")
-    );
-    assert_eq!(
-        p.latest_last_updated.as_deref(),
-        Some("2024-03-04T00:00:00Z")
-    );
+    assert_eq!(p.earliest_last_updated.as_deref(), Some("2024-01-02T00:00:00Z"));
+    assert_eq!(p.latest_last_updated.as_deref(), Some("2024-03-04T00:00:00Z"));
     assert!(i.checks.iter().all(|c| c.ok) && i.checks.iter().any(|c| c.what == "sha256"));
     assert_eq!(i.outcomes.len(), 1);
-    assert_eq!(
-        (i.outcomes[0].code.as_str(), i.outcomes[0].count),
-        ("not-found", 2)
-    );
+    assert_eq!((i.outcomes[0].code.as_str(), i.outcomes[0].count), ("not-found", 2));
 }
 
 #[test]
 fn truncated_file() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("Patient.ndjson"),
-        &PATIENTS[..PATIENTS.len() - 20],
-    )
-    .unwrap();
+    std::fs::write(d.path().join("Patient.ndjson"), &PATIENTS[..PATIENTS.len() - 20]).unwrap();
     let r = inspect(&opts(d.path())).unwrap();
     assert!(r.inputs[0].files[0].truncated);
     assert_eq!(r.exit_code(), 1);
@@ -117,28 +88,15 @@ fn truncated_file() {
 #[test]
 fn bad_json_and_wrong_resource_type_with_their_lines() {
     let d = tempfile::tempdir().unwrap();
-    let body = format!(
-        "{PATIENTS}not json\n{}\n",
-        r#"{"resourceType":"Coverage","id":"x"}"#
-    );
+    let body = format!("{PATIENTS}not json\n{}\n", r#"{"resourceType":"Coverage","id":"x"}"#);
     std::fs::write(d.path().join("Patient.ndjson"), body).unwrap();
     let r = inspect(&opts(d.path())).unwrap();
     let f = &r.inputs[0].files[0];
-    assert_eq!(
-        (f.resources, f.invalid_lines, f.wrong_type_lines),
-        (4, 1, 1)
-    );
-    let problems: Vec<(u64, &str)> = r.inputs[0]
-        .problems
-        .iter()
-        .map(|p| (p.line, p.reason.as_str()))
-        .collect();
+    assert_eq!((f.resources, f.invalid_lines, f.wrong_type_lines), (4, 1, 1));
+    let problems: Vec<(u64, &str)> = r.inputs[0].problems.iter().map(|p| (p.line, p.reason.as_str())).collect();
     assert_eq!(problems[0].0, 3);
     assert!(problems[0].1.starts_with("not JSON"), "{problems:?}");
-    assert_eq!(
-        problems[1],
-        (4, r#"resourceType is "Coverage", expected "Patient""#)
-    );
+    assert_eq!(problems[1], (4, r#"resourceType is "Coverage", expected "Patient""#));
     assert_eq!(r.exit_code(), 1);
 }
 
@@ -147,21 +105,10 @@ fn count_mismatch_against_the_manifest() {
     let d = tempfile::tempdir().unwrap();
     run_folder(d.path());
     std::fs::remove_file(d.path().join("run.json")).unwrap();
-    std::fs::write(
-        d.path().join("Patient.ndjson"),
-        PATIENTS.lines().next().unwrap(),
-    )
-    .unwrap();
+    std::fs::write(d.path().join("Patient.ndjson"), PATIENTS.lines().next().unwrap()).unwrap();
     let r = inspect(&opts(d.path())).unwrap();
-    let c = r.inputs[0]
-        .checks
-        .iter()
-        .find(|c| c.file == "Patient")
-        .unwrap();
-    assert_eq!(
-        (c.expected.as_str(), c.found.as_str(), c.ok),
-        ("2", "1", false)
-    );
+    let c = r.inputs[0].checks.iter().find(|c| c.file == "Patient").unwrap();
+    assert_eq!((c.expected.as_str(), c.found.as_str(), c.ok), ("2", "1", false));
     assert_eq!(r.exit_code(), 1);
 }
 
@@ -169,17 +116,9 @@ fn count_mismatch_against_the_manifest() {
 fn checksum_mismatch_against_run_json() {
     let d = tempfile::tempdir().unwrap();
     run_folder(d.path());
-    std::fs::write(
-        d.path().join("Patient.ndjson"),
-        PATIENTS.replace("\"2\"", "\"3\""),
-    )
-    .unwrap();
+    std::fs::write(d.path().join("Patient.ndjson"), PATIENTS.replace("\"2\"", "\"3\"")).unwrap();
     let r = inspect(&opts(d.path())).unwrap();
-    let c = r.inputs[0]
-        .checks
-        .iter()
-        .find(|c| c.what == "sha256" && c.file == "Patient.ndjson")
-        .unwrap();
+    let c = r.inputs[0].checks.iter().find(|c| c.what == "sha256" && c.file == "Patient.ndjson").unwrap();
     assert!(!c.ok);
     assert_eq!(r.exit_code(), 1);
 }
@@ -194,11 +133,7 @@ fn gzip_files_and_another_tools_folder() {
     let r = inspect(&opts(d.path())).unwrap();
     let i = &r.inputs[0];
     assert_eq!(i.kind, "folder");
-    let types: Vec<(&str, u64)> = i
-        .types
-        .iter()
-        .map(|t| (t.resource_type.as_str(), t.resources))
-        .collect();
+    let types: Vec<(&str, u64)> = i.types.iter().map(|t| (t.resource_type.as_str(), t.resources)).collect();
     assert_eq!(types, [("Coverage", 2), ("Patient", 2)]);
     assert!(i.checks.is_empty(), "no record to compare with");
     assert!(r.whole);
@@ -216,20 +151,12 @@ fn dangling_references_are_found_and_counted() {
     assert_eq!(refs.checked, 3);
     assert_eq!(refs.dangling.len(), 1);
     assert_eq!(
-        (
-            refs.dangling[0].source_type.as_str(),
-            refs.dangling[0].field.as_str(),
-            refs.dangling[0].count
-        ),
+        (refs.dangling[0].source_type.as_str(), refs.dangling[0].field.as_str(), refs.dangling[0].count),
         ("Coverage", "beneficiary", 1)
     );
     assert_eq!(refs.dangling[0].examples, ["Patient/404"]);
     assert_eq!(refs.target_not_exported[0].target_type, "Organization");
-    assert_eq!(
-        r.exit_code(),
-        1,
-        "dangling references make the export not whole"
-    );
+    assert_eq!(r.exit_code(), 1, "dangling references make the export not whole");
 }
 
 #[test]
@@ -244,38 +171,17 @@ fn json_report_field_by_field() {
     assert!(v["seconds"].is_number() && v["bytes"].as_u64().unwrap() > 0);
     let i = &v["inputs"][0];
     assert_eq!(i["kind"], "run");
-    let t = i["types"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["type"] == "Coverage")
-        .unwrap();
-    for (k, want) in [
-        ("files", 1),
-        ("resources", 2),
-        ("invalid_lines", 0),
-        ("wrong_type_lines", 0),
-    ] {
+    let t = i["types"].as_array().unwrap().iter().find(|t| t["type"] == "Coverage").unwrap();
+    for (k, want) in [("files", 1), ("resources", 2), ("invalid_lines", 0), ("wrong_type_lines", 0)] {
         assert_eq!(t[k], want, "{k}");
     }
     assert_eq!(t["bytes"], COVERAGE.len());
-    let f = i["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "Coverage.ndjson")
-        .unwrap();
+    let f = i["files"].as_array().unwrap().iter().find(|f| f["path"] == "Coverage.ndjson").unwrap();
     assert_eq!(f["sha256"], sha(COVERAGE.as_bytes()));
     assert_eq!(f["truncated"], false);
     assert_eq!(i["outcomes"][0]["severity"], "error");
     assert_eq!(i["outcomes"][0]["diagnostics"], "gone");
-    assert!(
-        i["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true)
-    );
+    assert!(i["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
     assert!(i["references"].is_null());
 }
 
@@ -284,34 +190,18 @@ fn exit_codes_of_the_command() {
     let bin = env!("CARGO_BIN_EXE_oneup-bulk");
     let d = tempfile::tempdir().unwrap();
     run_folder(d.path());
-    let ok = std::process::Command::new(bin)
-        .arg("inspect")
-        .arg(d.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    let ok = std::process::Command::new(bin).arg("inspect").arg(d.path()).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("whole and valid"));
     std::fs::write(d.path().join("Patient.ndjson"), "garbage\n").unwrap();
-    let bad = std::process::Command::new(bin)
-        .args(["inspect", "--invalid", "5"])
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let bad = std::process::Command::new(bin).args(["inspect", "--invalid", "5"]).arg(d.path()).output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&bad.stdout).contains("Patient.ndjson:1: not JSON"),
         "{}",
         String::from_utf8_lossy(&bad.stdout)
     );
-    let usage = std::process::Command::new(bin)
-        .args(["inspect", "/nonexistent/path"])
-        .output()
-        .unwrap();
+    let usage = std::process::Command::new(bin).args(["inspect", "/nonexistent/path"]).output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
     let head = std::process::Command::new(bin)
         .args(["inspect", "--type", "Coverage", "--head", "1"])

@@ -19,13 +19,7 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        scale: 900,
-        files_per_type: 4,
-        rounds: 3,
-        concurrency: 4,
-        bin: default_bin(),
-    };
+    let mut a = Args { scale: 900, files_per_type: 4, rounds: 3, concurrency: 4, bin: default_bin() };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -58,22 +52,14 @@ struct Sample {
 fn measure(cmd: &mut Command) -> Sample {
     let report = tempfile::NamedTempFile::new().unwrap();
     let mut timed = Command::new("/usr/bin/time");
-    timed
-        .arg("-o")
-        .arg(report.path())
-        .arg("-f")
-        .arg("%e %U %S %M")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+    timed.arg("-o").arg(report.path()).arg("-f").arg("%e %U %S %M").arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => timed.env(k, v),
             None => timed.env_remove(k),
         };
     }
-    let out = timed
-        .output()
-        .expect("/usr/bin/time runs (apt-get install time)");
+    let out = timed.output().expect("/usr/bin/time runs (apt-get install time)");
     assert!(
         out.status.success() || out.status.code() == Some(5),
         "{:?} failed: {}",
@@ -90,11 +76,7 @@ fn measure(cmd: &mut Command) -> Sample {
         .rev()
         .map(|x| x.parse().unwrap())
         .collect();
-    Sample {
-        wall: f[0],
-        cpu: f[1] + f[2],
-        rss_mib: f[3] / 1024.0,
-    }
+    Sample { wall: f[0], cpu: f[1] + f[2], rss_mib: f[3] / 1024.0 }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -126,22 +108,11 @@ async fn main() {
     let work = tempfile::tempdir().unwrap();
     // Warm-up: generates the export once (the sandbox caches identical exports) and gives the URLs.
     let warm = work.path().join("warm.yaml");
-    std::fs::write(
-        &warm,
-        job_yaml(&sb, &work.path().join("warm"), "off", a.concurrency),
-    )
-    .unwrap();
+    std::fs::write(&warm, job_yaml(&sb, &work.path().join("warm"), "off", a.concurrency)).unwrap();
     let bin = a.bin.clone();
-    let st = tokio::task::spawn_blocking(move || {
-        Command::new(&bin)
-            .arg("run")
-            .arg("-q")
-            .arg(&warm)
-            .status()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let st = tokio::task::spawn_blocking(move || Command::new(&bin).arg("run").arg("-q").arg(&warm).status().unwrap())
+        .await
+        .unwrap();
     assert!(st.success() || st.code() == Some(5), "warm-up run failed");
     let run_json = std::fs::read_to_string(work.path().join("warm/bench/latest/run.json")).unwrap();
     let record: oneup_bulk::record::RunRecord = serde_json::from_str(&run_json).unwrap();
@@ -170,48 +141,29 @@ async fn main() {
         a.rounds
     );
 
-    let mut results: Vec<(&str, Vec<Sample>)> = vec![
-        ("oneup-bulk (strict)", vec![]),
-        ("oneup-bulk (validate off)", vec![]),
-        ("curl --parallel", vec![]),
-    ];
+    let mut results: Vec<(&str, Vec<Sample>)> =
+        vec![("oneup-bulk (strict)", vec![]), ("oneup-bulk (validate off)", vec![]), ("curl --parallel", vec![])];
     for round in 0..a.rounds {
         for (i, (_, samples)) in results.iter_mut().enumerate() {
             let out = work.path().join(format!("r{round}-{i}"));
             std::fs::create_dir_all(&out).unwrap();
             let mut cmd = if i < 2 {
                 let job = work.path().join(format!("job-{round}-{i}.yaml"));
-                std::fs::write(
-                    &job,
-                    job_yaml(
-                        &sb,
-                        &out,
-                        if i == 0 { "strict" } else { "off" },
-                        a.concurrency,
-                    ),
-                )
-                .unwrap();
+                std::fs::write(&job, job_yaml(&sb, &out, if i == 0 { "strict" } else { "off" }, a.concurrency))
+                    .unwrap();
                 let mut c = Command::new(&a.bin);
                 c.arg("run").arg("-q").arg(job);
                 c
             } else {
                 let mut c = Command::new("curl");
-                c.args([
-                    "--silent",
-                    "--fail",
-                    "--parallel",
-                    "--parallel-max",
-                    &a.concurrency.to_string(),
-                ]);
+                c.args(["--silent", "--fail", "--parallel", "--parallel-max", &a.concurrency.to_string()]);
                 c.args(["-H", &format!("Authorization: Bearer {token}")]);
                 for (n, u) in urls.iter().enumerate() {
                     c.arg("-o").arg(out.join(format!("{n}.ndjson"))).arg(u);
                 }
                 c
             };
-            let s = tokio::task::spawn_blocking(move || measure(&mut cmd))
-                .await
-                .unwrap();
+            let s = tokio::task::spawn_blocking(move || measure(&mut cmd)).await.unwrap();
             samples.push(s);
             let _ = std::fs::remove_dir_all(&out);
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -30,12 +30,8 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
     let _ = writeln!(out, "{}: {}", job.name, job.fhir_base);
 
     // SMART configuration: advertised auth methods and algorithms.
-    let smart_url = job
-        .fhir_base
-        .join(".well-known/smart-configuration")
-        .expect("relative");
-    let mut req =
-        Req::get(smart_url.clone(), "SMART configuration").header(ACCEPT, "application/json");
+    let smart_url = job.fhir_base.join(".well-known/smart-configuration").expect("relative");
+    let mut req = Req::get(smart_url.clone(), "SMART configuration").header(ACCEPT, "application/json");
     req.token = TokenUse::Never;
     match session.send(&req, 1 << 20).await {
         Ok(r) if r.status.is_success() => {
@@ -46,11 +42,7 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
             }
         }
         Ok(r) => {
-            let _ = writeln!(
-                out,
-                "  smart-configuration: HTTP {} (not advertised)",
-                r.status.as_u16()
-            );
+            let _ = writeln!(out, "  smart-configuration: HTTP {} (not advertised)", r.status.as_u16());
         }
         Err(e) => {
             let _ = writeln!(out, "  smart-configuration: {e}");
@@ -65,12 +57,8 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
     }
 
     let meta = job.fhir_base.join("metadata").expect("relative");
-    let r = session
-        .send(
-            &Req::get(meta, "CapabilityStatement").header(ACCEPT, "application/fhir+json"),
-            16 << 20,
-        )
-        .await?;
+    let r =
+        session.send(&Req::get(meta, "CapabilityStatement").header(ACCEPT, "application/fhir+json"), 16 << 20).await?;
     if !r.status.is_success() {
         return Err(Error::ServerRejected(format!(
             "GET metadata answered HTTP {}: {}",
@@ -80,28 +68,14 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
     }
     let cs: Value = serde_json::from_slice(&r.body)
         .map_err(|e| Error::ServerRejected(format!("the CapabilityStatement is not JSON: {e}")))?;
-    let software = cs
-        .pointer("/software/name")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown software");
-    let version = cs
-        .pointer("/software/version")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let _ = writeln!(
-        out,
-        "  server: {software} {version}, FHIR {}",
-        cs["fhirVersion"].as_str().unwrap_or("?")
-    );
+    let software = cs.pointer("/software/name").and_then(Value::as_str).unwrap_or("unknown software");
+    let version = cs.pointer("/software/version").and_then(Value::as_str).unwrap_or("");
+    let _ = writeln!(out, "  server: {software} {version}, FHIR {}", cs["fhirVersion"].as_str().unwrap_or("?"));
     let ops = export_operations(&cs);
     let _ = writeln!(
         out,
         "  export operations: {}",
-        if ops.is_empty() {
-            "none advertised".into()
-        } else {
-            ops.join(", ")
-        }
+        if ops.is_empty() { "none advertised".into() } else { ops.join(", ") }
     );
     let _ = writeln!(out, "ok: no export was started");
     Ok(out)
@@ -140,10 +114,8 @@ pub fn advertised_warnings(job: &Job, smart: &Value) -> Vec<String> {
         AuthMethod::PrivateKeyJwt => Some("private_key_jwt"),
         AuthMethod::None => None,
     };
-    if let (Some(m), Some(list)) = (
-        wanted,
-        smart["token_endpoint_auth_methods_supported"].as_array(),
-    ) && !list.iter().any(|v| v == m)
+    if let (Some(m), Some(list)) = (wanted, smart["token_endpoint_auth_methods_supported"].as_array())
+        && !list.iter().any(|v| v == m)
     {
         w.push(format!(
             "the server does not advertise {m} (it lists {}); the token request may be refused",
@@ -158,18 +130,12 @@ pub fn advertised_warnings(job: &Job, smart: &Value) -> Vec<String> {
         if let Some(list) = smart["token_endpoint_auth_signing_alg_values_supported"].as_array()
             && !list.iter().any(|v| v == alg)
         {
-            w.push(format!(
-                "the server does not advertise {alg} signing (it lists {})",
-                join(list)
-            ));
+            w.push(format!("the server does not advertise {alg} signing (it lists {})", join(list)));
         }
     }
     w
 }
 
 fn join(list: &[Value]) -> String {
-    list.iter()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    list.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
 }

@@ -16,10 +16,7 @@ use super::{reporter, signal};
 pub const DEMO_JOB: &str = include_str!("../../examples/sandbox.yaml");
 
 pub async fn sandbox(port: u16, data_scale: u32) -> Result<u8, Error> {
-    let cfg = SandboxConfig {
-        data_scale,
-        ..Default::default()
-    };
+    let cfg = SandboxConfig { data_scale, ..Default::default() };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let (id, secret) = (cfg.client_id.clone(), cfg.client_secret.clone());
     serve_until(
@@ -38,35 +35,20 @@ pub async fn sandbox(port: u16, data_scale: u32) -> Result<u8, Error> {
         },
     )
     .await
-    .map_err(|e| {
-        Error::Usage(format!(
-            "cannot serve on {addr}: {e} (is the port in use? try --port)"
-        ))
-    })?;
+    .map_err(|e| Error::Usage(format!("cannot serve on {addr}: {e} (is the port in use? try --port)")))?;
     Ok(exit::OK)
 }
 
 pub async fn demo(out: &Path, data_scale: u32, g: &Global) -> Result<u8, Error> {
-    let sb = Sandbox::start(SandboxConfig {
-        data_scale,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| Error::Failed(format!("cannot start the sandbox on 127.0.0.1: {e}")))?;
+    let sb = Sandbox::start(SandboxConfig { data_scale, ..Default::default() })
+        .await
+        .map_err(|e| Error::Failed(format!("cannot start the sandbox on 127.0.0.1: {e}")))?;
     let mut job = job::parse(DEMO_JOB, "examples/sandbox.yaml", Path::new("."), &|_| None)?;
     job.fhir_base = sb.fhir_base();
     job.auth.token_url = Some(sb.token_url());
-    eprintln!(
-        "demo: a local Bulk Data server is running at {} with synthetic data",
-        sb.fhir_base()
-    );
-    eprintln!(
-        "demo: running examples/sandbox.yaml against it (token → kick-off → poll → download → record)\n"
-    );
-    let opts = RunOptions {
-        out: Some(out.to_path_buf()),
-        ..Default::default()
-    };
+    eprintln!("demo: a local Bulk Data server is running at {} with synthetic data", sb.fhir_base());
+    eprintln!("demo: running examples/sandbox.yaml against it (token → kick-off → poll → download → record)\n");
+    let opts = RunOptions { out: Some(out.to_path_buf()), ..Default::default() };
     let display = reporter(g);
     let res = tokio::select! {
         r = run_job(&job, &opts, display.clone()) => r,
@@ -78,15 +60,8 @@ pub async fn demo(out: &Path, data_scale: u32, g: &Global) -> Result<u8, Error> 
     print!("{}", super::run::summary(&job.name, &outcome));
     let latest = out.join(&job.name).join("latest");
     println!("\nnext:");
-    println!(
-        "  oneup-bulk inspect {}          review what arrived",
-        latest.display()
-    );
+    println!("  oneup-bulk inspect {}          review what arrived", latest.display());
     println!("  cp examples/sandbox.yaml jobs/mine.yaml   and point it at your server");
     // The sandbox reports an error[] file on purpose (real servers do); the demo itself succeeded.
-    Ok(if outcome.exit_code == exit::SERVER_ERRORS {
-        exit::OK
-    } else {
-        outcome.exit_code
-    })
+    Ok(if outcome.exit_code == exit::SERVER_ERRORS { exit::OK } else { outcome.exit_code })
 }

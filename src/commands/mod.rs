@@ -21,11 +21,7 @@ pub use run::run_jobs;
 
 /// True when progress bars should be drawn: stderr is a terminal, and nobody asked for quiet or detail.
 pub fn use_bars(g: &Global) -> bool {
-    !g.quiet
-        && g.verbose == 0
-        && !g.no_progress
-        && g.log_format == LogFormat::Text
-        && std::io::stderr().is_terminal()
+    !g.quiet && g.verbose == 0 && !g.no_progress && g.log_format == LogFormat::Text && std::io::stderr().is_terminal()
 }
 
 /// Logs to stderr. Default level: warnings under progress bars, info otherwise; `-v` debug, `-vv` trace;
@@ -38,17 +34,12 @@ pub fn init_logging(g: &Global) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match g.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
-            .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
 }
 
@@ -74,19 +65,10 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
         Command::Demo { out, data_scale } => demo::demo(&out, data_scale, &g).await,
-        Command::Keygen {
-            algorithm,
-            kid,
-            out,
-        } => keygen(algorithm, &kid, &out),
+        Command::Keygen { algorithm, kid, out } => keygen(algorithm, &kid, &out),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "oneup-bulk",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut Cli::command(), "oneup-bulk", &mut std::io::stdout());
             Ok(exit::OK)
         }
     };
@@ -164,27 +146,16 @@ fn keygen(alg: crate::cli::KeyAlgorithm, kid: &str, out: &Path) -> Result<u8, Er
     let key_path = out.with_extension("pem");
     let jwks_path = out.with_extension("jwks.json");
     if key_path.exists() {
-        return Err(Error::Usage(format!(
-            "{} exists; not overwriting a key",
-            key_path.display()
-        )));
+        return Err(Error::Usage(format!("{} exists; not overwriting a key", key_path.display())));
     }
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::record::create_private_dir(dir)?;
     }
-    let mut f =
-        crate::record::create_private_file(&key_path).map_err(|e| Error::io(&key_path, e))?;
-    f.write_all(pem.as_bytes())
-        .map_err(|e| Error::io(&key_path, e))?;
+    let mut f = crate::record::create_private_file(&key_path).map_err(|e| Error::io(&key_path, e))?;
+    f.write_all(pem.as_bytes()).map_err(|e| Error::io(&key_path, e))?;
     std::fs::write(&jwks_path, format!("{jwks}\n")).map_err(|e| Error::io(&jwks_path, e))?;
-    println!(
-        "private key: {} (keep it secret; job: auth.private_key_file)",
-        key_path.display()
-    );
-    println!(
-        "public JWKS: {} (register it with the server)",
-        jwks_path.display()
-    );
+    println!("private key: {} (keep it secret; job: auth.private_key_file)", key_path.display());
+    println!("public JWKS: {} (register it with the server)", jwks_path.display());
     Ok(exit::OK)
 }
 

@@ -42,9 +42,9 @@ pub fn parse_since(s: &str) -> Result<OffsetDateTime, Error> {
         return Ok(t);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| Error::Usage(format!("--since {s:?}: expected an instant like 2024-01-31T00:00:00Z or a date like 2024-01-31")))
+    time::Date::parse(s, &fmt).map(|d| d.midnight().assume_utc()).map_err(|_| {
+        Error::Usage(format!("--since {s:?}: expected an instant like 2024-01-31T00:00:00Z or a date like 2024-01-31"))
+    })
 }
 
 pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
@@ -64,11 +64,7 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
     if code != exit::OK {
         return code;
     }
-    let opts = RunOptions {
-        out: args.out.clone(),
-        since,
-        restart: args.restart,
-    };
+    let opts = RunOptions { out: args.out.clone(), since, restart: args.restart };
     if args.dry_run {
         for j in &jobs {
             print!("{}", dry_run(j, &opts));
@@ -87,12 +83,7 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
     }
 }
 
-async fn run_all(
-    jobs: Vec<Job>,
-    opts: RunOptions,
-    display: Arc<dyn Reporter>,
-    parallel: usize,
-) -> u8 {
+async fn run_all(jobs: Vec<Job>, opts: RunOptions, display: Arc<dyn Reporter>, parallel: usize) -> u8 {
     let many = jobs.len() > 1;
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut set = tokio::task::JoinSet::new();
@@ -109,11 +100,7 @@ async fn run_all(
     while let Some(r) = set.join_next().await {
         match r {
             Ok(r) => results.push(r),
-            Err(e) => results.push((
-                usize::MAX,
-                "?".into(),
-                Err(Error::Failed(format!("job task failed: {e}"))),
-            )),
+            Err(e) => results.push((usize::MAX, "?".into(), Err(Error::Failed(format!("job task failed: {e}"))))),
         }
     }
     results.sort_by_key(|r| r.0);
@@ -133,12 +120,7 @@ async fn run_all(
             Err(e) => {
                 eprintln!("error: job {name}: {}", strip_job_prefix(e));
                 code = worst(code, e.exit_code());
-                let _ = writeln!(
-                    table,
-                    "  {name:<24} {:>3}  {}",
-                    e.exit_code(),
-                    first_line(&e.to_string())
-                );
+                let _ = writeln!(table, "  {name:<24} {:>3}  {}", e.exit_code(), first_line(&e.to_string()));
             }
         }
     }
@@ -172,24 +154,12 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
         exit::SERVER_ERRORS => "complete, with errors reported by the server",
         _ => "downloaded, but validation failed",
     };
-    let _ = writeln!(
-        s,
-        "{name}: {status} (transactionTime {})",
-        r.transaction_time
-    );
-    let _ = writeln!(
-        s,
-        "  {:<28} {:>6} {:>10} {:>12}",
-        "type", "files", "resources", "bytes"
-    );
+    let _ = writeln!(s, "{name}: {status} (transactionTime {})", r.transaction_time);
+    let _ = writeln!(s, "  {:<28} {:>6} {:>10} {:>12}", "type", "files", "resources", "bytes");
     for (t, (files, lines, bytes)) in &per_type {
         let _ = writeln!(s, "  {t:<28} {files:>6} {lines:>10} {bytes:>12}");
     }
-    let _ = writeln!(
-        s,
-        "  {:<28} {:>6} {:>10} {:>12}",
-        "total", r.totals.files, r.totals.resources, r.totals.bytes
-    );
+    let _ = writeln!(s, "  {:<28} {:>6} {:>10} {:>12}", "total", r.totals.files, r.totals.resources, r.totals.bytes);
     if r.totals.server_errors > 0 {
         let _ = writeln!(
             s,
@@ -206,12 +176,7 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
         };
         let _ = writeln!(s, "  problem: {loc}{}", p.message);
     }
-    let _ = writeln!(
-        s,
-        "  {:.1} s; files in {}",
-        r.totals.seconds,
-        out.run_dir.display()
-    );
+    let _ = writeln!(s, "  {:.1} s; files in {}", r.totals.seconds, out.run_dir.display());
     s
 }
 
@@ -225,10 +190,7 @@ pub fn dry_run(job: &Job, opts: &RunOptions) -> String {
         s,
         "# job {} ({})",
         job.name,
-        job.source
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
+        job.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
     );
     match job.auth.method {
         AuthMethod::None => {
@@ -240,12 +202,7 @@ pub fn dry_run(job: &Job, opts: &RunOptions) -> String {
                 .token_url
                 .as_ref()
                 .map(|u| u.to_string())
-                .unwrap_or_else(|| {
-                    format!(
-                        "(discovered from {}.well-known/smart-configuration)",
-                        job.fhir_base
-                    )
-                });
+                .unwrap_or_else(|| format!("(discovered from {}.well-known/smart-configuration)", job.fhir_base));
             let _ = writeln!(s, "POST {url}");
             let _ = writeln!(s, "Content-Type: application/x-www-form-urlencoded");
             let mut form = vec!["grant_type=client_credentials".to_string()];
@@ -308,10 +265,7 @@ mod tests {
 
     #[test]
     fn since_instant_or_date() {
-        assert_eq!(
-            parse_since("2024-01-31").unwrap().to_string(),
-            "2024-01-31 0:00:00.0 +00:00:00"
-        );
+        assert_eq!(parse_since("2024-01-31").unwrap().to_string(), "2024-01-31 0:00:00.0 +00:00:00");
         assert!(parse_since("2024-01-31T10:00:00+02:00").is_ok());
         assert_eq!(parse_since("yesterday").unwrap_err().exit_code(), 2);
     }

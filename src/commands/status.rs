@@ -15,14 +15,9 @@ use super::{load_job, reporter};
 
 pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
     if paths.is_empty() {
-        return Err(Error::Usage(
-            "name the job files: oneup-bulk status jobs/*.yaml".into(),
-        ));
+        return Err(Error::Usage("name the job files: oneup-bulk status jobs/*.yaml".into()));
     }
-    let opts = RunOptions {
-        out: out.map(Path::to_path_buf),
-        ..Default::default()
-    };
+    let opts = RunOptions { out: out.map(Path::to_path_buf), ..Default::default() };
     let mut code = exit::OK;
     for p in paths {
         let job = match load_job(p) {
@@ -58,9 +53,7 @@ pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
     let _ = writeln!(
         s,
         "  checkpoint (since: auto): {}",
-        c.transaction_time
-            .as_deref()
-            .unwrap_or("none: the next run is a full export")
+        c.transaction_time.as_deref().unwrap_or("none: the next run is a full export")
     );
     match state.inflight()? {
         Some(f) => {
@@ -69,11 +62,7 @@ pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
                 let _ = writeln!(s, "    last progress: {p}");
             }
             if let Some(r) = &f.run_id {
-                let _ = writeln!(
-                    s,
-                    "    downloading into {r}: {} files verified so far",
-                    f.done.len()
-                );
+                let _ = writeln!(s, "    downloading into {r}: {} files verified so far", f.done.len());
             }
         }
         None => {
@@ -88,10 +77,7 @@ pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
 
 pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, Error> {
     let job = load_job(path)?;
-    let opts = RunOptions {
-        out: out.map(Path::to_path_buf),
-        ..Default::default()
-    };
+    let opts = RunOptions { out: out.map(Path::to_path_buf), ..Default::default() };
     let state = JobState::new(&job_dir(&job, &opts));
     let _lock = state.lock()?;
     let Some(f) = state.inflight()? else {
@@ -108,10 +94,7 @@ pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, E
             "{}: the server answered HTTP {s} to DELETE (some servers, 1up among them, do not allow it); forgetting the export here anyway",
             job.name
         ),
-        None => println!(
-            "{}: the server could not be reached; forgetting the export here anyway",
-            job.name
-        ),
+        None => println!("{}: the server could not be reached; forgetting the export here anyway", job.name),
     }
     state.clear_inflight()?;
     let _ = std::fs::remove_file(state.log_path());

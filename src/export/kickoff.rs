@@ -25,10 +25,7 @@ pub enum Param {
 impl Param {
     fn name(&self) -> &'static str {
         match self {
-            Param::String(n, _)
-            | Param::Instant(n, _)
-            | Param::Boolean(n, _)
-            | Param::Reference(n, _) => n,
+            Param::String(n, _) | Param::Instant(n, _) | Param::Boolean(n, _) | Param::Reference(n, _) => n,
         }
     }
 
@@ -62,8 +59,7 @@ pub struct Kickoff {
 }
 
 pub fn format_instant(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339)
-        .expect("an OffsetDateTime formats as RFC 3339")
+    t.format(&Rfc3339).expect("an OffsetDateTime formats as RFC 3339")
 }
 
 /// The operation path relative to the FHIR base.
@@ -114,10 +110,7 @@ pub fn params(job: &Job, since: Option<OffsetDateTime>) -> Vec<Param> {
         p.push(Param::Reference("patient", r.clone()));
     }
     if !e.include_associated_data.is_empty() {
-        p.push(Param::String(
-            "includeAssociatedData",
-            e.include_associated_data.join(","),
-        ));
+        p.push(Param::String("includeAssociatedData", e.include_associated_data.join(",")));
     }
     if let Some(o) = &e.organize_output_by {
         p.push(Param::String("organizeOutputBy", o.clone()));
@@ -132,35 +125,20 @@ pub fn params(job: &Job, since: Option<OffsetDateTime>) -> Vec<Param> {
 /// checkpoint).
 pub fn build(job: &Job, since: Option<OffsetDateTime>) -> Kickoff {
     let params = params(job, since);
-    let needs_post =
-        !job.export.patients.is_empty() || job.export.operation == Operation::DavinciDataExport;
+    let needs_post = !job.export.patients.is_empty() || job.export.operation == Operation::DavinciDataExport;
     let post = match job.export.method {
         KickoffMethod::Post => true,
         KickoffMethod::Get => needs_post,
         KickoffMethod::Auto => needs_post,
     };
-    let mut url = job
-        .fhir_base
-        .join(&operation_path(job))
-        .expect("operation paths are relative");
-    let prefer = if job.export.lenient {
-        "respond-async, handling=lenient"
-    } else {
-        "respond-async"
-    }
-    .to_string();
+    let mut url = job.fhir_base.join(&operation_path(job)).expect("operation paths are relative");
+    let prefer = if job.export.lenient { "respond-async, handling=lenient" } else { "respond-async" }.to_string();
     if post {
         let body = json!({
             "resourceType": "Parameters",
             "parameter": params.iter().map(Param::to_parameter).collect::<Vec<_>>(),
         });
-        Kickoff {
-            method: Method::POST,
-            url,
-            body: Some(body),
-            params,
-            prefer,
-        }
+        Kickoff { method: Method::POST, url, body: Some(body), params, prefer }
     } else {
         if !params.is_empty() {
             let mut q = url.query_pairs_mut();
@@ -168,13 +146,7 @@ pub fn build(job: &Job, since: Option<OffsetDateTime>) -> Kickoff {
                 q.append_pair(p.name(), &p.value());
             }
         }
-        Kickoff {
-            method: Method::GET,
-            url,
-            body: None,
-            params,
-            prefer,
-        }
+        Kickoff { method: Method::GET, url, body: None, params, prefer }
     }
 }
 
@@ -184,10 +156,7 @@ pub async fn send(session: &Session, k: &Kickoff) -> Result<Url> {
         method: k.method.clone(),
         url: k.url.clone(),
         headers: Vec::new(),
-        body: k
-            .body
-            .as_ref()
-            .map(|b| Bytes::from(serde_json::to_vec(b).expect("JSON serialises"))),
+        body: k.body.as_ref().map(|b| Bytes::from(serde_json::to_vec(b).expect("JSON serialises"))),
         token: TokenUse::AllowedOrigins,
         what: "kick-off".into(),
     }
@@ -200,16 +169,13 @@ pub async fn send(session: &Session, k: &Kickoff) -> Result<Url> {
     let status = reply.status.as_u16();
     match status {
         202 => {
-            let loc = reply
-                .headers
-                .get(CONTENT_LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| Error::ServerRejected("the kick-off answered 202 without a Content-Location header".into()))?;
+            let loc = reply.headers.get(CONTENT_LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+                Error::ServerRejected("the kick-off answered 202 without a Content-Location header".into())
+            })?;
             // The spec says absolute; accept a relative one the way a browser would.
-            let status_url = k
-                .url
-                .join(loc)
-                .map_err(|e| Error::ServerRejected(format!("the kick-off's Content-Location {loc:?} is not a URL: {e}")))?;
+            let status_url = k.url.join(loc).map_err(|e| {
+                Error::ServerRejected(format!("the kick-off's Content-Location {loc:?} is not a URL: {e}"))
+            })?;
             crate::job::check_url_scheme(&status_url).map_err(Error::ServerRejected)?;
             Ok(status_url)
         }

@@ -11,6 +11,8 @@ use crate::record::FileKind;
 
 /// More entries than this is not a manifest we trust.
 pub const MAX_ENTRIES: usize = 100_000;
+/// Pages followed through `link` next.
+pub const MAX_PAGES: usize = 1_000;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
@@ -28,6 +30,37 @@ pub struct Manifest {
     pub deleted: Vec<Entry>,
     #[serde(default)]
     pub link: Vec<Link>,
+    /// How many pages were merged into this one (1 for an unpaged manifest).
+    #[serde(skip, default = "one")]
+    pub pages: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The `link` with relation `next`, if the manifest is paged.
+pub fn next_link(m: &Manifest) -> Option<String> {
+    m.link.iter().find(|l| l.relation == "next").map(|l| l.url.clone())
+}
+
+/// `manifest.json` for page 1, `manifest.002.json` … for the following pages.
+pub fn page_file_name(page: usize) -> String {
+    if page <= 1 { "manifest.json".into() } else { format!("manifest.{page:03}.json") }
+}
+
+/// One manifest from several pages: the first page's header, every page's files, in order.
+pub fn merge(pages: Vec<Manifest>) -> Manifest {
+    let mut it = pages.into_iter();
+    let mut m = it.next().expect("at least one page");
+    for p in it {
+        m.output.extend(p.output);
+        m.error.extend(p.error);
+        m.deleted.extend(p.deleted);
+        m.pages += 1;
+    }
+    m.link.clear();
+    m
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,26 +92,16 @@ pub struct PlannedFile {
 
 /// Parses and checks a manifest body.
 pub fn parse(body: &[u8]) -> Result<Manifest> {
-    let m: Manifest = serde_json::from_slice(body).map_err(|e| {
-        Error::ServerRejected(format!(
-            "the export's manifest is not a valid Bulk Data manifest: {e}"
-        ))
-    })?;
+    let m: Manifest = serde_json::from_slice(body)
+        .map_err(|e| Error::ServerRejected(format!("the export's manifest is not a valid Bulk Data manifest: {e}")))?;
     let entries = m.output.len() + m.error.len() + m.deleted.len();
     if entries > MAX_ENTRIES {
         return Err(Error::ServerRejected(format!(
             "the manifest lists {entries} files, more than the {MAX_ENTRIES} accepted"
         )));
     }
-    time::OffsetDateTime::parse(
-        &m.transaction_time,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map_err(|_| {
-        Error::ServerRejected(format!(
-            "the manifest's transactionTime {:?} is not an instant",
-            m.transaction_time
-        ))
+    time::OffsetDateTime::parse(&m.transaction_time, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        Error::ServerRejected(format!("the manifest's transactionTime {:?} is not an instant", m.transaction_time))
     })?;
     Ok(m)
 }
@@ -112,30 +135,15 @@ pub fn plan(m: &Manifest, base: &Url) -> Result<Vec<PlannedFile>> {
                 )));
             }
             let url = base.join(&e.url).map_err(|err| {
-                Error::ServerRejected(format!(
-                    "the manifest's file URL {:?} is not a URL: {err}",
-                    e.url
-                ))
+                Error::ServerRejected(format!("the manifest's file URL {:?} is not a URL: {err}", e.url))
             })?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(Error::ServerRejected(format!(
-                    "the manifest's file URL {url} is not http(s)"
-                )));
+                return Err(Error::ServerRejected(format!("the manifest's file URL {url} is not http(s)")));
             }
             let n = seen.entry(t).or_default();
             *n += 1;
-            let path = if per_type[t] > 1 {
-                format!("{dir}{t}.{n:03}.ndjson")
-            } else {
-                format!("{dir}{t}.ndjson")
-            };
-            out.push(PlannedFile {
-                kind,
-                resource_type: t.to_string(),
-                url,
-                count: e.count,
-                path,
-            });
+            let path = if per_type[t] > 1 { format!("{dir}{t}.{n:03}.ndjson") } else { format!("{dir}{t}.ndjson") };
+            out.push(PlannedFile { kind, resource_type: t.to_string(), url, count: e.count, path });
         }
     }
     Ok(out)
@@ -151,17 +159,11 @@ mod tests {
 
     #[test]
     fn files_are_named_by_type_and_numbered_when_several() {
-        let man = m(
-            r#"{"transactionTime":"2024-01-01T00:00:00Z","request":"x","requiresAccessToken":true,
+        let man = m(r#"{"transactionTime":"2024-01-01T00:00:00Z","request":"x","requiresAccessToken":true,
             "output":[{"type":"Patient","url":"https://s/1"},{"type":"Coverage","url":"https://s/2","count":3},{"type":"Patient","url":"https://s/3"}],
-            "error":[{"type":"OperationOutcome","url":"https://s/e"}]}"#,
-        );
+            "error":[{"type":"OperationOutcome","url":"https://s/e"}]}"#);
         let base = Url::parse("https://s/fhir/").unwrap();
-        let paths: Vec<_> = plan(&man, &base)
-            .unwrap()
-            .into_iter()
-            .map(|f| (f.path, f.count))
-            .collect();
+        let paths: Vec<_> = plan(&man, &base).unwrap().into_iter().map(|f| (f.path, f.count)).collect();
         assert_eq!(
             paths,
             vec![
@@ -176,20 +178,14 @@ mod tests {
     #[test]
     fn hostile_types_and_urls_are_refused() {
         let base = Url::parse("https://s/").unwrap();
-        for t in [
-            "../../etc/passwd",
-            "Patient/..",
-            "",
-            "patient",
-            "Pa\u{0}tient",
-        ] {
-            let json = serde_json::json!({"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":t,"url":"https://s/1"}]});
+        for t in ["../../etc/passwd", "Patient/..", "", "patient", "Pa\u{0}tient"] {
+            let json =
+                serde_json::json!({"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":t,"url":"https://s/1"}]});
             let man = parse(json.to_string().as_bytes()).unwrap();
             assert!(plan(&man, &base).is_err(), "{t:?}");
         }
-        let man = m(
-            r#"{"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":"Patient","url":"file:///etc/passwd"}]}"#,
-        );
+        let man =
+            m(r#"{"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":"Patient","url":"file:///etc/passwd"}]}"#);
         assert!(plan(&man, &base).is_err());
     }
 

@@ -26,37 +26,20 @@ pub struct MatchResult {
 
 /// Reads the group ids and member counts out of a `$bulk-member-match` result.
 pub fn parse_result(body: &[u8]) -> Result<MatchResult> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::ServerRejected(format!("the $bulk-member-match result is not JSON: {e}"))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::ServerRejected(format!("the $bulk-member-match result is not JSON: {e}")))?;
     if v["resourceType"] != "Parameters" {
-        return Err(Error::ServerRejected(
-            "the $bulk-member-match result is not a Parameters resource".into(),
-        ));
+        return Err(Error::ServerRejected("the $bulk-member-match result is not a Parameters resource".into()));
     }
     let group = |name: &str| -> Option<&Value> {
-        v["parameter"]
-            .as_array()?
-            .iter()
-            .find(|p| p["name"] == name)
-            .map(|p| &p["resource"])
+        v["parameter"].as_array()?.iter().find(|p| p["name"] == name).map(|p| &p["resource"])
     };
-    let members = |name: &str| {
-        group(name)
-            .and_then(|g| g["member"].as_array())
-            .map_or(0, Vec::len)
-    };
-    let matched = group("MatchedMembers").ok_or_else(|| {
-        Error::ServerRejected("the $bulk-member-match result has no MatchedMembers group".into())
-    })?;
+    let members = |name: &str| group(name).and_then(|g| g["member"].as_array()).map_or(0, Vec::len);
+    let matched = group("MatchedMembers")
+        .ok_or_else(|| Error::ServerRejected("the $bulk-member-match result has no MatchedMembers group".into()))?;
     let id = matched["id"]
         .as_str()
-        .filter(|id| {
-            !id.is_empty()
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
-        })
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')))
         .ok_or_else(|| Error::ServerRejected("the MatchedMembers group has no usable id".into()))?;
     Ok(MatchResult {
         matched_group_id: id.to_string(),
@@ -76,10 +59,7 @@ pub async fn run(session: &Session, job: &Job, mm: &MemberMatch) -> Result<Match
             mm.parameters_file.display()
         ))
     })?;
-    let url = job
-        .fhir_base
-        .join("Group/$bulk-member-match")
-        .expect("relative");
+    let url = job.fhir_base.join("Group/$bulk-member-match").expect("relative");
     let req = Req {
         method: Method::POST,
         url: url.clone(),
@@ -101,19 +81,9 @@ pub async fn run(session: &Session, job: &Job, mm: &MemberMatch) -> Result<Match
                 .and_then(|v| v.to_str().ok())
                 .and_then(|l| url.join(l).ok())
                 .ok_or_else(|| {
-                    Error::ServerRejected(
-                        "$bulk-member-match answered 202 without a Content-Location".into(),
-                    )
+                    Error::ServerRejected("$bulk-member-match answered 202 without a Content-Location".into())
                 })?;
-            match super::poll::wait_for_manifest(
-                session,
-                &loc,
-                &job.poll,
-                SystemTime::now(),
-                |_| {},
-            )
-            .await?
-            {
+            match super::poll::wait_for_manifest(session, &loc, &job.poll, SystemTime::now(), |_| {}).await? {
                 Ok(b) => b,
                 Err(gone) => {
                     return Err(Error::ServerRejected(format!("$bulk-member-match: {gone}")));
@@ -123,11 +93,7 @@ pub async fn run(session: &Session, job: &Job, mm: &MemberMatch) -> Result<Match
         401 | 403 => {
             return Err(Error::AuthRefused {
                 url: url.to_string(),
-                detail: format!(
-                    "HTTP {} on $bulk-member-match: {}",
-                    reply.status.as_u16(),
-                    outcome_text(&reply.body)
-                ),
+                detail: format!("HTTP {} on $bulk-member-match: {}", reply.status.as_u16(), outcome_text(&reply.body)),
             });
         }
         s => {
@@ -151,17 +117,10 @@ mod tests {
             {"name":"NonMatchedMembers","resource":{"resourceType":"Group","id":"n-1","member":[{},{}]}},
             {"name":"ConsentConstrainedMembers","resource":{"resourceType":"Group","id":"c-1"}}]}"#;
         let r = parse_result(doc).unwrap();
-        assert_eq!(
-            (
-                r.matched_group_id.as_str(),
-                r.matched,
-                r.non_matched,
-                r.consent_constrained
-            ),
-            ("m-1", 1, 2, 0)
-        );
+        assert_eq!((r.matched_group_id.as_str(), r.matched, r.non_matched, r.consent_constrained), ("m-1", 1, 2, 0));
         assert!(parse_result(br#"{"resourceType":"Parameters","parameter":[]}"#).is_err());
-        let hostile = br#"{"resourceType":"Parameters","parameter":[{"name":"MatchedMembers","resource":{"id":"../x"}}]}"#;
+        let hostile =
+            br#"{"resourceType":"Parameters","parameter":[{"name":"MatchedMembers","resource":{"id":"../x"}}]}"#;
         assert!(parse_result(hostile).is_err());
     }
 }

@@ -17,10 +17,7 @@ use crate::progress::Event;
 #[derive(Debug)]
 pub enum Step {
     /// Still running: wait this long, then ask again.
-    Wait {
-        after: Duration,
-        progress: Option<String>,
-    },
+    Wait { after: Duration, progress: Option<String> },
     /// The manifest (the body of the `200`).
     Done(Bytes),
     /// The status URL is gone (404/410): expired or deleted on the server.
@@ -32,21 +29,10 @@ pub enum Step {
 impl PartialEq for Step {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (
-                Step::Wait {
-                    after: a,
-                    progress: p,
-                },
-                Step::Wait {
-                    after: b,
-                    progress: q,
-                },
-            ) => a == b && p == q,
+            (Step::Wait { after: a, progress: p }, Step::Wait { after: b, progress: q }) => a == b && p == q,
             (Step::Done(a), Step::Done(b)) => a == b,
             (Step::Expired(a), Step::Expired(b)) => a == b,
-            (Step::Failed(a), Step::Failed(b)) => {
-                a.exit_code() == b.exit_code() && a.to_string() == b.to_string()
-            }
+            (Step::Failed(a), Step::Failed(b)) => a.exit_code() == b.exit_code() && a.to_string() == b.to_string(),
             _ => false,
         }
     }
@@ -66,41 +52,30 @@ pub struct Clock {
 }
 
 /// Decides the next step.
-pub fn next_step(
-    status: u16,
-    headers: &HeaderMap,
-    body: &Bytes,
-    clock: Clock,
-    settings: &PollSettings,
-) -> Step {
-    let Clock {
-        elapsed,
-        polls,
-        now,
-        jitter,
-    } = clock;
+pub fn next_step(status: u16, headers: &HeaderMap, body: &Bytes, clock: Clock, settings: &PollSettings) -> Step {
+    let Clock { elapsed, polls, now, jitter } = clock;
+    // Bulk Data 3.0 `separate-export-status`: the status endpoint answers 200 and carries the export's
+    // own status in `X-Export-Status` (e.g. `202` while in progress).
+    let status = match headers
+        .get("x-export-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next()?.parse::<u16>().ok())
+    {
+        Some(s) if status == 200 => s,
+        _ => status,
+    };
     match status {
         200 => Step::Done(body.clone()),
         202 => {
             let progress = headers
                 .get("x-progress")
                 .and_then(|v| v.to_str().ok())
-                .map(|s| {
-                    s.chars()
-                        .filter(|c| !c.is_control())
-                        .take(200)
-                        .collect::<String>()
-                });
+                .map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect::<String>());
             let after = match retry_after(headers, now) {
                 Some(d) => d.clamp(settings.min_interval, settings.max_interval),
                 // No advice: back off from min towards max, with jitter so many clients don't align.
-                None => backoff(
-                    polls,
-                    settings.min_interval,
-                    settings.max_interval,
-                    0.5 + jitter / 2.0,
-                )
-                .max(settings.min_interval),
+                None => backoff(polls, settings.min_interval, settings.max_interval, 0.5 + jitter / 2.0)
+                    .max(settings.min_interval),
             };
             if elapsed + after > settings.timeout {
                 return Step::Failed(Error::Transient(format!(
@@ -137,37 +112,20 @@ pub async fn wait_for_manifest(
 ) -> Result<std::result::Result<Bytes, String>> {
     let req = Req::get(status_url.clone(), "status").header(ACCEPT, "application/json");
     let local_start = Instant::now();
-    let already = SystemTime::now()
-        .duration_since(started)
-        .unwrap_or_default();
+    let already = SystemTime::now().duration_since(started).unwrap_or_default();
     let mut polls = 0u32;
     loop {
         let reply = session.send(&req, MAX_SMALL_BODY).await?;
         let elapsed = already + local_start.elapsed();
-        let clock = Clock {
-            elapsed,
-            polls,
-            now: SystemTime::now(),
-            jitter: fastrand::f64(),
-        };
-        let step = next_step(
-            reply.status.as_u16(),
-            &reply.headers,
-            &reply.body,
-            clock,
-            settings,
-        );
+        let clock = Clock { elapsed, polls, now: SystemTime::now(), jitter: fastrand::f64() };
+        let step = next_step(reply.status.as_u16(), &reply.headers, &reply.body, clock, settings);
         match step {
             Step::Done(body) => return Ok(Ok(body)),
             Step::Expired(why) => return Ok(Err(why)),
             Step::Failed(e) => return Err(e),
             Step::Wait { after, progress } => {
                 on_progress(progress.as_deref());
-                session.reporter.event(&Event::Polling {
-                    elapsed,
-                    progress: progress.as_deref(),
-                    next_in: after,
-                });
+                session.reporter.event(&Event::Polling { elapsed, progress: progress.as_deref(), next_in: after });
                 polls += 1;
                 tokio::time::sleep(after).await;
             }
@@ -194,58 +152,26 @@ mod tests {
             headers.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let clock = Clock {
-            elapsed: Duration::from_secs(elapsed),
-            polls,
-            now,
-            jitter: 0.0,
-        };
-        next_step(
-            status,
-            &headers,
-            &Bytes::from_static(b"{}"),
-            clock,
-            &settings(),
-        )
+        let clock = Clock { elapsed: Duration::from_secs(elapsed), polls, now, jitter: 0.0 };
+        next_step(status, &headers, &Bytes::from_static(b"{}"), clock, &settings())
     }
 
     #[test]
     fn retry_after_is_obeyed_within_bounds() {
-        let s = step(
-            202,
-            &[("retry-after", "10"), ("x-progress", "50% done")],
-            0,
-            0,
-        );
-        assert_eq!(
-            s,
-            Step::Wait {
-                after: Duration::from_secs(10),
-                progress: Some("50% done".into())
-            }
-        );
+        let s = step(202, &[("retry-after", "10"), ("x-progress", "50% done")], 0, 0);
+        assert_eq!(s, Step::Wait { after: Duration::from_secs(10), progress: Some("50% done".into()) });
         assert_eq!(
             step(202, &[("retry-after", "0")], 0, 0),
-            Step::Wait {
-                after: Duration::from_secs(2),
-                progress: None
-            }
+            Step::Wait { after: Duration::from_secs(2), progress: None }
         );
         assert_eq!(
             step(202, &[("retry-after", "86400")], 0, 0),
-            Step::Wait {
-                after: Duration::from_secs(300),
-                progress: None
-            }
+            Step::Wait { after: Duration::from_secs(300), progress: None }
         );
-        let date =
-            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_045));
+        let date = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_045));
         assert_eq!(
             step(202, &[("retry-after", &date)], 0, 0),
-            Step::Wait {
-                after: Duration::from_secs(45),
-                progress: None
-            }
+            Step::Wait { after: Duration::from_secs(45), progress: None }
         );
     }
 
@@ -274,6 +200,14 @@ mod tests {
             Step::Failed(e) => assert_eq!(e.exit_code(), 75),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn separate_export_status_header_wins_over_a_200() {
+        let s = step(200, &[("x-export-status", "202 Accepted"), ("retry-after", "5")], 0, 0);
+        assert_eq!(s, Step::Wait { after: Duration::from_secs(5), progress: None });
+        assert_eq!(step(200, &[("x-export-status", "200")], 0, 0), Step::Done(Bytes::from_static(b"{}")));
+        assert!(matches!(step(200, &[("x-export-status", "500")], 0, 0), Step::Failed(_)));
     }
 
     #[test]

@@ -159,24 +159,15 @@ struct Input {
 }
 
 fn is_ndjson(p: &Path) -> bool {
-    let n = p
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     n.ends_with(".ndjson") || n.ends_with(".ndjson.gz") || n.ends_with(".jsonl")
 }
 
 fn resolve(path: &Path) -> Result<Input> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     if meta.is_file() {
         let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        return Ok(Input {
-            path: path.to_path_buf(),
-            kind: "file",
-            root,
-            files: vec![path.to_path_buf()],
-        });
+        return Ok(Input { path: path.to_path_buf(), kind: "file", root, files: vec![path.to_path_buf()] });
     }
     let mut files = Vec::new();
     for dir in [path.to_path_buf(), path.join("error"), path.join("deleted")] {
@@ -191,55 +182,30 @@ fn resolve(path: &Path) -> Result<Input> {
         }
     }
     files.sort();
-    let kind = if path.join(crate::record::RUN_FILE).exists()
-        || path.join(crate::record::MANIFEST_FILE).exists()
-    {
+    let kind = if path.join(crate::record::RUN_FILE).exists() || path.join(crate::record::MANIFEST_FILE).exists() {
         "run"
     } else {
         "folder"
     };
     if files.is_empty() && kind == "folder" {
-        return Err(Error::Usage(format!(
-            "{}: no .ndjson files here",
-            path.display()
-        )));
+        return Err(Error::Usage(format!("{}: no .ndjson files here", path.display())));
     }
-    Ok(Input {
-        path: path.to_path_buf(),
-        kind,
-        root: path.to_path_buf(),
-        files,
-    })
+    Ok(Input { path: path.to_path_buf(), kind, root: path.to_path_buf(), files })
 }
 
 /// Reads everything and builds the report.
 pub fn inspect(opts: &InspectOptions) -> Result<Report> {
     let t0 = std::time::Instant::now();
     if opts.paths.is_empty() {
-        return Err(Error::Usage(
-            "name at least one run folder, folder or file".into(),
-        ));
+        return Err(Error::Usage("name at least one run folder, folder or file".into()));
     }
-    let inputs: Vec<Input> = opts
-        .paths
-        .iter()
-        .map(|p| resolve(p))
-        .collect::<Result<_>>()?;
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        opts.threads
-    };
+    let inputs: Vec<Input> = opts.paths.iter().map(|p| resolve(p)).collect::<Result<_>>()?;
+    let threads =
+        if opts.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { opts.threads };
     let mut reports = Vec::new();
     let mut bytes = 0;
     for input in &inputs {
-        let scanned = scan::scan_files(
-            &input.root,
-            &input.files,
-            threads,
-            opts.max_line_bytes,
-            opts.check_references,
-        );
+        let scanned = scan::scan_files(&input.root, &input.files, threads, opts.max_line_bytes, opts.check_references);
         let mut files = Vec::new();
         let mut problems = Vec::new();
         let mut problems_total = 0;
@@ -259,13 +225,7 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
         let types = summarise(&files);
         let checks = compare(input, &files);
         let references = if opts.check_references {
-            Some(refs::check(
-                &input.root,
-                &input.files,
-                &ids,
-                threads,
-                opts.max_line_bytes,
-            ))
+            Some(refs::check(&input.root, &input.files, &ids, threads, opts.max_line_bytes))
         } else {
             None
         };
@@ -277,12 +237,7 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
             checks,
             outcomes: outcomes
                 .into_iter()
-                .map(|((severity, code, diagnostics), count)| OutcomeGroup {
-                    severity,
-                    code,
-                    diagnostics,
-                    count,
-                })
+                .map(|((severity, code, diagnostics), count)| OutcomeGroup { severity, code, diagnostics, count })
                 .collect(),
             references,
             problems,
@@ -292,17 +247,10 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
     let whole = reports.iter().all(|r| {
         r.problems_total == 0
             && r.checks.iter().all(|c| c.ok)
-            && r.files
-                .iter()
-                .all(|f| !f.truncated && f.invalid_lines == 0 && f.wrong_type_lines == 0)
+            && r.files.iter().all(|f| !f.truncated && f.invalid_lines == 0 && f.wrong_type_lines == 0)
             && r.references.as_ref().is_none_or(|x| x.dangling.is_empty())
     });
-    Ok(Report {
-        inputs: reports,
-        whole,
-        seconds: t0.elapsed().as_secs_f64(),
-        bytes,
-    })
+    Ok(Report { inputs: reports, whole, seconds: t0.elapsed().as_secs_f64(), bytes })
 }
 
 fn summarise(files: &[FileSummary]) -> Vec<TypeSummary> {
@@ -310,10 +258,7 @@ fn summarise(files: &[FileSummary]) -> Vec<TypeSummary> {
     for f in files.iter().filter(|f| f.kind == FileRole::Output) {
         let t = by
             .entry(f.resource_type.clone())
-            .or_insert_with(|| TypeSummary {
-                resource_type: f.resource_type.clone(),
-                ..Default::default()
-            });
+            .or_insert_with(|| TypeSummary { resource_type: f.resource_type.clone(), ..Default::default() });
         t.files += 1;
         t.resources += f.resources;
         t.bytes += f.bytes;
@@ -336,9 +281,8 @@ fn summarise(files: &[FileSummary]) -> Vec<TypeSummary> {
 /// Expected against found: per file from `run.json`, else per type from `manifest.json`.
 fn compare(input: &Input, files: &[FileSummary]) -> Vec<Check> {
     let mut checks = Vec::new();
-    let run: Option<RunRecord> = std::fs::read(input.root.join(crate::record::RUN_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let run: Option<RunRecord> =
+        std::fs::read(input.root.join(crate::record::RUN_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(run) = run {
         for r in &run.files {
             match files.iter().find(|f| f.path == r.path) {
@@ -369,10 +313,7 @@ fn compare(input: &Input, files: &[FileSummary]) -> Vec<Check> {
                 }
             }
         }
-        for f in files
-            .iter()
-            .filter(|f| !run.files.iter().any(|r| r.path == f.path))
-        {
+        for f in files.iter().filter(|f| !run.files.iter().any(|r| r.path == f.path)) {
             checks.push(Check {
                 what: "extra file".into(),
                 file: f.path.clone(),
@@ -384,9 +325,7 @@ fn compare(input: &Input, files: &[FileSummary]) -> Vec<Check> {
         return checks;
     }
     let manifest: Option<serde_json::Value> =
-        std::fs::read(input.root.join(crate::record::MANIFEST_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        std::fs::read(input.root.join(crate::record::MANIFEST_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(m) = manifest {
         let mut expected: BTreeMap<String, u64> = BTreeMap::new();
         for e in m["output"].as_array().into_iter().flatten() {
@@ -395,11 +334,8 @@ fn compare(input: &Input, files: &[FileSummary]) -> Vec<Check> {
             }
         }
         for (t, c) in expected {
-            let found: u64 = files
-                .iter()
-                .filter(|f| f.kind == FileRole::Output && f.resource_type == t)
-                .map(|f| f.resources)
-                .sum();
+            let found: u64 =
+                files.iter().filter(|f| f.kind == FileRole::Output && f.resource_type == t).map(|f| f.resources).sum();
             checks.push(Check {
                 what: "count".into(),
                 file: t.clone(),

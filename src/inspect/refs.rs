@@ -69,21 +69,11 @@ fn references<'a>(v: &'a Value, path: &mut Vec<&'a str>, out: &mut Vec<(String, 
     }
 }
 
-pub(super) fn check(
-    root: &Path,
-    files: &[PathBuf],
-    ids: &IdSet,
-    threads: usize,
-    max_line: usize,
-) -> RefReport {
+pub(super) fn check(root: &Path, files: &[PathBuf], ids: &IdSet, threads: usize, max_line: usize) -> RefReport {
     let outputs: Vec<&PathBuf> = files
         .iter()
         .filter(|f| {
-            let rel = f
-                .strip_prefix(root)
-                .unwrap_or(f)
-                .to_string_lossy()
-                .to_string();
+            let rel = f.strip_prefix(root).unwrap_or(f).to_string_lossy().to_string();
             !rel.starts_with("error") && !rel.starts_with("deleted") && !rel.contains(".error.")
         })
         .collect();
@@ -121,9 +111,7 @@ pub(super) fn check(
                                 continue;
                             }
                             if !exported.contains(t) {
-                                *acc.not_exported
-                                    .entry((src.clone(), field, t.to_string()))
-                                    .or_default() += 1;
+                                *acc.not_exported.entry((src.clone(), field, t.to_string())).or_default() += 1;
                             } else {
                                 let e = acc.dangling.entry((src.clone(), field)).or_default();
                                 e.0 += 1;
@@ -165,22 +153,12 @@ pub(super) fn check(
         dangling: t
             .dangling
             .into_iter()
-            .map(|((source_type, field), (count, examples))| Dangling {
-                source_type,
-                field,
-                count,
-                examples,
-            })
+            .map(|((source_type, field), (count, examples))| Dangling { source_type, field, count, examples })
             .collect(),
         target_not_exported: t
             .not_exported
             .into_iter()
-            .map(|((source_type, field, target_type), count)| NotExported {
-                source_type,
-                field,
-                target_type,
-                count,
-            })
+            .map(|((source_type, field, target_type), count)| NotExported { source_type, field, target_type, count })
             .collect(),
     }
 }
@@ -199,12 +177,6 @@ mod tests {
         let mut out = Vec::new();
         references(&v, &mut Vec::new(), &mut out);
         out.sort();
-        assert_eq!(
-            out,
-            vec![
-                ("insurance.coverage".to_string(), "Coverage/9"),
-                ("patient".to_string(), "Patient/1")
-            ]
-        );
+        assert_eq!(out, vec![("insurance.coverage".to_string(), "Coverage/9"), ("patient".to_string(), "Patient/1")]);
     }
 }

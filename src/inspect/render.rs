@@ -14,15 +14,8 @@ pub fn render_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{} ({})", input.path, input.kind)?;
         writeln!(
             out,
-            "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}  {:<24} {}",
-            "type",
-            "files",
-            "resources",
-            "bytes",
-            "invalid",
-            "wrongtype",
-            "earliest lastUpdated",
-            "latest lastUpdated"
+            "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}  {:<24} latest lastUpdated",
+            "type", "files", "resources", "bytes", "invalid", "wrongtype", "earliest lastUpdated"
         )?;
         let mut tot = (0u64, 0u64, 0u64, 0u64, 0u64);
         for t in &input.types {
@@ -46,54 +39,29 @@ pub fn render_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 tot.4 + t.wrong_type_lines,
             );
         }
-        writeln!(
-            out,
-            "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}",
-            "total", tot.0, tot.1, tot.2, tot.3, tot.4
-        )?;
+        writeln!(out, "  {:<26} {:>5} {:>10} {:>12} {:>8} {:>9}", "total", tot.0, tot.1, tot.2, tot.3, tot.4)?;
         for f in input.files.iter().filter(|f| f.truncated) {
             writeln!(out, "  truncated: {} (the last line is cut short)", f.path)?;
         }
         if !input.checks.is_empty() {
             let bad: Vec<_> = input.checks.iter().filter(|c| !c.ok).collect();
             if bad.is_empty() {
-                writeln!(
-                    out,
-                    "  against the record: all {} checks pass (counts, sha256, files)",
-                    input.checks.len()
-                )?;
+                writeln!(out, "  against the record: all {} checks pass (counts, sha256, files)", input.checks.len())?;
             } else {
-                writeln!(
-                    out,
-                    "  against the record: {} of {} checks fail",
-                    bad.len(),
-                    input.checks.len()
-                )?;
+                writeln!(out, "  against the record: {} of {} checks fail", bad.len(), input.checks.len())?;
                 for c in bad {
-                    writeln!(
-                        out,
-                        "    {} {}: expected {}, found {}",
-                        c.what, c.file, c.expected, c.found
-                    )?;
+                    writeln!(out, "    {} {}: expected {}, found {}", c.what, c.file, c.expected, c.found)?;
                 }
             }
         }
         if !input.outcomes.is_empty() {
             writeln!(out, "  server errors (error/ OperationOutcomes):")?;
             for o in &input.outcomes {
-                writeln!(
-                    out,
-                    "    {:>6} × {} {}: {}",
-                    o.count, o.severity, o.code, o.diagnostics
-                )?;
+                writeln!(out, "    {:>6} × {} {}: {}", o.count, o.severity, o.code, o.diagnostics)?;
             }
         }
         if let Some(r) = &input.references {
-            writeln!(
-                out,
-                "  references: {} checked against {} resources",
-                r.checked, r.resources_indexed
-            )?;
+            writeln!(out, "  references: {} checked against {} resources", r.checked, r.resources_indexed)?;
             for d in &r.dangling {
                 writeln!(
                     out,
@@ -113,22 +81,14 @@ pub fn render_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             }
         }
         if input.problems_total > 0 {
-            writeln!(
-                out,
-                "  {} problem lines; list them with --invalid",
-                input.problems_total
-            )?;
+            writeln!(out, "  {} problem lines; list them with --invalid", input.problems_total)?;
         }
     }
     let mbs = report.bytes as f64 / 1e6 / report.seconds.max(1e-9);
     writeln!(
         out,
         "{}: {:.1} MB read in {:.2} s ({:.0} MB/s)",
-        if report.whole {
-            "whole and valid"
-        } else {
-            "NOT whole or not valid"
-        },
+        if report.whole { "whole and valid" } else { "NOT whole or not valid" },
         report.bytes as f64 / 1e6,
         report.seconds,
         mbs

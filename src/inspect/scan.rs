@@ -37,21 +37,13 @@ pub(super) struct Scanned {
 /// `1.Patient.ndjson` (bulk-data-client), `OperationOutcome.error.ndjson`.
 pub fn type_from_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_string_lossy().to_string();
-    let stem = name
-        .trim_end_matches(".gz")
-        .trim_end_matches(".ndjson")
-        .trim_end_matches(".jsonl");
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".ndjson").trim_end_matches(".jsonl");
     stem.split('.').find(|p| is_r4_type(p)).map(str::to_string)
 }
 
 fn role(root: &Path, path: &Path) -> FileRole {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    match rel
-        .components()
-        .next()
-        .map(|c| c.as_os_str().to_string_lossy().to_string())
-        .as_deref()
-    {
+    match rel.components().next().map(|c| c.as_os_str().to_string_lossy().to_string()).as_deref() {
         Some("error") => FileRole::Error,
         Some("deleted") => FileRole::Deleted,
         _ if rel.to_string_lossy().contains(".error.") => FileRole::Error,
@@ -63,11 +55,7 @@ fn role(root: &Path, path: &Path) -> FileRole {
 pub fn id_hash(resource_type: &str, id: &str) -> u64 {
     // FNV-1a: stable across runs and platforms, fast on short keys.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in resource_type
-        .bytes()
-        .chain(std::iter::once(b'/'))
-        .chain(id.bytes())
-    {
+    for b in resource_type.bytes().chain(std::iter::once(b'/')).chain(id.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -78,9 +66,7 @@ pub fn id_hash(resource_type: &str, id: &str) -> u64 {
 pub(super) fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let f = File::open(path)?;
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::with_capacity(1 << 20, f),
-        )))
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, f))))
     } else {
         Ok(Box::new(f))
     }
@@ -97,34 +83,25 @@ pub(super) fn scan_files(
     let next = AtomicUsize::new(0);
     let mut results: Vec<Option<std::result::Result<Scanned, (PathBuf, io::Error)>>> =
         (0..files.len()).map(|_| None).collect();
-    let slots: Vec<std::sync::Mutex<&mut Option<_>>> =
-        results.iter_mut().map(std::sync::Mutex::new).collect();
+    let slots: Vec<std::sync::Mutex<&mut Option<_>>> = results.iter_mut().map(std::sync::Mutex::new).collect();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1).min(files.len().max(1)) {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
-                    let r =
-                        scan_one(root, path, max_line, collect_ids).map_err(|e| (path.clone(), e));
+                    let r = scan_one(root, path, max_line, collect_ids).map_err(|e| (path.clone(), e));
                     **slots[i].lock().expect("slot") = Some(r);
                 }
             });
         }
     });
     drop(slots);
-    results
-        .into_iter()
-        .map(|r| r.expect("every file scanned"))
-        .collect()
+    results.into_iter().map(|r| r.expect("every file scanned")).collect()
 }
 
 fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io::Result<Scanned> {
-    let rel = path
-        .strip_prefix(root)
-        .unwrap_or(path)
-        .to_string_lossy()
-        .replace('\\', "/");
+    let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
     let role = role(root, path);
     let mut expected = type_from_name(path);
     let raw_len = std::fs::metadata(path)?.len();
@@ -144,10 +121,7 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io:
     }
     let mut reader = open(path)?;
     let mut splitter = LineSplitter::new(max_line);
-    let mut st = State {
-        expected: expected.take(),
-        ..Default::default()
-    };
+    let mut st = State { expected: expected.take(), ..Default::default() };
     let mut buf = vec![0u8; 1 << 20];
     let mut last_byte = b'\n';
     loop {
@@ -159,9 +133,7 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io:
             hash.update(&buf[..n]);
         }
         last_byte = buf[n - 1];
-        splitter.feed(&buf[..n], &mut |no, line| {
-            st.line(no, line, &rel, role, collect_ids)
-        });
+        splitter.feed(&buf[..n], &mut |no, line| st.line(no, line, &rel, role, collect_ids));
     }
     let before = st.invalid;
     let last_no = splitter.line_no() + 1;
@@ -206,22 +178,11 @@ struct State {
 impl State {
     fn problem(&mut self, file: &str, line: u64, reason: String) {
         if self.problems.len() < KEEP_PROBLEMS {
-            self.problems.push(Problem {
-                file: file.to_string(),
-                line,
-                reason,
-            });
+            self.problems.push(Problem { file: file.to_string(), line, reason });
         }
     }
 
-    fn line(
-        &mut self,
-        no: u64,
-        line: std::result::Result<&[u8], LineError>,
-        file: &str,
-        role: FileRole,
-        ids: bool,
-    ) {
+    fn line(&mut self, no: u64, line: std::result::Result<&[u8], LineError>, file: &str, role: FileRole, ids: bool) {
         self.lines += 1;
         let line = match line {
             Ok(l) => l,
@@ -248,11 +209,7 @@ impl State {
             None => self.expected = Some(rt.to_string()),
             Some(e) if e != rt => {
                 self.wrong += 1;
-                let reason = LineError::WrongResourceType {
-                    expected: e.clone(),
-                    found: rt.to_string(),
-                }
-                .to_string();
+                let reason = LineError::WrongResourceType { expected: e.clone(), found: rt.to_string() }.to_string();
                 self.problem(file, no, reason);
             }
             _ => {}
@@ -277,15 +234,8 @@ impl State {
         {
             for i in v["issue"].as_array().into_iter().flatten() {
                 let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
-                let diag = i["diagnostics"]
-                    .as_str()
-                    .or(i["details"]["text"].as_str())
-                    .unwrap_or("")
-                    .to_string();
-                *self
-                    .outcomes
-                    .entry((s("severity"), s("code"), diag))
-                    .or_default() += 1;
+                let diag = i["diagnostics"].as_str().or(i["details"]["text"].as_str()).unwrap_or("").to_string();
+                *self.outcomes.entry((s("severity"), s("code"), diag)).or_default() += 1;
             }
         }
     }
@@ -293,10 +243,7 @@ impl State {
 
 /// `--type T --head N`: the first N resources of type T, pretty-printed.
 pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> {
-    let t = opts
-        .type_filter
-        .as_deref()
-        .ok_or_else(|| Error::Usage("--head needs --type".into()))?;
+    let t = opts.type_filter.as_deref().ok_or_else(|| Error::Usage("--head needs --type".into()))?;
     let n = opts.head.unwrap_or(1);
     let printed = std::cell::Cell::new(0usize);
     for p in &opts.paths {
@@ -319,11 +266,7 @@ pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> 
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
                     && v["resourceType"] == t
                 {
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string_pretty(&v).unwrap_or_default()
-                    );
+                    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     printed.set(printed.get() + 1);
                 }
             };
@@ -352,14 +295,8 @@ mod tests {
         let t = |n: &str| type_from_name(Path::new(n));
         assert_eq!(t("Patient.ndjson").as_deref(), Some("Patient"));
         assert_eq!(t("Patient.001.ndjson.gz").as_deref(), Some("Patient"));
-        assert_eq!(
-            t("1.ExplanationOfBenefit.ndjson").as_deref(),
-            Some("ExplanationOfBenefit")
-        );
-        assert_eq!(
-            t("OperationOutcome.error.ndjson").as_deref(),
-            Some("OperationOutcome")
-        );
+        assert_eq!(t("1.ExplanationOfBenefit.ndjson").as_deref(), Some("ExplanationOfBenefit"));
+        assert_eq!(t("OperationOutcome.error.ndjson").as_deref(), Some("OperationOutcome"));
         assert_eq!(t("data.ndjson"), None);
     }
 

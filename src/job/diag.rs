@@ -19,13 +19,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A problem at `pos` in `file` (whose text `loc` indexes).
-    pub fn at(
-        file: &str,
-        loc: &Locator,
-        pos: Option<Pos>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> Self {
+    pub fn at(file: &str, loc: &Locator, pos: Option<Pos>, message: impl Into<String>, hint: Option<String>) -> Self {
         let (line, column) = pos.map_or((0, 0), |p| (p.line, p.column));
         Diagnostic {
             message: message.into(),
@@ -65,22 +59,11 @@ impl fmt::Display for Diagnostic {
             return write!(f, "\n  --> {}", self.file).and_then(|_| hint(f, &self.hint, 2));
         }
         let gutter = self.line.to_string().len();
-        write!(
-            f,
-            "\n{:gutter$}--> {}:{}:{}",
-            "", self.file, self.line, self.column
-        )?;
+        write!(f, "\n{:gutter$}--> {}:{}:{}", "", self.file, self.line, self.column)?;
         if let Some(src) = &self.source_line {
-            let caret_pad: String = src
-                .chars()
-                .take(self.column.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            write!(
-                f,
-                "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}^",
-                "", self.line, src, "", caret_pad
-            )?;
+            let caret_pad: String =
+                src.chars().take(self.column.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            write!(f, "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}^", "", self.line, src, "", caret_pad)?;
         }
         hint(f, &self.hint, gutter)
     }
@@ -138,10 +121,7 @@ mod tests {
 
     #[test]
     fn suggestions_only_when_close() {
-        assert_eq!(
-            did_you_mean("tpyes", &["types", "since"]).as_deref(),
-            Some("did you mean `types`?")
-        );
+        assert_eq!(did_you_mean("tpyes", &["types", "since"]).as_deref(), Some("did you mean `types`?"));
         assert_eq!(did_you_mean("zzz", &["types", "since"]), None);
     }
 }

@@ -25,10 +25,7 @@ pub struct Locator {
 
 impl Locator {
     pub fn new(text: &str) -> Self {
-        let mut l = Locator {
-            lines: text.lines().map(str::to_string).collect(),
-            ..Default::default()
-        };
+        let mut l = Locator { lines: text.lines().map(str::to_string).collect(), ..Default::default() };
         // (indent, path) of the open mappings.
         let mut stack: Vec<(usize, String)> = Vec::new();
         let mut list_index: HashMap<String, usize> = HashMap::new();
@@ -41,16 +38,10 @@ impl Locator {
             }
             let indent = content.len() - content.trim_start().len();
             let rest = content.trim_start();
-            while stack
-                .last()
-                .is_some_and(|(ind, _)| *ind >= indent && !rest.starts_with("- "))
-            {
+            while stack.last().is_some_and(|(ind, _)| *ind >= indent && !rest.starts_with("- ")) {
                 stack.pop();
             }
-            if let Some(item) = rest
-                .strip_prefix("- ")
-                .or_else(|| (rest == "-").then_some(""))
-            {
+            if let Some(item) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
                 // A block list item belongs to the innermost key opened at a smaller or equal indent.
                 while stack.last().is_some_and(|(ind, _)| *ind > indent) {
                     stack.pop();
@@ -58,13 +49,7 @@ impl Locator {
                 if let Some((_, parent)) = stack.last() {
                     let n = list_index.entry(parent.clone()).or_insert(0);
                     let col = indent + 3 + (item.len() - item.trim_start().len());
-                    l.values.insert(
-                        format!("{parent}.{n}"),
-                        Pos {
-                            line: line_no,
-                            column: col,
-                        },
-                    );
+                    l.values.insert(format!("{parent}.{n}"), Pos { line: line_no, column: col });
                     *n += 1;
                 }
                 continue;
@@ -73,15 +58,8 @@ impl Locator {
                 continue;
             };
             let parent = stack.last().map(|(_, p)| p.clone()).unwrap_or_default();
-            let path = if parent.is_empty() {
-                key.to_string()
-            } else {
-                format!("{parent}.{key}")
-            };
-            let key_pos = Pos {
-                line: line_no,
-                column: indent + 1,
-            };
+            let path = if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") };
+            let key_pos = Pos { line: line_no, column: indent + 1 };
             l.keys.insert(path.clone(), key_pos);
             l.order.push((parent.clone(), key.to_string(), key_pos));
             let value = after.trim_start();
@@ -89,25 +67,13 @@ impl Locator {
             if value.is_empty() {
                 stack.push((indent, path));
             } else {
-                l.values.insert(
-                    path.clone(),
-                    Pos {
-                        line: line_no,
-                        column: value_col,
-                    },
-                );
+                l.values.insert(path.clone(), Pos { line: line_no, column: value_col });
                 if let Some(inner) = value.strip_prefix('[') {
                     // Flow list: place each item.
                     let mut offset = value_col + 1;
                     for (n, part) in inner.trim_end_matches(']').split(',').enumerate() {
                         let lead = part.len() - part.trim_start().len();
-                        l.values.insert(
-                            format!("{path}.{n}"),
-                            Pos {
-                                line: line_no,
-                                column: offset + lead,
-                            },
-                        );
+                        l.values.insert(format!("{path}.{n}"), Pos { line: line_no, column: offset + lead });
                         offset += part.len() + 1;
                     }
                 }
@@ -118,14 +84,10 @@ impl Locator {
 
     /// The value's position if known, else the key's, else the nearest enclosing key's.
     pub fn value(&self, path: &str) -> Option<Pos> {
-        self.values
-            .get(path)
-            .or_else(|| self.keys.get(path))
-            .copied()
-            .or_else(|| {
-                let parent = path.rsplit_once('.')?.0;
-                self.value(parent)
-            })
+        self.values.get(path).or_else(|| self.keys.get(path)).copied().or_else(|| {
+            let parent = path.rsplit_once('.')?.0;
+            self.value(parent)
+        })
     }
 
     pub fn key(&self, path: &str) -> Option<Pos> {
@@ -185,45 +147,12 @@ mod tests {
     fn keys_values_and_list_items() {
         let l = Locator::new(TEXT);
         assert_eq!(l.key("auth.client_id"), Some(Pos { line: 3, column: 3 }));
-        assert_eq!(
-            l.value("auth.client_id"),
-            Some(Pos {
-                line: 3,
-                column: 14
-            })
-        );
-        assert_eq!(
-            l.value("auth.token_url"),
-            Some(Pos {
-                line: 4,
-                column: 14
-            })
-        );
-        assert_eq!(
-            l.value("export.types.0"),
-            Some(Pos {
-                line: 6,
-                column: 11
-            })
-        );
-        assert_eq!(
-            l.value("export.types.1"),
-            Some(Pos {
-                line: 6,
-                column: 20
-            })
-        );
-        assert_eq!(
-            l.value("export.patients.1"),
-            Some(Pos { line: 9, column: 7 })
-        );
-        assert_eq!(
-            l.value("poll.timeout"),
-            Some(Pos {
-                line: 11,
-                column: 12
-            })
-        );
+        assert_eq!(l.value("auth.client_id"), Some(Pos { line: 3, column: 14 }));
+        assert_eq!(l.value("auth.token_url"), Some(Pos { line: 4, column: 14 }));
+        assert_eq!(l.value("export.types.0"), Some(Pos { line: 6, column: 11 }));
+        assert_eq!(l.value("export.types.1"), Some(Pos { line: 6, column: 20 }));
+        assert_eq!(l.value("export.patients.1"), Some(Pos { line: 9, column: 7 }));
+        assert_eq!(l.value("poll.timeout"), Some(Pos { line: 11, column: 12 }));
         assert_eq!(l.value("name"), Some(Pos { line: 1, column: 7 }));
         // Unknown paths fall back to the enclosing key.
         assert_eq!(l.value("auth.scope"), Some(Pos { line: 2, column: 1 }));

@@ -10,8 +10,7 @@ use url::Url;
 use crate::redact::Secret;
 
 /// 1up's token endpoint, the default for `provider-access` and `payer-to-payer`.
-pub const ONEUP_TOKEN_URL: &str =
-    "https://gateway.1up.health/auth/realms/dev-portal/protocol/openid-connect/token";
+pub const ONEUP_TOKEN_URL: &str = "https://gateway.1up.health/auth/realms/dev-portal/protocol/openid-connect/token";
 /// 1up's documented bulk scope, the default for `provider-access`.
 pub const ONEUP_PROVIDER_SCOPE: &str = "bulk-data|user/*.rs";
 

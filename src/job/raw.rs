@@ -140,18 +140,8 @@ pub struct RawTls {
 
 /// Every key the file may hold, per section, for "unknown key" and "did you mean" (kept in step with
 /// the structs above by a test).
-pub const TOP_KEYS: &[&str] = &[
-    "name",
-    "access",
-    "fhir_base",
-    "auth",
-    "export",
-    "member_match",
-    "poll",
-    "download",
-    "headers",
-    "tls",
-];
+pub const TOP_KEYS: &[&str] =
+    &["name", "access", "fhir_base", "auth", "export", "member_match", "poll", "download", "headers", "tls"];
 pub const AUTH_KEYS: &[&str] = &[
     "client_id",
     "client_secret",
@@ -184,15 +174,8 @@ pub const EXPORT_KEYS: &[&str] = &[
 ];
 pub const MEMBER_MATCH_KEYS: &[&str] = &["parameters_file"];
 pub const POLL_KEYS: &[&str] = &["min_interval", "max_interval", "timeout"];
-pub const DOWNLOAD_KEYS: &[&str] = &[
-    "dir",
-    "concurrency",
-    "validate",
-    "retries",
-    "delete_on_success",
-    "max_line_bytes",
-    "max_file_bytes",
-];
+pub const DOWNLOAD_KEYS: &[&str] =
+    &["dir", "concurrency", "validate", "retries", "delete_on_success", "max_line_bytes", "max_file_bytes"];
 pub const TLS_KEYS: &[&str] = &["ca_file"];
 
 /// The keys allowed inside a section (`""` is the top level); `None` for free-form maps (`headers`).
@@ -246,9 +229,5 @@ fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
 }
 
 fn vec_text<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<Text>>::deserialize(d)?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.0)
-        .collect())
+    Ok(Option::<Vec<Text>>::deserialize(d)?.unwrap_or_default().into_iter().map(|t| t.0).collect())
 }

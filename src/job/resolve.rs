@@ -21,21 +21,11 @@ use super::raw::{self, RawJob, Size};
 use crate::redact::Secret;
 
 const ACCESS: &[&str] = &["provider-access", "payer-to-payer", "bulk-data"];
-const METHODS: &[&str] = &[
-    "client-secret-post",
-    "client-secret-basic",
-    "private-key-jwt",
-    "none",
-];
+const METHODS: &[&str] = &["client-secret-post", "client-secret-basic", "private-key-jwt", "none"];
 const ALGORITHMS: &[&str] = &["RS384", "ES384"];
 const LEVELS: &[&str] = &["system", "patient", "group"];
 const OPERATIONS: &[&str] = &["export", "davinci-data-export"];
-const EXPORT_TYPES: &[&str] = &[
-    "provider-download",
-    "provider-delta",
-    "provider-snapshot",
-    "payertopayer",
-];
+const EXPORT_TYPES: &[&str] = &["provider-download", "provider-delta", "provider-snapshot", "payertopayer"];
 const KICKOFF_METHODS: &[&str] = &["auto", "get", "post"];
 const VALIDATE: &[&str] = &["strict", "report", "off"];
 pub const PDEX_PREFIX: &str = "hl7.fhir.us.davinci-pdex#";
@@ -44,15 +34,9 @@ pub const PDEX_PREFIX: &str = "hl7.fhir.us.davinci-pdex#";
 pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Job, JobError> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| JobError {
-        diagnostics: vec![Diagnostic::file(
-            &label,
-            format!("cannot read the job file: {e}"),
-        )],
+        diagnostics: vec![Diagnostic::file(&label, format!("cannot read the job file: {e}"))],
     })?;
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut job = parse(&text, &label, base, env)?;
     job.source = Some(path.to_path_buf());
     if job.name.is_empty() {
@@ -63,20 +47,9 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Job, Jo
 
 /// `jobs/Provider Nightly.yaml` → `provider-nightly`.
 pub fn name_from_stem(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' }).collect();
     if name.is_empty() { "job".into() } else { name }
 }
 
@@ -104,15 +77,11 @@ pub fn parse(
         Err(e) => return Err(r.yaml_error(&e)),
     };
     if value.is_null() {
-        return Err(JobError {
-            diagnostics: vec![Diagnostic::file(file_label, "the job file is empty")],
-        });
+        return Err(JobError { diagnostics: vec![Diagnostic::file(file_label, "the job file is empty")] });
     }
     r.unknown_keys(&value, "");
     if !r.diags.is_empty() {
-        return Err(JobError {
-            diagnostics: r.diags,
-        });
+        return Err(JobError { diagnostics: r.diags });
     }
     let raw: RawJob = match yaml_serde::from_value(value) {
         Ok(raw) => raw,
@@ -125,9 +94,7 @@ pub fn parse(
     let job = r.job(raw);
     match job {
         Some(j) if r.diags.is_empty() => Ok(j),
-        _ => Err(JobError {
-            diagnostics: r.diags,
-        }),
+        _ => Err(JobError { diagnostics: r.diags }),
     }
 }
 
@@ -141,23 +108,11 @@ pub fn summary(job: &Job) -> String {
         Operation::Export => "$export".to_string(),
         Operation::DavinciDataExport => format!(
             "$davinci-data-export {}",
-            job.export
-                .export_type
-                .as_deref()
-                .unwrap_or("")
-                .trim_start_matches(PDEX_PREFIX)
+            job.export.export_type.as_deref().unwrap_or("").trim_start_matches(PDEX_PREFIX)
         ),
     };
-    let types = if job.export.types.is_empty() {
-        "all types".to_string()
-    } else {
-        job.export.types.join(",")
-    };
-    let mm = if job.member_match.is_some() {
-        " after $bulk-member-match"
-    } else {
-        ""
-    };
+    let types = if job.export.types.is_empty() { "all types".to_string() } else { job.export.types.join(",") };
+    let mm = if job.member_match.is_some() { " after $bulk-member-match" } else { "" };
     format!(
         "{}: {} {} {}{} [{}] → {}",
         job.name,
@@ -183,25 +138,19 @@ struct Resolver<'a> {
 impl Resolver<'_> {
     fn err(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
         let pos = self.loc.value(path);
-        self.diags
-            .push(Diagnostic::at(self.file, self.loc, pos, message, hint));
+        self.diags.push(Diagnostic::at(self.file, self.loc, pos, message, hint));
     }
 
     fn yaml_error(&self, e: &yaml_serde::Error) -> JobError {
         let text = e.to_string();
         // yaml_serde appends " at line L column C"; we show the place our own way.
         let message = text.split(" at line ").next().unwrap_or(&text).to_string();
-        let pos = e.location().map(|l| super::locate::Pos {
-            line: l.line(),
-            column: l.column(),
-        });
+        let pos = e.location().map(|l| super::locate::Pos { line: l.line(), column: l.column() });
         let mut hint = None;
         if message.contains("invalid type") {
             hint = Some("check the value's type: text, a number, true/false, or a [list]".into());
         }
-        JobError {
-            diagnostics: vec![Diagnostic::at(self.file, self.loc, pos, message, hint)],
-        }
+        JobError { diagnostics: vec![Diagnostic::at(self.file, self.loc, pos, message, hint)] }
     }
 
     fn unknown_keys(&mut self, v: &yaml_serde::Value, section: &str) {
@@ -219,20 +168,11 @@ impl Resolver<'_> {
         };
         for (k, child) in map {
             let Some(key) = k.as_str() else { continue };
-            let path = if section.is_empty() {
-                key.to_string()
-            } else {
-                format!("{section}.{key}")
-            };
+            let path = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
             if !allowed.contains(&key) {
                 let pos = self.loc.key(&path);
-                let where_ = if section.is_empty() {
-                    "at the top level".into()
-                } else {
-                    format!("in `{section}`")
-                };
-                let hint = did_you_mean(key, allowed)
-                    .or_else(|| Some(format!("allowed here: {}", allowed.join(", "))));
+                let where_ = if section.is_empty() { "at the top level".into() } else { format!("in `{section}`") };
+                let hint = did_you_mean(key, allowed).or_else(|| Some(format!("allowed here: {}", allowed.join(", "))));
                 self.diags.push(Diagnostic::at(
                     self.file,
                     self.loc,
@@ -258,11 +198,7 @@ impl Resolver<'_> {
                 rest = tail;
             } else if let Some(tail) = after.strip_prefix("${") {
                 let Some(end) = tail.find('}') else {
-                    self.err(
-                        path,
-                        "`${` without a closing `}`",
-                        Some("write ${NAME}, or $${ for a literal ${".into()),
-                    );
+                    self.err(path, "`${` without a closing `}`", Some("write ${NAME}, or $${ for a literal ${".into()));
                     return None;
                 };
                 let name = &tail[..end];
@@ -277,11 +213,7 @@ impl Resolver<'_> {
                 match (self.env)(name) {
                     // Set but empty is almost always a cron or Kubernetes environment that lost a value.
                     Some(v) if v.is_empty() => {
-                        self.err(
-                            path,
-                            format!("environment variable `{name}` is set but empty"),
-                            None,
-                        );
+                        self.err(path, format!("environment variable `{name}` is set but empty"), None);
                         return None;
                     }
                     Some(v) => out.push_str(&v),
@@ -289,7 +221,9 @@ impl Resolver<'_> {
                         self.err(
                             path,
                             format!("environment variable `{name}` is not set"),
-                            Some(format!("export {name}=… before running, or set it in the cron/Kubernetes environment")),
+                            Some(format!(
+                                "export {name}=… before running, or set it in the cron/Kubernetes environment"
+                            )),
                         );
                         return None;
                     }
@@ -314,8 +248,7 @@ impl Resolver<'_> {
             Some(v.to_ascii_lowercase())
         } else {
             let key = path.rsplit('.').next().unwrap_or(path);
-            let hint = did_you_mean(&v, allowed)
-                .unwrap_or_else(|| format!("allowed: {}", allowed.join(", ")));
+            let hint = did_you_mean(&v, allowed).unwrap_or_else(|| format!("allowed: {}", allowed.join(", ")));
             self.err(
                 path,
                 format!("`{v}` is not a valid {key}"),
@@ -331,11 +264,7 @@ impl Resolver<'_> {
             Ok(u) => match check_url_scheme(&u) {
                 Ok(()) => Some(u),
                 Err(why) => {
-                    self.err(
-                        path,
-                        why,
-                        Some("use https:// (plain http only for 127.0.0.1 or localhost)".into()),
-                    );
+                    self.err(path, why, Some("use https:// (plain http only for 127.0.0.1 or localhost)".into()));
                     None
                 }
             },
@@ -357,11 +286,7 @@ impl Resolver<'_> {
         match humantime::parse_duration(s.trim()) {
             Ok(d) => d,
             Err(e) => {
-                self.err(
-                    path,
-                    format!("`{s}` is not a duration: {e}"),
-                    Some("write e.g. 500ms, 2s, 5m, 24h".into()),
-                );
+                self.err(path, format!("`{s}` is not a duration: {e}"), Some("write e.g. 500ms, 2s, 5m, 24h".into()));
                 default
             }
         }
@@ -374,11 +299,7 @@ impl Resolver<'_> {
             Some(Size::Text(s)) => match parse_size(&s) {
                 Some(n) => n,
                 None => {
-                    self.err(
-                        path,
-                        format!("`{s}` is not a size"),
-                        Some("write bytes, or e.g. 64MiB, 10GB".into()),
-                    );
+                    self.err(path, format!("`{s}` is not a size"), Some("write bytes, or e.g. 64MiB, 10GB".into()));
                     default
                 }
             },
@@ -399,11 +320,7 @@ impl Resolver<'_> {
     /// A path relative to the job file's folder.
     fn file_path(&self, s: &str) -> PathBuf {
         let p = PathBuf::from(s);
-        if p.is_absolute() {
-            p
-        } else {
-            self.base.join(p)
-        }
+        if p.is_absolute() { p } else { self.base.join(p) }
     }
 
     /// Reads a secret file, refusing one that others can read.
@@ -425,11 +342,7 @@ impl Resolver<'_> {
         }
         match std::fs::read_to_string(&p) {
             Ok(t) => {
-                let v = if first_line {
-                    t.lines().next().unwrap_or("").trim().to_string()
-                } else {
-                    t
-                };
+                let v = if first_line { t.lines().next().unwrap_or("").trim().to_string() } else { t };
                 if v.is_empty() {
                     self.err(path, format!("{} is empty", p.display()), None);
                     return None;
@@ -447,9 +360,7 @@ impl Resolver<'_> {
         let name = match self.opt("name", raw.name) {
             Some(n)
                 if !n.is_empty()
-                    && n.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
-                    }) =>
+                    && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') =>
             {
                 n
             }
@@ -510,47 +421,23 @@ impl Resolver<'_> {
                 Some(f) => {
                     let p = self.file_path(&f);
                     if !p.is_file() {
-                        self.err(
-                            "member_match.parameters_file",
-                            format!("{} does not exist", p.display()),
-                            None,
-                        );
+                        self.err("member_match.parameters_file", format!("{} does not exist", p.display()), None);
                     }
                     Some(MemberMatch { parameters_file: p })
                 }
             }
         });
         if member_match.is_some() && access != Some(Access::PayerToPayer) && access.is_some() {
-            self.err(
-                "member_match",
-                "member_match is for `access: payer-to-payer`",
-                None,
-            );
+            self.err("member_match", "member_match is for `access: payer-to-payer`", None);
         }
         let export = self.export(raw.export, access, member_match.is_some());
         let poll = PollSettings {
-            min_interval: self.duration(
-                "poll.min_interval",
-                raw.poll.min_interval,
-                Duration::from_secs(2),
-            ),
-            max_interval: self.duration(
-                "poll.max_interval",
-                raw.poll.max_interval,
-                Duration::from_secs(300),
-            ),
-            timeout: self.duration(
-                "poll.timeout",
-                raw.poll.timeout,
-                Duration::from_secs(24 * 3600),
-            ),
+            min_interval: self.duration("poll.min_interval", raw.poll.min_interval, Duration::from_secs(2)),
+            max_interval: self.duration("poll.max_interval", raw.poll.max_interval, Duration::from_secs(300)),
+            timeout: self.duration("poll.timeout", raw.poll.timeout, Duration::from_secs(24 * 3600)),
         };
         if poll.min_interval > poll.max_interval {
-            self.err(
-                "poll.min_interval",
-                "poll.min_interval is larger than poll.max_interval",
-                None,
-            );
+            self.err("poll.min_interval", "poll.min_interval is larger than poll.max_interval", None);
         }
         let d = raw.download;
         let concurrency = d.concurrency.unwrap_or(4);
@@ -561,25 +448,19 @@ impl Resolver<'_> {
                 Some("use 1 to 64".into()),
             );
         }
-        let validate = match self
-            .choice("download.validate", d.validate, VALIDATE)
-            .as_deref()
-        {
+        let validate = match self.choice("download.validate", d.validate, VALIDATE).as_deref() {
             Some("report") => Validate::Report,
             Some("off") => Validate::Off,
             _ => Validate::Strict,
         };
-        let dir = self
-            .opt("download.dir", d.dir)
-            .unwrap_or_else(|| "exports".into());
+        let dir = self.opt("download.dir", d.dir).unwrap_or_else(|| "exports".into());
         let download = DownloadSettings {
             dir: PathBuf::from(dir),
             concurrency: concurrency as usize,
             validate,
             retries: d.retries.unwrap_or(5),
             delete_on_success: d.delete_on_success.unwrap_or(false),
-            max_line_bytes: self.size("download.max_line_bytes", d.max_line_bytes, 64 << 20)
-                as usize,
+            max_line_bytes: self.size("download.max_line_bytes", d.max_line_bytes, 64 << 20) as usize,
             max_file_bytes: self.size("download.max_file_bytes", d.max_file_bytes, 100 << 30),
         };
         let mut headers = Vec::new();
@@ -597,11 +478,7 @@ impl Resolver<'_> {
                 headers.push((k, v));
             }
         }
-        let tls = TlsSettings {
-            ca_file: self
-                .opt("tls.ca_file", raw.tls.ca_file)
-                .map(|f| self.file_path(&f)),
-        };
+        let tls = TlsSettings { ca_file: self.opt("tls.ca_file", raw.tls.ca_file).map(|f| self.file_path(&f)) };
         Some(Job {
             name,
             source: None,
@@ -626,10 +503,7 @@ impl Resolver<'_> {
             Some("none") => AuthMethod::None,
             _ => AuthMethod::ClientSecretPost,
         };
-        let literal_secret = a
-            .client_secret
-            .as_deref()
-            .is_some_and(|s| !s.contains("${"));
+        let literal_secret = a.client_secret.as_deref().is_some_and(|s| !s.contains("${"));
         // Given but unusable (an unset variable) is reported once, where it is, not again as missing.
         let secret_given = a.client_secret.is_some() || a.client_secret_file.is_some();
         let id_given = a.client_id.is_some();
@@ -648,17 +522,10 @@ impl Resolver<'_> {
             ok = false;
         }
         let mut client_secret = None;
-        if matches!(
-            method,
-            AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic
-        ) {
+        if matches!(method, AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic) {
             match (secret, secret_file) {
                 (Some(_), Some(_)) => {
-                    self.err(
-                        "auth.client_secret_file",
-                        "give `client_secret` or `client_secret_file`, not both",
-                        None,
-                    );
+                    self.err("auth.client_secret_file", "give `client_secret` or `client_secret_file`, not both", None);
                     ok = false;
                 }
                 (Some(s), None) => {
@@ -671,9 +538,7 @@ impl Resolver<'_> {
                     }
                     client_secret = Some(Secret::new(s));
                 }
-                (None, Some(f)) => {
-                    client_secret = self.secret_file("auth.client_secret_file", &f, true)
-                }
+                (None, Some(f)) => client_secret = self.secret_file("auth.client_secret_file", &f, true),
                 (None, None) if secret_given => ok = false,
                 (None, None) => {
                     self.err(
@@ -686,17 +551,11 @@ impl Resolver<'_> {
             }
         }
         let mut private_key_pem = None;
-        let algorithm = match self
-            .choice(
-                "auth.algorithm",
-                a.algorithm.map(|s| s.to_ascii_uppercase()),
-                ALGORITHMS,
-            )
-            .as_deref()
-        {
-            Some("es384") => JwtAlgorithm::Es384,
-            _ => JwtAlgorithm::Rs384,
-        };
+        let algorithm =
+            match self.choice("auth.algorithm", a.algorithm.map(|s| s.to_ascii_uppercase()), ALGORITHMS).as_deref() {
+                Some("es384") => JwtAlgorithm::Es384,
+                _ => JwtAlgorithm::Rs384,
+            };
         if method == AuthMethod::PrivateKeyJwt {
             match key_file {
                 Some(f) => {
@@ -704,11 +563,7 @@ impl Resolver<'_> {
                     if let Some(pem) = &private_key_pem
                         && let Err(e) = crate::jwt::SigningKey::from_pem(pem.expose(), algorithm)
                     {
-                        self.err(
-                            "auth.private_key_file",
-                            e,
-                            Some("make one with `oneup-bulk keygen`".into()),
-                        );
+                        self.err("auth.private_key_file", e, Some("make one with `oneup-bulk keygen`".into()));
                     }
                 }
                 None if key_given => ok = false,
@@ -727,9 +582,9 @@ impl Resolver<'_> {
             None if oneup => Some(Url::parse(ONEUP_TOKEN_URL).expect("constant URL")),
             None => None,
         };
-        let scope = self.opt("auth.scope", a.scope).or_else(|| {
-            (access == Some(Access::ProviderAccess)).then(|| ONEUP_PROVIDER_SCOPE.to_string())
-        });
+        let scope = self
+            .opt("auth.scope", a.scope)
+            .or_else(|| (access == Some(Access::ProviderAccess)).then(|| ONEUP_PROVIDER_SCOPE.to_string()));
         let mut token_origins = Vec::new();
         for (i, o) in a.token_origins.into_iter().enumerate() {
             if let Some(u) = self.url(&format!("auth.token_origins.{i}"), Some(o)) {
@@ -749,34 +604,18 @@ impl Resolver<'_> {
         })
     }
 
-    fn export(
-        &mut self,
-        e: raw::RawExport,
-        access: Option<Access>,
-        member_match: bool,
-    ) -> Option<ExportSpec> {
+    fn export(&mut self, e: raw::RawExport, access: Option<Access>, member_match: bool) -> Option<ExportSpec> {
         let default_level = match access {
             Some(Access::BulkData) | None => "system",
             _ => "group",
         };
-        let level = match self
-            .choice("export.level", e.level, LEVELS)
-            .as_deref()
-            .unwrap_or(default_level)
-        {
+        let level = match self.choice("export.level", e.level, LEVELS).as_deref().unwrap_or(default_level) {
             "patient" => Level::Patient,
             "group" => Level::Group,
             _ => Level::System,
         };
-        let default_op = if member_match {
-            "davinci-data-export"
-        } else {
-            "export"
-        };
-        let operation = match self
-            .choice("export.operation", e.operation, OPERATIONS)
-            .as_deref()
-            .unwrap_or(default_op)
+        let default_op = if member_match { "davinci-data-export" } else { "export" };
+        let operation = match self.choice("export.operation", e.operation, OPERATIONS).as_deref().unwrap_or(default_op)
         {
             "davinci-data-export" => Operation::DavinciDataExport,
             _ => Operation::Export,
@@ -786,11 +625,16 @@ impl Resolver<'_> {
             (Level::Group, None) if !member_match => self.err(
                 "export.level",
                 "`level: group` needs `group_id`",
-                Some("add `group_id: <the Group's id>` under `export:` (1up: the group of your attributed members)".into()),
+                Some(
+                    "add `group_id: <the Group's id>` under `export:` (1up: the group of your attributed members)"
+                        .into(),
+                ),
             ),
-            (Level::System | Level::Patient, Some(_)) => {
-                self.err("export.group_id", "`group_id` is only used with `level: group`", Some("set `level: group`, or remove group_id".into()))
-            }
+            (Level::System | Level::Patient, Some(_)) => self.err(
+                "export.group_id",
+                "`group_id` is only used with `level: group`",
+                Some("set `level: group`, or remove group_id".into()),
+            ),
             _ => {}
         }
         let mut export_type = self.opt("export.export_type", e.export_type);
@@ -814,20 +658,14 @@ impl Resolver<'_> {
                 );
                 None
             }
-            (Operation::DavinciDataExport, Some(t)) if t.contains('#') || t.contains('/') => {
-                Some(t)
-            }
+            (Operation::DavinciDataExport, Some(t)) if t.contains('#') || t.contains('/') => Some(t),
             (Operation::DavinciDataExport, Some(t)) => {
                 if EXPORT_TYPES.contains(&t.as_str()) {
                     Some(format!("{PDEX_PREFIX}{t}"))
                 } else {
                     let hint = did_you_mean(&t, EXPORT_TYPES)
                         .unwrap_or_else(|| format!("one of: {}", EXPORT_TYPES.join(", ")));
-                    self.err(
-                        "export.export_type",
-                        format!("`{t}` is not a PDex export type"),
-                        Some(hint),
-                    );
+                    self.err("export.export_type", format!("`{t}` is not a PDex export type"), Some(hint));
                     None
                 }
             }
@@ -849,59 +687,42 @@ impl Resolver<'_> {
             if is_r4_type(&t) {
                 types.push(t);
             } else {
-                let hint = did_you_mean(&t, R4_RESOURCE_TYPES).or_else(|| Some("resource types are FHIR R4 names like Patient, Coverage, ExplanationOfBenefit".into()));
+                let hint = did_you_mean(&t, R4_RESOURCE_TYPES).or_else(|| {
+                    Some("resource types are FHIR R4 names like Patient, Coverage, ExplanationOfBenefit".into())
+                });
                 self.err(&path, format!("`{t}` is not a FHIR R4 resource type"), hint);
             }
         }
         let since = match self.opt("export.since", e.since).as_deref().map(str::trim) {
             None | Some("") => Since::None,
             Some("auto") => Since::Auto,
-            Some(s) => self
-                .instant("export.since", s)
-                .map_or(Since::None, Since::At),
+            Some(s) => self.instant("export.since", s).map_or(Since::None, Since::At),
         };
-        let until = self
-            .opt("export.until", e.until)
-            .and_then(|s| self.instant("export.until", s.trim()));
+        let until = self.opt("export.until", e.until).and_then(|s| self.instant("export.until", s.trim()));
         let mut patients = Vec::new();
         for (i, p) in e.patients.into_iter().enumerate() {
             let path = format!("export.patients.{i}");
             let Some(p) = self.expand(&path, &p) else {
                 continue;
             };
-            if p.strip_prefix("Patient/")
-                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-            {
+            if p.strip_prefix("Patient/").is_some_and(|id| !id.is_empty() && !id.contains('/')) {
                 patients.push(p);
             } else {
-                self.err(
-                    &path,
-                    format!("`{p}` is not a Patient reference"),
-                    Some("write Patient/<id>".into()),
-                );
+                self.err(&path, format!("`{p}` is not a Patient reference"), Some("write Patient/<id>".into()));
             }
         }
         let list = |r: &mut Self, key: &str, v: Vec<String>| -> Vec<String> {
-            v.into_iter()
-                .enumerate()
-                .filter_map(|(i, s)| r.expand(&format!("export.{key}.{i}"), &s))
-                .collect()
+            v.into_iter().enumerate().filter_map(|(i, s)| r.expand(&format!("export.{key}.{i}"), &s)).collect()
         };
         let type_filters = list(self, "type_filters", e.type_filters);
         let elements = list(self, "elements", e.elements);
-        let include_associated_data =
-            list(self, "include_associated_data", e.include_associated_data);
-        let method = match self
-            .choice("export.method", e.method, KICKOFF_METHODS)
-            .as_deref()
-        {
+        let include_associated_data = list(self, "include_associated_data", e.include_associated_data);
+        let method = match self.choice("export.method", e.method, KICKOFF_METHODS).as_deref() {
             Some("get") => KickoffMethod::Get,
             Some("post") => KickoffMethod::Post,
             _ => KickoffMethod::Auto,
         };
-        if method == KickoffMethod::Get
-            && (!patients.is_empty() || operation == Operation::DavinciDataExport)
-        {
+        if method == KickoffMethod::Get && (!patients.is_empty() || operation == Operation::DavinciDataExport) {
             self.err(
                 "export.method",
                 "`method: get` cannot send this request",
@@ -935,9 +756,7 @@ pub fn parse_instant(s: &str) -> Option<OffsetDateTime> {
         return Some(t);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt)
-        .ok()
-        .map(|d| d.midnight().assume_utc())
+    time::Date::parse(s, &fmt).ok().map(|d| d.midnight().assume_utc())
 }
 
 /// `64MiB`, `10GB`, `512k`, `1000` → bytes.
@@ -976,22 +795,13 @@ mod tests {
     #[test]
     fn instants() {
         assert!(parse_instant("2024-01-31T10:00:00Z").is_some());
-        assert_eq!(
-            parse_instant("2024-01-31").unwrap().unix_timestamp(),
-            1_706_659_200
-        );
-        assert!(
-            parse_instant("2024-01-31T10:00:00").is_none(),
-            "a zone is required"
-        );
+        assert_eq!(parse_instant("2024-01-31").unwrap().unix_timestamp(), 1_706_659_200);
+        assert!(parse_instant("2024-01-31T10:00:00").is_none(), "a zone is required");
     }
 
     #[test]
     fn stems_become_names() {
-        assert_eq!(
-            name_from_stem(Path::new("jobs/Provider Nightly.yaml")),
-            "provider-nightly"
-        );
+        assert_eq!(name_from_stem(Path::new("jobs/Provider Nightly.yaml")), "provider-nightly");
     }
 
     #[test]
@@ -1007,10 +817,7 @@ mod tests {
             for k in keys {
                 let text = format!("{section}:\n  {k}: null\n");
                 if let Err(e) = yaml_serde::from_str::<RawJob>(&text) {
-                    assert!(
-                        !e.to_string().contains("unknown field"),
-                        "{section}.{k}: {e}"
-                    );
+                    assert!(!e.to_string().contains("unknown field"), "{section}.{k}: {e}");
                 }
             }
         }

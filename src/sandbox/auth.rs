@@ -30,61 +30,35 @@ pub struct ClientAssertion {
 impl ClientAssertion {
     fn decode(client_id: Option<String>, jwt: &str) -> Self {
         let mut parts = jwt.split('.');
-        let mut part = || {
-            parts
-                .next()
-                .and_then(b64_decode)
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or(Value::Null)
-        };
+        let mut part =
+            || parts.next().and_then(b64_decode).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
         let header = part();
         let claims = part();
-        Self {
-            client_id,
-            jwt: jwt.to_string(),
-            header,
-            claims,
-        }
+        Self { client_id, jwt: jwt.to_string(), header, claims }
     }
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut r = json_response(
-        status,
-        "application/json",
-        &json!({"error": error, "error_description": description}),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut r = json_response(status, "application/json", &json!({"error": error, "error_description": description}));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 /// `POST /auth/token`.
 pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     if shared.faults.take(|f| &mut f.token_500) {
-        return oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "injected fault: token_500",
-        );
+        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "injected fault: token_500");
     }
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     if field("grant_type").as_deref() != Some("client_credentials") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be client_credentials",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials");
     }
     let cfg = &shared.cfg;
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
         .map(|b| parse_basic(b.trim()));
     let authenticated = if let Some(basic) = basic {
         match basic {
@@ -120,15 +94,10 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
             "invalid_client",
             "client authentication failed: unknown client_id or wrong credentials",
         );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"sandbox\""),
-        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"sandbox\""));
         return r;
     }
-    let token: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(40)
-        .collect();
+    let token: String = std::iter::repeat_with(fastrand::alphanumeric).take(40).collect();
     let ttl = cfg.token_ttl;
     lock(&shared.tokens).insert(token.clone(), Instant::now() + ttl);
     let scope = field("scope").unwrap_or_else(|| cfg.default_scope.clone());
@@ -142,8 +111,7 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
             "scope": scope,
         }),
     );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -152,10 +120,7 @@ pub fn revoke(shared: &Shared, headers: &HeaderMap) {
     if let Some(t) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
     {
         lock(&shared.tokens).remove(t.trim());
     }
@@ -176,10 +141,7 @@ pub fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let (code, why) = match presented {
         None => ("login", "missing bearer token"),
@@ -190,10 +152,7 @@ pub fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
         },
     };
     let mut r = oo(StatusCode::UNAUTHORIZED, code, why);
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
     Some(r)
 }
 
@@ -202,10 +161,7 @@ fn parse_basic(b64: &str) -> Option<(String, String)> {
     let raw = String::from_utf8(b64_decode(b64)?).ok()?;
     let (id, secret) = raw.split_once(':')?;
     let dec = |s: &str| -> String {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
     Some((dec(id), dec(secret)))
 }
@@ -241,10 +197,7 @@ mod tests {
     #[test]
     fn basic_credentials_decode() {
         // base64("demo-client:s%3Acret") — the secret's ':' is form-encoded, as RFC 6749 asks.
-        assert_eq!(
-            parse_basic("ZGVtby1jbGllbnQ6cyUzQWNyZXQ="),
-            Some(("demo-client".into(), "s:cret".into()))
-        );
+        assert_eq!(parse_basic("ZGVtby1jbGllbnQ6cyUzQWNyZXQ="), Some(("demo-client".into(), "s:cret".into())));
         assert_eq!(b64_decode("eyJhIjoxfQ").unwrap(), br#"{"a":1}"#);
         assert!(b64_decode("a*b").is_none());
     }

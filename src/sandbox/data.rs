@@ -113,11 +113,7 @@ impl DataSpec {
     pub fn demographics(&self, i: u32) -> Demographics {
         let mut r = rng(i, 15, 0);
         let female = r.bool();
-        let given = if female {
-            pick(&mut r, GIVEN_F)
-        } else {
-            pick(&mut r, GIVEN_M)
-        };
+        let given = if female { pick(&mut r, GIVEN_F) } else { pick(&mut r, GIVEN_M) };
         // Born between 1940 and 2020: every age a payer covers.
         let birth_day = -10_957 + r.i64(0..29_220);
         let mut birth_date = Vec::with_capacity(10);
@@ -153,10 +149,7 @@ impl DataSpec {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("generator thread"))
-                .collect()
+            handles.into_iter().map(|h| h.join().expect("generator thread")).collect()
         });
         if parts.is_empty() {
             parts.push(Buffers::default());
@@ -216,14 +209,7 @@ impl DataSpec {
                 if !self.keep(sel, t, upd) {
                     continue;
                 }
-                let ctx = Ctx {
-                    i,
-                    k,
-                    upd,
-                    payer,
-                    pcp,
-                    n_enc,
-                };
+                let ctx = Ctx { i, k, upd, payer, pcp, n_enc };
                 let out = &mut b.bufs[t.idx()];
                 match t {
                     T::Patient => self.patient(out, &ctx),
@@ -253,12 +239,7 @@ impl DataSpec {
             let mut r = rng(u32::MAX, ResourceType::Practitioner.idx() as u32, n);
             let upd = self.updated(&mut r);
             if self.keep(sel, ResourceType::Practitioner, upd) {
-                practitioner(
-                    &mut b.bufs[ResourceType::Practitioner.idx()],
-                    n,
-                    upd,
-                    &mut r,
-                );
+                practitioner(&mut b.bufs[ResourceType::Practitioner.idx()], n, upd, &mut r);
                 b.counts[ResourceType::Practitioner.idx()] += 1;
             }
         }
@@ -272,10 +253,7 @@ impl DataSpec {
             r#","identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MB"}]},"system":"http://example.org/fhir/sid/member-id","value":""#,
         );
         s(o, &d.member_id);
-        s(
-            o,
-            r#""}],"active":true,"name":[{"use":"official","family":""#,
-        );
+        s(o, r#""}],"active":true,"name":[{"use":"official","family":""#);
         s(o, d.family);
         s(o, r#"","given":[""#);
         s(o, d.given);
@@ -285,10 +263,7 @@ impl DataSpec {
         s(o, &d.birth_date);
         s(o, r#"","address":[{"use":"home","city":""#);
         s(o, CITIES[c.i as usize % CITIES.len()]);
-        s(
-            o,
-            r#"","state":"MA","country":"US"}],"generalPractitioner":[{"reference":"Practitioner/pr-"#,
-        );
+        s(o, r#"","state":"MA","country":"US"}],"generalPractitioner":[{"reference":"Practitioner/pr-"#);
         u(o, c.pcp as u64);
         s(o, "\"}]}\n");
     }

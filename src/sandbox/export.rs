@@ -51,11 +51,7 @@ pub struct ExportParams {
 impl ExportParams {
     fn add(&mut self, name: &str, value: String) -> Result<(), String> {
         let list = |v: &str| -> Vec<String> {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
+            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
         };
         match name {
             "_type" => self.types.extend(list(&value)),
@@ -72,9 +68,7 @@ impl ExportParams {
                     "true" => true,
                     "false" => false,
                     _ => {
-                        return Err(format!(
-                            "allowPartialManifests must be true or false, not {value:?}"
-                        ));
+                        return Err(format!("allowPartialManifests must be true or false, not {value:?}"));
                     }
                 })
             }
@@ -99,10 +93,7 @@ impl ExportParams {
         }
         let params = body.get("parameter").and_then(Value::as_array);
         for p in params.into_iter().flatten() {
-            let name = p
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or("a parameter has no name")?;
+            let name = p.get("name").and_then(Value::as_str).ok_or("a parameter has no name")?;
             let value = p
                 .as_object()
                 .and_then(|o| o.iter().find(|(k, _)| k.starts_with("value")))
@@ -115,9 +106,7 @@ impl ExportParams {
                 Value::Object(o) => o
                     .get("reference")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        format!("parameter {name}: only valueReference objects are understood")
-                    })?
+                    .ok_or_else(|| format!("parameter {name}: only valueReference objects are understood"))?
                     .to_string(),
                 _ => return Err(format!("parameter {name} has an unusable value")),
             };
@@ -147,11 +136,7 @@ fn bad(diagnostics: impl AsRef<str>) -> Response {
 }
 
 fn header_has(headers: &HeaderMap, name: header::HeaderName, needle: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains(needle))
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.to_ascii_lowercase().contains(needle))
 }
 
 /// Handle a kick-off. `path_and_query` is what the client sent (for the manifest's `request`).
@@ -174,11 +159,7 @@ pub fn kickoff(
         return oo(status, "exception", text);
     }
     if shared.faults.take(|f| &mut f.kickoff_429) {
-        let r = oo(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "too many export requests, retry later",
-        );
+        let r = oo(StatusCode::TOO_MANY_REQUESTS, "throttled", "too many export requests, retry later");
         return retry_after(r, shared.cfg.retry_after);
     }
     if davinci && *method != Method::POST {
@@ -191,11 +172,7 @@ pub fn kickoff(
     if !header_has(headers, header::ACCEPT, "application/fhir+json") {
         return bad("the Accept header must be application/fhir+json");
     }
-    if !header_has(
-        headers,
-        header::HeaderName::from_static("prefer"),
-        "respond-async",
-    ) {
+    if !header_has(headers, header::HeaderName::from_static("prefer"), "respond-async") {
         return bad("the Prefer header must be respond-async");
     }
     let mut params = match ExportParams::from_query(query.unwrap_or("")) {
@@ -217,11 +194,7 @@ pub fn kickoff(
         ExportLevel::Group(id) => match group_members(shared, id) {
             Some(p) => Some(p),
             None => {
-                return oo(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    format!("Group/{id} is not known"),
-                );
+                return oo(StatusCode::NOT_FOUND, "not-found", format!("Group/{id} is not known"));
             }
         },
         _ => None,
@@ -231,22 +204,13 @@ pub fn kickoff(
         Err(e) => return bad(e),
     };
 
-    let url = format!(
-        "{}{}",
-        shared.main_base.as_str().trim_end_matches('/'),
-        path_and_query
-    );
+    let url = format!("{}{}", shared.main_base.as_str().trim_end_matches('/'), path_and_query);
     let job_id = jobs::create_export(shared, url.clone(), sel, &params);
     lock(&shared.kickoffs).push(KickoffRecord {
         method: method.to_string(),
         url,
         level,
-        operation: if davinci {
-            "$davinci-data-export"
-        } else {
-            "$export"
-        }
-        .into(),
+        operation: if davinci { "$davinci-data-export" } else { "$export" }.into(),
         params,
         body: parsed_body,
         job_id: job_id.clone(),
@@ -260,11 +224,7 @@ pub fn accepted(shared: &Shared, job_id: &str) -> Response {
     let mut r = json_response(
         StatusCode::ACCEPTED,
         FHIR_JSON,
-        &outcome(
-            "information",
-            "informational",
-            "export accepted; poll the Content-Location URL",
-        ),
+        &outcome("information", "informational", "export accepted; poll the Content-Location URL"),
     );
     if let Ok(v) = HeaderValue::from_str(status.as_str()) {
         r.headers_mut().insert(header::CONTENT_LOCATION, v);
@@ -281,12 +241,7 @@ pub fn group_members(shared: &Shared, id: &str) -> Option<Vec<u32>> {
 }
 
 /// Check the parameters and turn them into what to generate.
-fn selection(
-    shared: &Shared,
-    p: &ExportParams,
-    group: Option<Vec<u32>>,
-    davinci: bool,
-) -> Result<Selection, String> {
+fn selection(shared: &Shared, p: &ExportParams, group: Option<Vec<u32>>, davinci: bool) -> Result<Selection, String> {
     let mut types = Vec::new();
     for t in &p.types {
         match ResourceType::parse(t) {
@@ -317,18 +272,13 @@ fn selection(
     if let Some(f) = &p.output_format
         && !OUTPUT_FORMATS.contains(&f.as_str())
     {
-        return Err(format!(
-            "_outputFormat {f} is not supported; use application/fhir+ndjson"
-        ));
+        return Err(format!("_outputFormat {f} is not supported; use application/fhir+ndjson"));
     }
     if davinci {
         match &p.export_type {
             None => return Err("$davinci-data-export requires the exportType parameter".into()),
             Some(t) if !EXPORT_TYPES.contains(&t.as_str()) => {
-                return Err(format!(
-                    "exportType {t} is not supported; supported: {}",
-                    EXPORT_TYPES.join(", ")
-                ));
+                return Err(format!("exportType {t} is not supported; supported: {}", EXPORT_TYPES.join(", ")));
             }
             Some(_) => {}
         }
@@ -352,10 +302,5 @@ fn selection(
         p.sort_unstable();
         p.dedup();
     }
-    Ok(Selection {
-        types,
-        since,
-        until,
-        patients,
-    })
+    Ok(Selection { types, since, until, patients })
 }

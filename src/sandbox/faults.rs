@@ -75,9 +75,7 @@ pub struct FaultHandle {
 
 impl FaultHandle {
     pub fn new(faults: Faults) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(faults)),
-        }
+        Self { inner: Arc::new(Mutex::new(faults)) }
     }
 
     /// A copy of the current switches.
@@ -158,11 +156,7 @@ mod tests {
     fn counters_count_down_and_cuts_expire() {
         let h = FaultHandle::new(Faults {
             kickoff_429: 1,
-            file_cut_after: Some(FileCut {
-                pattern: "Patient".into(),
-                bytes: 10,
-                times: 1,
-            }),
+            file_cut_after: Some(FileCut { pattern: "Patient".into(), bytes: 10, times: 1 }),
             ..Faults::default()
         });
         assert!(h.take(|f| &mut f.kickoff_429));

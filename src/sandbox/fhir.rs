@@ -21,18 +21,13 @@ pub fn outcome(severity: &str, code: &str, diagnostics: &str) -> Value {
 
 /// An error answer: `status` with an OperationOutcome (`severity: error`).
 pub fn oo(status: StatusCode, code: &str, diagnostics: impl AsRef<str>) -> Response {
-    json_response(
-        status,
-        FHIR_JSON,
-        &outcome("error", code, diagnostics.as_ref()),
-    )
+    json_response(status, FHIR_JSON, &outcome("error", code, diagnostics.as_ref()))
 }
 
 pub fn json_response(status: StatusCode, content_type: &'static str, body: &Value) -> Response {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -46,9 +41,9 @@ pub fn empty(status: StatusCode) -> Response {
 pub fn retry_after(mut r: Response, style: RetryAfterStyle) -> Response {
     let value = match style {
         RetryAfterStyle::Seconds(n) => n.to_string(),
-        RetryAfterStyle::HttpDate(n) => httpdate::fmt_http_date(
-            std::time::SystemTime::now() + std::time::Duration::from_secs(n),
-        ),
+        RetryAfterStyle::HttpDate(n) => {
+            httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(n))
+        }
         RetryAfterStyle::None => return r,
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
@@ -69,10 +64,8 @@ pub fn parse_instant(s: &str) -> Option<OffsetDateTime> {
 /// RFC 3339 with milliseconds, in UTC: `2025-03-01T12:00:00.123Z`.
 pub fn fmt_instant(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    t.format(time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    ))
-    .expect("formattable instant")
+    t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+        .expect("formattable instant")
 }
 
 #[cfg(test)]
@@ -83,10 +76,7 @@ mod tests {
     fn instants_parse_and_format() {
         let t = parse_instant("2024-05-01T10:20:30.5+02:00").unwrap();
         assert_eq!(fmt_instant(t), "2024-05-01T08:20:30.500Z");
-        assert_eq!(
-            fmt_instant(parse_instant("2024-05-01").unwrap()),
-            "2024-05-01T00:00:00.000Z"
-        );
+        assert_eq!(fmt_instant(parse_instant("2024-05-01").unwrap()), "2024-05-01T00:00:00.000Z");
         assert!(parse_instant("yesterday").is_none());
     }
 }

@@ -13,13 +13,7 @@ use super::fhir::{NDJSON, oo};
 use super::jobs::{self, FileData};
 use super::{Listener, Shared, auth};
 
-pub async fn serve(
-    shared: Arc<Shared>,
-    listener: Listener,
-    job: &str,
-    name: &str,
-    headers: &HeaderMap,
-) -> Response {
+pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &str, headers: &HeaderMap) -> Response {
     let has_auth = headers.contains_key(header::AUTHORIZATION);
     match listener {
         Listener::Main => {
@@ -27,13 +21,7 @@ pub async fn serve(
                 if let Some(r) = auth::unauthorized(&shared, headers) {
                     return r;
                 }
-            } else if has_auth
-                && shared
-                    .faults
-                    .get()
-                    .files_reject_authorization
-                    .unwrap_or(true)
-            {
+            } else if has_auth && shared.faults.get().files_reject_authorization.unwrap_or(true) {
                 return reject_authorization();
             }
         }
@@ -42,44 +30,25 @@ pub async fn serve(
         Listener::Storage => {}
     }
     let Some(file) = jobs::files_of(&shared, job).and_then(|f| f.find(name)) else {
-        return oo(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no file {name} in export {job}"),
-        );
+        return oo(StatusCode::NOT_FOUND, "not-found", format!("no file {name} in export {job}"));
     };
     if listener == Listener::Main && shared.faults.get().redirect_files_to_other_origin {
-        let sig: String = std::iter::repeat_with(fastrand::alphanumeric)
-            .take(24)
-            .collect();
+        let sig: String = std::iter::repeat_with(fastrand::alphanumeric).take(24).collect();
         let to = shared
             .storage_base
-            .join(&format!(
-                "files/{job}/{name}?X-Amz-Expires=3600&X-Amz-Signature={sig}"
-            ))
+            .join(&format!("files/{job}/{name}?X-Amz-Expires=3600&X-Amz-Signature={sig}"))
             .expect("URL-safe names");
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-        r.headers_mut().insert(
-            header::LOCATION,
-            HeaderValue::from_str(to.as_str()).expect("ascii URL"),
-        );
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(to.as_str()).expect("ascii URL"));
         return r;
     }
     if shared.faults.take(|f| &mut f.file_500) {
-        return oo(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "exception",
-            "injected fault: file_500",
-        );
+        return oo(StatusCode::INTERNAL_SERVER_ERROR, "exception", "injected fault: file_500");
     }
 
     let gzip = shared.cfg.gzip && accepts_gzip(headers);
-    let bytes = if gzip {
-        gzipped(file).await
-    } else {
-        file.bytes.clone()
-    };
+    let bytes = if gzip { gzipped(file).await } else { file.bytes.clone() };
     let total = bytes.len() as u64;
     let mut status = StatusCode::OK;
     let mut body = bytes;
@@ -94,15 +63,9 @@ pub async fn serve(
                 content_range = Some(format!("bytes {start}-{end}/{total}"));
             }
             None => {
-                let mut r = oo(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "invalid",
-                    format!("unsatisfiable range {range}"),
-                );
-                r.headers_mut().insert(
-                    header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes */{total}")).expect("ascii"),
-                );
+                let mut r = oo(StatusCode::RANGE_NOT_SATISFIABLE, "invalid", format!("unsatisfiable range {range}"));
+                r.headers_mut()
+                    .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{total}")).expect("ascii"));
                 return r;
             }
         }
@@ -137,10 +100,7 @@ pub async fn serve(
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     if let Some(cr) = content_range {
-        h.insert(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&cr).expect("ascii"),
-        );
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
     }
     r
 }
@@ -174,10 +134,8 @@ fn truncated(head: Bytes, fail: bool) -> Body {
                 0 => Some((Ok(head), 1)),
                 1 if fail => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "injected fault: file_cut_after",
-                    );
+                    let e =
+                        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "injected fault: file_cut_after");
                     Some((Err(e), 2))
                 }
                 1 => {
@@ -200,17 +158,14 @@ fn reject_authorization() -> Response {
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|c| {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |c| {
             let mut parts = c.split(';').map(str::trim);
             let coding = parts.next().unwrap_or("");
             let refused = parts.any(|p| p.replace(' ', "") == "q=0");
             (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-        })
+        },
+    )
 }
 
 /// Compress once per file (on a blocking thread: large files take seconds), then serve the cached bytes.
@@ -251,11 +206,7 @@ pub fn parse_range(h: &str, total: u64) -> Option<(u64, u64)> {
         return Some((total.saturating_sub(n), total - 1));
     }
     let start: u64 = a.parse().ok()?;
-    let end = if b.is_empty() {
-        total.checked_sub(1)?
-    } else {
-        b.parse::<u64>().ok()?.min(total.checked_sub(1)?)
-    };
+    let end = if b.is_empty() { total.checked_sub(1)? } else { b.parse::<u64>().ok()?.min(total.checked_sub(1)?) };
     (start < total && start <= end).then_some((start, end))
 }
 
@@ -277,15 +228,9 @@ mod tests {
     #[test]
     fn gzip_negotiation() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("br, gzip;q=0.8"),
-        );
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br, gzip;q=0.8"));
         assert!(accepts_gzip(&h));
-        h.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip;q=0, identity"),
-        );
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, identity"));
         assert!(!accepts_gzip(&h));
     }
 }

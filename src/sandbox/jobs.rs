@@ -29,13 +29,7 @@ pub struct FileData {
 impl FileData {
     fn new(name: String, rtype: &str, bytes: Bytes) -> Arc<Self> {
         let count = memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        Arc::new(Self {
-            name,
-            rtype: rtype.into(),
-            bytes,
-            count,
-            gz: OnceLock::new(),
-        })
+        Arc::new(Self { name, rtype: rtype.into(), bytes, count, gz: OnceLock::new() })
     }
 }
 
@@ -47,11 +41,7 @@ pub struct JobFiles {
 
 impl JobFiles {
     pub fn find(&self, name: &str) -> Option<Arc<FileData>> {
-        self.outputs
-            .iter()
-            .chain(std::iter::once(&self.error))
-            .find(|f| f.name == name)
-            .cloned()
+        self.outputs.iter().chain(std::iter::once(&self.error)).find(|f| f.name == name).cloned()
     }
 }
 
@@ -100,16 +90,11 @@ impl Cache {
 }
 
 pub fn status_url(shared: &Shared, job_id: &str) -> Url {
-    shared
-        .main_base
-        .join(&format!("fhir/$export-status/{job_id}"))
-        .expect("job ids are URL-safe")
+    shared.main_base.join(&format!("fhir/$export-status/{job_id}")).expect("job ids are URL-safe")
 }
 
 fn new_id(shared: &Shared) -> String {
-    let n = shared
-        .seq
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let n = shared.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{n}{:08x}", fastrand::u32(..))
 }
 
@@ -139,9 +124,7 @@ pub fn create_export(shared: &Shared, request: String, sel: Selection, p: &Expor
     let bad_line = shared.faults.get().bad_line;
     let error = error_file(&sel, p);
     tokio::task::spawn_blocking(move || {
-        let files = generated
-            .get_or_init(|| Arc::new(build(&spec, &sel, &elements, per_type)))
-            .clone();
+        let files = generated.get_or_init(|| Arc::new(build(&spec, &sel, &elements, per_type))).clone();
         let mut outputs: Vec<Arc<FileData>> = files.iter().cloned().collect();
         if let (Some(how), Some(first)) = (bad_line, outputs.first_mut()) {
             *first = corrupt(first, how);
@@ -151,12 +134,7 @@ pub fn create_export(shared: &Shared, request: String, sel: Selection, p: &Expor
     id
 }
 
-fn build(
-    spec: &DataSpec,
-    sel: &Selection,
-    elements: &[String],
-    per_type: u32,
-) -> Vec<Arc<FileData>> {
+fn build(spec: &DataSpec, sel: &Selection, elements: &[String], per_type: u32) -> Vec<Arc<FileData>> {
     let mut out = Vec::new();
     for td in spec.generate(sel) {
         if td.count == 0 {
@@ -164,19 +142,11 @@ fn build(
             continue;
         }
         let name = td.rtype.name();
-        let bytes = if elements.is_empty() {
-            td.bytes
-        } else {
-            subset(&td.bytes, name, elements)
-        };
+        let bytes = if elements.is_empty() { td.bytes } else { subset(&td.bytes, name, elements) };
         let chunks = split(&bytes, per_type as usize);
         let several = chunks.len() > 1;
         for (n, chunk) in chunks.into_iter().enumerate() {
-            let file = if several {
-                format!("{name}.{}.ndjson", n + 1)
-            } else {
-                format!("{name}.ndjson")
-            };
+            let file = if several { format!("{name}.{}.ndjson", n + 1) } else { format!("{name}.ndjson") };
             out.push(FileData::new(file, name, chunk));
         }
     }
@@ -217,9 +187,7 @@ fn subset(bytes: &[u8], rtype: &str, elements: &[String]) -> Bytes {
         let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(line) else {
             continue;
         };
-        o.retain(|k, _| {
-            matches!(k.as_str(), "resourceType" | "id" | "meta") || wanted.contains(&k.as_str())
-        });
+        o.retain(|k, _| matches!(k.as_str(), "resourceType" | "id" | "meta") || wanted.contains(&k.as_str()));
         let tag = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"});
         if let Some(Value::Object(meta)) = o.get_mut("meta") {
             meta.insert("tag".into(), json!([tag]));
@@ -232,12 +200,8 @@ fn subset(bytes: &[u8], rtype: &str, elements: &[String]) -> Bytes {
 
 /// The `bad_line` fault: break the second line (or the only one) of a file.
 fn corrupt(f: &FileData, how: BadLine) -> Arc<FileData> {
-    let mut lines: Vec<Vec<u8>> = f
-        .bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
+    let mut lines: Vec<Vec<u8>> =
+        f.bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
     let at = 1.min(lines.len().saturating_sub(1));
     if let Some(line) = lines.get_mut(at) {
         *line = match how {
@@ -257,11 +221,7 @@ fn corrupt(f: &FileData, how: BadLine) -> Arc<FileData> {
 /// Real servers always seem to have something to say: one resource that could not be exported, and a
 /// warning for each parameter the sandbox accepted but did not apply.
 fn error_file(sel: &Selection, p: &ExportParams) -> Arc<FileData> {
-    let first = sel
-        .patients
-        .as_ref()
-        .and_then(|p| p.first().copied())
-        .unwrap_or(0);
+    let first = sel.patients.as_ref().and_then(|p| p.first().copied()).unwrap_or(0);
     let missing = format!("Observation/obs-{first}-99");
     let mut lines = vec![json!({"resourceType": "OperationOutcome", "issue": [{
         "severity": "error", "code": "not-found",
@@ -277,24 +237,16 @@ fn error_file(sel: &Selection, p: &ExportParams) -> Arc<FileData> {
         serde_json::to_writer(&mut out, &l).expect("in-memory write");
         out.push(b'\n');
     }
-    FileData::new(
-        "OperationOutcome.error.ndjson".into(),
-        "OperationOutcome",
-        Bytes::from(out),
-    )
+    FileData::new("OperationOutcome.error.ndjson".into(), "OperationOutcome", Bytes::from(out))
 }
 
 fn file_url(shared: &Shared, job: &str, name: &str) -> String {
-    shared
-        .main_base
-        .join(&format!("files/{job}/{name}"))
-        .expect("URL-safe names")
-        .to_string()
+    shared.main_base.join(&format!("files/{job}/{name}")).expect("URL-safe names").to_string()
 }
 
-fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles) -> Value {
+fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles, page: usize) -> Value {
     let mismatch = shared.faults.get().count_mismatch;
-    let output: Vec<Value> = files
+    let mut output: Vec<Value> = files
         .outputs
         .iter()
         .enumerate()
@@ -303,64 +255,62 @@ fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles) -> Value {
             json!({"type": f.rtype, "url": file_url(shared, id, &f.name), "count": count})
         })
         .collect();
-    json!({
+    // Paged manifests (Bulk Data 3.0 `link` next): `page_size` outputs per page, the error file on page 1.
+    let mut link = None;
+    if let Some(size) = shared.cfg.manifest_page_size.filter(|s| *s > 0) {
+        let pages = output.len().div_ceil(size).max(1);
+        let start = ((page.max(1) - 1) * size).min(output.len());
+        output = output[start..(start + size).min(output.len())].to_vec();
+        if page < pages {
+            let next = format!("{}?page={}", status_url(shared, id), page + 1);
+            link = Some(json!([{"relation": "next", "url": next}]));
+        }
+    }
+    let error = if page <= 1 {
+        json!([{"type": "OperationOutcome", "url": file_url(shared, id, &files.error.name), "count": files.error.count}])
+    } else {
+        json!([])
+    };
+    let mut m = json!({
         "transactionTime": fmt_instant(job.transaction_time),
         "request": job.request,
         "requiresAccessToken": shared.cfg.requires_access_token,
         "output": output,
-        "error": [{"type": "OperationOutcome", "url": file_url(shared, id, &files.error.name), "count": files.error.count}],
+        "error": error,
         "deleted": [],
-    })
+    });
+    if let Some(l) = link {
+        m["link"] = l;
+    }
+    m
 }
 
 /// `GET /fhir/$export-status/{id}`.
-pub fn status(shared: &Shared, id: &str, headers: &HeaderMap) -> Response {
+pub fn status(shared: &Shared, id: &str, headers: &HeaderMap, query: Option<&str>) -> Response {
+    let page: usize = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("page=")))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
     if let Some(r) = auth::unauthorized(shared, headers) {
         return r;
     }
     let ra = shared.cfg.retry_after;
     let f = &shared.faults;
     if f.get().status_404 {
-        return oo(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("export job {id} is not known (expired?)"),
-        );
+        return oo(StatusCode::NOT_FOUND, "not-found", format!("export job {id} is not known (expired?)"));
     }
     if f.take(|f| &mut f.status_503) {
-        return retry_after(
-            oo(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "service unavailable",
-            ),
-            ra,
-        );
+        return retry_after(oo(StatusCode::SERVICE_UNAVAILABLE, "transient", "service unavailable"), ra);
     }
     if f.take(|f| &mut f.status_429) {
-        return retry_after(
-            oo(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                "polling too often",
-            ),
-            ra,
-        );
+        return retry_after(oo(StatusCode::TOO_MANY_REQUESTS, "throttled", "polling too often"), ra);
     }
     if f.take(|f| &mut f.status_transient_oo) {
-        return oo(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "transient",
-            "temporary failure, retry the request",
-        );
+        return oo(StatusCode::INTERNAL_SERVER_ERROR, "transient", "temporary failure, retry the request");
     }
     let mut jobs = lock(&shared.jobs);
     let Some(job) = jobs.get_mut(id) else {
-        return oo(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("export job {id} is not known (expired or deleted)"),
-        );
+        return oo(StatusCode::NOT_FOUND, "not-found", format!("export job {id} is not known (expired or deleted)"));
     };
     let files = match &job.output {
         JobOutput::Files(cell) => cell.get().cloned(),
@@ -377,8 +327,7 @@ pub fn status(shared: &Shared, id: &str, headers: &HeaderMap) -> Response {
         };
         let mut r = empty(StatusCode::ACCEPTED);
         let text = format!("in progress: {pct}%");
-        r.headers_mut()
-            .insert("x-progress", HeaderValue::from_str(&text).expect("ascii"));
+        r.headers_mut().insert("x-progress", HeaderValue::from_str(&text).expect("ascii"));
         return retry_after(r, ra);
     }
     match (&job.output, files) {
@@ -386,18 +335,11 @@ pub fn status(shared: &Shared, id: &str, headers: &HeaderMap) -> Response {
         (JobOutput::Files(_), Some(_)) if shared.faults.get().manifest_override.is_some() => {
             let body = shared.faults.get().manifest_override.unwrap_or_default();
             let mut r = Response::new(axum::body::Body::from(body));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
         (JobOutput::Files(_), Some(files)) => {
-            let mut r = json_response(
-                StatusCode::OK,
-                "application/json",
-                &manifest(shared, id, job, &files),
-            );
+            let mut r = json_response(StatusCode::OK, "application/json", &manifest(shared, id, job, &files, page));
             r.headers_mut().insert(
                 header::EXPIRES,
                 HeaderValue::from_str(&httpdate::fmt_http_date(
@@ -418,11 +360,7 @@ pub fn delete(shared: &Shared, id: &str, headers: &HeaderMap) -> Response {
     }
     match lock(&shared.jobs).remove(id) {
         Some(_) => empty(StatusCode::ACCEPTED),
-        None => oo(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("export job {id} is not known"),
-        ),
+        None => oo(StatusCode::NOT_FOUND, "not-found", format!("export job {id} is not known")),
     }
 }
 

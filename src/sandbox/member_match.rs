@@ -17,44 +17,25 @@ use super::fhir::{FHIR_JSON, json_response, oo};
 use super::jobs::{self, JobOutput};
 use super::{Shared, auth, lock};
 
-const GROUP_PROFILE: &str =
-    "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group";
-const RESULT_CS: &str =
-    "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS";
+const GROUP_PROFILE: &str = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group";
+const RESULT_CS: &str = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS";
 
-pub fn bulk_member_match(
-    shared: &Shared,
-    path: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
+pub fn bulk_member_match(shared: &Shared, path: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     if let Some(r) = auth::unauthorized(shared, headers) {
         return r;
     }
     let input: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            return oo(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("the body is not JSON: {e}"),
-            );
+            return oo(StatusCode::BAD_REQUEST, "invalid", format!("the body is not JSON: {e}"));
         }
     };
     if input.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-        return oo(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "the body must be a Parameters resource",
-        );
+        return oo(StatusCode::BAD_REQUEST, "invalid", "the body must be a Parameters resource");
     }
     let bundles: Vec<&Value> = params_named(&input, "MemberBundle").collect();
     if bundles.is_empty() {
-        return oo(
-            StatusCode::BAD_REQUEST,
-            "required",
-            "at least one MemberBundle parameter is required",
-        );
+        return oo(StatusCode::BAD_REQUEST, "required", "at least one MemberBundle parameter is required");
     }
     let mut matched = Vec::new();
     let mut constrained = Vec::new();
@@ -68,11 +49,7 @@ pub fn bulk_member_match(
                 .get("resource")
         };
         let Some(patient) = part("MemberPatient") else {
-            return oo(
-                StatusCode::BAD_REQUEST,
-                "required",
-                "every MemberBundle needs a MemberPatient part",
-            );
+            return oo(StatusCode::BAD_REQUEST, "required", "every MemberBundle needs a MemberPatient part");
         };
         match find_member(shared, patient, part("CoverageToMatch")) {
             Some(i) if consent_permits(part("Consent")) => matched.push(i),
@@ -85,17 +62,13 @@ pub fn bulk_member_match(
 
     let id = format!(
         "mm-{}-{:06x}",
-        shared
-            .seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        shared.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         fastrand::u32(..0xFF_FFFF)
     );
     let matched_id = format!("{id}-matched");
     lock(&shared.groups).insert(matched_id.clone(), matched.clone());
     let refs = |v: &[u32]| -> Vec<Value> {
-        v.iter()
-            .map(|i| json!({"entity": {"reference": format!("Patient/pt-{i}")}}))
-            .collect()
+        v.iter().map(|i| json!({"entity": {"reference": format!("Patient/pt-{i}")}})).collect()
     };
     let contained: Vec<Value> = unmatched
         .iter()
@@ -106,9 +79,8 @@ pub fn bulk_member_match(
             p
         })
         .collect();
-    let nomatch_members: Vec<Value> = (0..contained.len())
-        .map(|n| json!({"entity": {"reference": format!("#nomatch-{n}")}}))
-        .collect();
+    let nomatch_members: Vec<Value> =
+        (0..contained.len()).map(|n| json!({"entity": {"reference": format!("#nomatch-{n}")}})).collect();
     let mut nomatch = group(&format!("{id}-nonmatched"), "nomatch", nomatch_members);
     nomatch["contained"] = json!(contained);
     let result = json!({
@@ -119,18 +91,11 @@ pub fn bulk_member_match(
             {"name": "ConsentConstrainedMembers", "resource": group(&format!("{id}-consentconstrained"), "consentconstraint", refs(&constrained))},
         ]
     });
-    let prefer_async = headers
-        .get("prefer")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("respond-async"));
+    let prefer_async = headers.get("prefer").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("respond-async"));
     if !prefer_async {
         return json_response(StatusCode::OK, FHIR_JSON, &result);
     }
-    let url = format!(
-        "{}{}",
-        shared.main_base.as_str().trim_end_matches('/'),
-        path
-    );
+    let url = format!("{}{}", shared.main_base.as_str().trim_end_matches('/'), path);
     let job = jobs::insert(shared, url, JobOutput::Document(result));
     accepted(shared, &job)
 }
@@ -141,16 +106,9 @@ pub fn read_group(shared: &Shared, id: &str, headers: &HeaderMap) -> Response {
         return r;
     }
     let Some(members) = group_members(shared, id) else {
-        return oo(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("Group/{id} is not known"),
-        );
+        return oo(StatusCode::NOT_FOUND, "not-found", format!("Group/{id} is not known"));
     };
-    let refs = members
-        .iter()
-        .map(|i| json!({"entity": {"reference": format!("Patient/pt-{i}")}}))
-        .collect();
+    let refs = members.iter().map(|i| json!({"entity": {"reference": format!("Patient/pt-{i}")}})).collect();
     let mut g = group(id, "match", refs);
     if id == "attributed-members" {
         g["name"] = json!("Attributed members (all synthetic patients)");
@@ -198,9 +156,7 @@ fn find_member(shared: &Shared, patient: &Value, coverage: Option<&Value>) -> Op
     let index = shared.members_by_birth_date.get_or_init(|| {
         let mut m: HashMap<String, Vec<u32>> = HashMap::new();
         for i in 0..shared.spec.patient_count() {
-            m.entry(shared.spec.demographics(i).birth_date)
-                .or_default()
-                .push(i);
+            m.entry(shared.spec.demographics(i).birth_date).or_default().push(i);
         }
         m
     });

@@ -98,6 +98,8 @@ pub struct SandboxConfig {
     pub client_assertion_hook: Option<AssertionHook>,
     /// An open server: FHIR requests and files need no token (for `auth.method: none`).
     pub open: bool,
+    /// Split the manifest into pages of this many output files, linked with `link` next.
+    pub manifest_page_size: Option<usize>,
 }
 
 impl Default for SandboxConfig {
@@ -118,6 +120,7 @@ impl Default for SandboxConfig {
             data_anchor: None,
             client_assertion_hook: None,
             open: false,
+            manifest_page_size: None,
         }
     }
 }
@@ -139,10 +142,7 @@ impl fmt::Debug for SandboxConfig {
             .field("accept_ranges", &self.accept_ranges)
             .field("data_anchor", &self.data_anchor)
             .field("open", &self.open)
-            .field(
-                "client_assertion_hook",
-                &self.client_assertion_hook.is_some(),
-            )
+            .field("client_assertion_hook", &self.client_assertion_hook.is_some())
             .finish()
     }
 }
@@ -172,10 +172,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn authorization(&self) -> Option<&str> {
@@ -227,18 +224,9 @@ impl Sandbox {
         let storage = TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
         let base = |l: &TcpListener| -> std::io::Result<Url> {
             let a = l.local_addr()?;
-            let host = if a.ip().is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                a.ip().to_string()
-            };
-            let host = if a.is_ipv6() && host != "127.0.0.1" {
-                format!("[{host}]")
-            } else {
-                host
-            };
-            Url::parse(&format!("http://{host}:{}/", a.port()))
-                .map_err(|e| std::io::Error::other(e.to_string()))
+            let host = if a.ip().is_unspecified() { "127.0.0.1".to_string() } else { a.ip().to_string() };
+            let host = if a.is_ipv6() && host != "127.0.0.1" { format!("[{host}]") } else { host };
+            Url::parse(&format!("http://{host}:{}/", a.port())).map_err(|e| std::io::Error::other(e.to_string()))
         };
         let faults = cfg.faults.clone();
         let anchor = cfg.data_anchor.unwrap_or_else(|| {
@@ -246,10 +234,7 @@ impl Sandbox {
             now - now.rem_euclid(86_400)
         });
         let shared = Arc::new(Shared {
-            spec: DataSpec {
-                scale: cfg.data_scale.max(1),
-                anchor,
-            },
+            spec: DataSpec { scale: cfg.data_scale.max(1), anchor },
             faults: FaultHandle::new(faults),
             main_base: base(&main)?,
             storage_base: base(&storage)?,
@@ -278,11 +263,7 @@ impl Sandbox {
                 })
             })
             .collect();
-        Ok(Sandbox {
-            shared,
-            stop,
-            tasks,
-        })
+        Ok(Sandbox { shared, stop, tasks })
     }
 
     /// `http://127.0.0.1:PORT/fhir/` (with the trailing slash, so relative joins work).
@@ -291,10 +272,7 @@ impl Sandbox {
     }
 
     pub fn token_url(&self) -> Url {
-        self.shared
-            .main_base
-            .join("auth/token")
-            .expect("static path")
+        self.shared.main_base.join("auth/token").expect("static path")
     }
 
     /// The storage listener's origin (`http://127.0.0.1:PORT2/`).
@@ -331,10 +309,7 @@ impl Sandbox {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for mut t in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(1), &mut t)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(1), &mut t).await.is_err() {
                 t.abort();
             }
         }

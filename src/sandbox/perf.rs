@@ -12,25 +12,14 @@ use std::time::{Duration, Instant};
 use super::*;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[test]
 #[ignore = "manual performance check"]
 fn generation_throughput() {
-    let spec = DataSpec {
-        scale: env_u64("SANDBOX_SCALE", 6_000) as u32,
-        anchor: 1_735_689_600,
-    };
-    let sel = Selection {
-        types: ResourceType::ALL.to_vec(),
-        since: None,
-        until: None,
-        patients: None,
-    };
+    let spec = DataSpec { scale: env_u64("SANDBOX_SCALE", 6_000) as u32, anchor: 1_735_689_600 };
+    let sel = Selection { types: ResourceType::ALL.to_vec(), since: None, until: None, patients: None };
     let t = Instant::now();
     let data = spec.generate(&sel);
     let secs = t.elapsed().as_secs_f64();
@@ -57,22 +46,11 @@ async fn serve_for_curl() {
     };
     let sb = Sandbox::start(cfg).await.unwrap();
     let c = reqwest::Client::new();
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", "demo-client"),
-        ("client_secret", "demo-secret-not-real"),
-    ];
-    let tok: serde_json::Value = serde_json::from_slice(
-        &c.post(sb.token_url())
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let form =
+        [("grant_type", "client_credentials"), ("client_id", "demo-client"), ("client_secret", "demo-secret-not-real")];
+    let tok: serde_json::Value =
+        serde_json::from_slice(&c.post(sb.token_url()).form(&form).send().await.unwrap().bytes().await.unwrap())
+            .unwrap();
     let tok = tok["access_token"].as_str().unwrap().to_string();
     let t = Instant::now();
     let r = c
@@ -83,10 +61,7 @@ async fn serve_for_curl() {
         .send()
         .await
         .unwrap();
-    let loc = r.headers()["content-location"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let loc = r.headers()["content-location"].to_str().unwrap().to_string();
     let manifest = loop {
         let r = c.get(&loc).bearer_auth(&tok).send().await.unwrap();
         if r.status() == 200 {

@@ -67,10 +67,7 @@ pub(super) fn eob(o: &mut Vec<u8>, c: &Ctx, r: &mut fastrand::Rng) {
     u(o, c.payer as u64);
     s(o, r#""},"provider":{"reference":"Practitioner/pr-"#);
     u(o, 1 + r.u64(0..N_PRACTITIONERS as u64));
-    s(
-        o,
-        r#""},"outcome":"complete","insurance":[{"focal":true,"coverage":{"reference":"Coverage/cov-"#,
-    );
+    s(o, r#""},"outcome":"complete","insurance":[{"focal":true,"coverage":{"reference":"Coverage/cov-"#);
     u(o, c.i as u64);
     s(o, r#"-0"}}],"item":["#);
     let mut total = 0u64;
@@ -83,10 +80,7 @@ pub(super) fn eob(o: &mut Vec<u8>, c: &Ctx, r: &mut fastrand::Rng) {
         total += cents;
         s(o, r#"{"sequence":"#);
         u(o, seq);
-        s(
-            o,
-            r#","productOrService":{"coding":[{"system":"http://www.ama-assn.org/go/cpt","code":""#,
-        );
+        s(o, r#","productOrService":{"coding":[{"system":"http://www.ama-assn.org/go/cpt","code":""#);
         s(o, code);
         s(o, r#"","display":""#);
         s(o, display);
@@ -119,10 +113,7 @@ pub(super) fn encounter(o: &mut Vec<u8>, c: &Ctx, r: &mut fastrand::Rng) {
     s(o, display);
     s(o, r#""}]}],"subject":{"reference":"Patient/pt-"#);
     u(o, c.i as u64);
-    s(
-        o,
-        r#""},"participant":[{"individual":{"reference":"Practitioner/pr-"#,
-    );
+    s(o, r#""},"participant":[{"individual":{"reference":"Practitioner/pr-"#);
     u(o, c.pcp as u64);
     s(o, r#""}}],"period":{"start":""#);
     instant(o, start);
@@ -198,10 +189,7 @@ pub(super) fn organization(o: &mut Vec<u8>, n: u32, upd: i64) {
 
 pub(super) fn practitioner(o: &mut Vec<u8>, n: u32, upd: i64, r: &mut fastrand::Rng) {
     head(o, "Practitioner", "pr-", n, None, upd);
-    s(
-        o,
-        r#","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1"#,
-    );
+    s(o, r#","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1"#);
     pad(o, 100_000_000 + n as u64 * 7_919, 9);
     s(o, r#""}],"active":true,"name":[{"family":""#);
     s(o, pick(r, FAMILY));
@@ -228,8 +216,7 @@ pub(super) fn head(o: &mut Vec<u8>, t: &str, prefix: &str, i: u32, k: Option<u32
 
 /// A per-resource RNG: SplitMix64 over (patient, type, ordinal) so seeds never collide.
 pub(super) fn rng(i: u32, t: u32, k: u32) -> fastrand::Rng {
-    let mut z =
-        ((i as u64) << 32 | (t as u64) << 24 | k as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = ((i as u64) << 32 | (t as u64) << 24 | k as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     fastrand::Rng::with_seed(z ^ (z >> 31))
@@ -260,10 +247,7 @@ pub(super) fn u(o: &mut Vec<u8>, mut n: u64) {
 pub(super) fn pad(o: &mut Vec<u8>, n: u64, width: usize) {
     let mut digits = Vec::with_capacity(20);
     u(&mut digits, n);
-    o.extend(std::iter::repeat_n(
-        b'0',
-        width.saturating_sub(digits.len()),
-    ));
+    o.extend(std::iter::repeat_n(b'0', width.saturating_sub(digits.len())));
     o.extend_from_slice(&digits);
 }
 

@@ -22,31 +22,18 @@ const RECORDED_BODY_MAX: usize = 64 * 1024;
 const BODY_MAX: usize = 32 * 1024 * 1024;
 
 pub fn router(shared: Arc<Shared>, listener: Listener) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state((shared, listener))
+    Router::new().fallback(handle).with_state((shared, listener))
 }
 
-async fn handle(
-    State((shared, listener)): State<(Arc<Shared>, Listener)>,
-    req: Request,
-) -> Response {
+async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, BODY_MAX).await {
         Ok(b) => b,
         Err(_) => {
-            return oo(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-costly",
-                "request body too large",
-            );
+            return oo(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", "request body too large");
         }
     };
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     lock(&shared.requests).push(RecordedRequest {
         listener,
         method: parts.method.to_string(),
@@ -54,28 +41,15 @@ async fn handle(
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body: body.slice(..body.len().min(RECORDED_BODY_MAX)),
     });
-    if parts
-        .headers
-        .contains_key(axum::http::header::AUTHORIZATION)
-        && shared
-            .faults
-            .take_reject_token(&path_and_query.replace("%24", "$"))
+    if parts.headers.contains_key(axum::http::header::AUTHORIZATION)
+        && shared.faults.take_reject_token(&path_and_query.replace("%24", "$"))
     {
         auth::revoke(&shared, &parts.headers);
-        return oo(
-            StatusCode::UNAUTHORIZED,
-            "expired",
-            "access token expired (injected fault: reject_token_on)",
-        );
+        return oo(StatusCode::UNAUTHORIZED, "expired", "access token expired (injected fault: reject_token_on)");
     }
     let path = parts.uri.path().replace("%24", "$");
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -99,30 +73,22 @@ async fn handle(
     let get_or_post = *m == Method::GET || *m == Method::POST;
     match segs.as_slice() {
         ["auth", "token"] if *m == Method::POST => auth::token(&shared, &parts.headers, &body),
-        ["fhir", ".well-known", "smart-configuration"] if *m == Method::GET => {
-            smart_configuration(&shared)
-        }
+        ["fhir", ".well-known", "smart-configuration"] if *m == Method::GET => smart_configuration(&shared),
         ["fhir", "metadata"] if *m == Method::GET => metadata(&shared),
         ["fhir", "$export"] if get_or_post => req.kickoff(ExportLevel::System, false),
         ["fhir", "Patient", "$export"] if get_or_post => req.kickoff(ExportLevel::Patient, false),
         ["fhir", "Group", "$bulk-member-match"] if *m == Method::POST => {
             member_match::bulk_member_match(&shared, &path_and_query, &parts.headers, &body)
         }
-        ["fhir", "Group", id, "$export"] if get_or_post => {
-            req.kickoff(ExportLevel::Group(id.to_string()), false)
-        }
+        ["fhir", "Group", id, "$export"] if get_or_post => req.kickoff(ExportLevel::Group(id.to_string()), false),
         ["fhir", "Group", id, "$davinci-data-export"] if get_or_post => {
             req.kickoff(ExportLevel::Group(id.to_string()), true)
         }
-        ["fhir", "Group", id] if *m == Method::GET => {
-            member_match::read_group(&shared, id, &parts.headers)
-        }
+        ["fhir", "Group", id] if *m == Method::GET => member_match::read_group(&shared, id, &parts.headers),
         ["fhir", "$export-status", id] if *m == Method::GET => {
-            jobs::status(&shared, id, &parts.headers)
+            jobs::status(&shared, id, &parts.headers, parts.uri.query())
         }
-        ["fhir", "$export-status", id] if *m == Method::DELETE => {
-            jobs::delete(&shared, id, &parts.headers)
-        }
+        ["fhir", "$export-status", id] if *m == Method::DELETE => jobs::delete(&shared, id, &parts.headers),
         ["files", job, name] if *m == Method::GET => {
             files::serve(shared.clone(), listener, job, name, &parts.headers).await
         }
@@ -146,16 +112,7 @@ struct Req<'a> {
 
 impl Req<'_> {
     fn kickoff(&self, level: ExportLevel, davinci: bool) -> Response {
-        kickoff(
-            self.shared,
-            self.method,
-            self.path_and_query,
-            self.query,
-            self.headers,
-            self.body,
-            level,
-            davinci,
-        )
+        kickoff(self.shared, self.method, self.path_and_query, self.query, self.headers, self.body, level, davinci)
     }
 }
 
@@ -178,10 +135,8 @@ fn smart_configuration(shared: &Shared) -> Response {
 
 fn metadata(shared: &Shared) -> Response {
     let op = |name: &str, canonical: &str| json!({"name": name, "definition": canonical});
-    let types: Vec<Value> = super::ResourceType::ALL
-        .iter()
-        .map(|t| json!({"type": t.name(), "interaction": []}))
-        .collect();
+    let types: Vec<Value> =
+        super::ResourceType::ALL.iter().map(|t| json!({"type": t.name(), "interaction": []})).collect();
     let group = json!({"type": "Group", "interaction": [{"code": "read"}], "operation": [
         op("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"),
         op("davinci-data-export", "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/GroupExport"),

@@ -2,26 +2,18 @@
 //! JSON would need to escape, because `data.rs` writes them into lines verbatim.
 
 pub const GIVEN_F: &[&str] = &[
-    "Ana", "Beatriz", "Chloe", "Dana", "Elena", "Fatima", "Grace", "Hana", "Irene", "Julia",
-    "Keiko", "Lena", "Maria", "Nora", "Olivia", "Priya",
+    "Ana", "Beatriz", "Chloe", "Dana", "Elena", "Fatima", "Grace", "Hana", "Irene", "Julia", "Keiko", "Lena", "Maria",
+    "Nora", "Olivia", "Priya",
 ];
 pub const GIVEN_M: &[&str] = &[
-    "Aaron", "Bruno", "Carlos", "David", "Emil", "Farid", "George", "Hiro", "Ivan", "James",
-    "Kofi", "Luis", "Marco", "Noah", "Omar", "Pavel",
+    "Aaron", "Bruno", "Carlos", "David", "Emil", "Farid", "George", "Hiro", "Ivan", "James", "Kofi", "Luis", "Marco",
+    "Noah", "Omar", "Pavel",
 ];
 pub const FAMILY: &[&str] = &[
-    "Smith", "Johnson", "Garcia", "Nguyen", "Okafor", "Kowalski", "Silva", "Haddad", "Kim",
-    "Patel", "Rossi", "Schmidt", "Tanaka", "Williams", "Brown", "Lopez", "Martin", "Ivanova",
-    "Cohen", "Mensah",
+    "Smith", "Johnson", "Garcia", "Nguyen", "Okafor", "Kowalski", "Silva", "Haddad", "Kim", "Patel", "Rossi",
+    "Schmidt", "Tanaka", "Williams", "Brown", "Lopez", "Martin", "Ivanova", "Cohen", "Mensah",
 ];
-pub const CITIES: &[&str] = &[
-    "Boston",
-    "Springfield",
-    "Worcester",
-    "Lowell",
-    "Cambridge",
-    "Quincy",
-];
+pub const CITIES: &[&str] = &["Boston", "Springfield", "Worcester", "Lowell", "Cambridge", "Quincy"];
 
 /// (class value, class name)
 pub const PLANS: &[(&str, &str)] = &[
@@ -43,10 +35,7 @@ pub const ORG_NAMES: &[&str] = &[
 /// (CPT code, display)
 pub const CPT: &[(&str, &str)] = &[
     ("99213", "Office visit, established patient, low complexity"),
-    (
-        "99214",
-        "Office visit, established patient, moderate complexity",
-    ),
+    ("99214", "Office visit, established patient, moderate complexity"),
     ("99203", "Office visit, new patient, low complexity"),
     ("80053", "Comprehensive metabolic panel"),
     ("85025", "Complete blood count with differential"),
@@ -72,13 +61,7 @@ pub const LOINC: &[(&str, &str, &str, u64, u64)] = &[
     ("8302-2", "Body height", "cm", 150, 200),
     ("8310-5", "Body temperature", "Cel", 36, 39),
     ("2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", 70, 200),
-    (
-        "4548-4",
-        "Hemoglobin A1c/Hemoglobin.total in Blood",
-        "%",
-        4,
-        11,
-    ),
+    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4, 11),
 ];
 
 /// (SNOMED code, display) for conditions.

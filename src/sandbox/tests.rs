@@ -9,29 +9,18 @@ use super::data::{DataSpec, ResourceType, Selection};
 const ANCHOR: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
 
 fn spec(scale: u32) -> DataSpec {
-    DataSpec {
-        scale,
-        anchor: ANCHOR,
-    }
+    DataSpec { scale, anchor: ANCHOR }
 }
 
 fn all(since: Option<i64>) -> Selection {
-    Selection {
-        types: ResourceType::ALL.to_vec(),
-        since,
-        until: None,
-        patients: None,
-    }
+    Selection { types: ResourceType::ALL.to_vec(), since, until: None, patients: None }
 }
 
 fn lines(b: &[u8]) -> Vec<Value> {
     assert_eq!(b.last(), Some(&b'\n'), "every line ends with \\n");
     b.split(|&c| c == b'\n')
         .filter(|l| !l.is_empty())
-        .map(|l| {
-            serde_json::from_slice(l)
-                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(l)))
-        })
+        .map(|l| serde_json::from_slice(l).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(l))))
         .collect()
 }
 
@@ -70,10 +59,7 @@ fn lines_are_json_of_the_right_type_and_counts_match() {
         total += td.count;
     }
     assert_eq!(data[0].count, 10, "10 patients at scale 1");
-    assert!(
-        (150..=600).contains(&total),
-        "a few hundred resources, got {total}"
-    );
+    assert!((150..=600).contains(&total), "a few hundred resources, got {total}");
 }
 
 #[test]
@@ -83,11 +69,7 @@ fn references_resolve_and_ids_are_unique() {
     let mut refs = Vec::new();
     for td in &data {
         for l in lines(&td.bytes) {
-            let id = format!(
-                "{}/{}",
-                l["resourceType"].as_str().unwrap(),
-                l["id"].as_str().unwrap()
-            );
+            let id = format!("{}/{}", l["resourceType"].as_str().unwrap(), l["id"].as_str().unwrap());
             assert!(ids.insert(id.clone()), "duplicate {id}");
             references(&l, &mut refs);
         }
@@ -124,11 +106,7 @@ fn generation_is_deterministic_and_filters_keep_the_rest_unchanged() {
                 v["meta"]["lastUpdated"].as_str().unwrap() > since_str.as_str()
             })
             .collect();
-        let got: Vec<&[u8]> = part
-            .bytes
-            .split(|&c| c == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
+        let got: Vec<&[u8]> = part.bytes.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
         assert_eq!(got, want, "{:?}", full.rtype);
         assert!(part.count < full.count);
     }

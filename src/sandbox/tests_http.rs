@@ -30,10 +30,7 @@ pub(super) fn cfg() -> SandboxConfig {
 }
 
 pub(super) fn client() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 pub(super) async fn token(sb: &Sandbox, c: &Client) -> String {
@@ -56,10 +53,7 @@ pub(super) async fn token(sb: &Sandbox, c: &Client) -> String {
 }
 
 pub(super) fn kick(c: &Client, url: url::Url, tok: &str) -> reqwest::RequestBuilder {
-    c.get(url)
-        .bearer_auth(tok)
-        .header("accept", "application/fhir+json")
-        .header("prefer", "respond-async")
+    c.get(url).bearer_auth(tok).header("accept", "application/fhir+json").header("prefer", "respond-async")
 }
 
 /// Poll until 200 and return the body; asserts the 202s carry X-Progress.
@@ -68,12 +62,7 @@ pub(super) async fn poll(c: &Client, status_url: &str, tok: &str) -> Value {
         let r = c.get(status_url).bearer_auth(tok).send().await.unwrap();
         match r.status() {
             StatusCode::ACCEPTED => {
-                assert!(
-                    r.headers()["x-progress"]
-                        .to_str()
-                        .unwrap()
-                        .starts_with("in progress")
-                );
+                assert!(r.headers()["x-progress"].to_str().unwrap().starts_with("in progress"));
                 assert_eq!(r.headers()["retry-after"], "0");
                 tokio::task::yield_now().await;
             }
@@ -85,15 +74,9 @@ pub(super) async fn poll(c: &Client, status_url: &str, tok: &str) -> Value {
 }
 
 pub(super) async fn export(sb: &Sandbox, c: &Client, tok: &str, path: &str) -> Value {
-    let r = kick(c, sb.fhir_base().join(path).unwrap(), tok)
-        .send()
-        .await
-        .unwrap();
+    let r = kick(c, sb.fhir_base().join(path).unwrap(), tok).send().await.unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let loc = r.headers()["content-location"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let loc = r.headers()["content-location"].to_str().unwrap().to_string();
     assert!(loc.starts_with(sb.fhir_base().as_str()), "absolute: {loc}");
     poll(c, &loc, tok).await
 }
@@ -103,41 +86,20 @@ async fn full_export_flow() {
     let sb = Sandbox::start(cfg()).await.unwrap();
     let c = client();
     let tok = token(&sb, &c).await;
-    let m = export(
-        &sb,
-        &c,
-        &tok,
-        "$export?_type=Patient,Coverage&_type=Condition",
-    )
-    .await;
+    let m = export(&sb, &c, &tok, "$export?_type=Patient,Coverage&_type=Condition").await;
     assert_eq!(sb.kickoff_count(), 1);
-    assert_eq!(
-        sb.kickoffs()[0].params.types,
-        ["Patient", "Coverage", "Condition"]
-    );
+    assert_eq!(sb.kickoffs()[0].params.types, ["Patient", "Coverage", "Condition"]);
     assert!(m["transactionTime"].as_str().unwrap().contains('.'));
-    assert!(
-        m["request"]
-            .as_str()
-            .unwrap()
-            .ends_with("$export?_type=Patient,Coverage&_type=Condition")
-    );
+    assert!(m["request"].as_str().unwrap().ends_with("$export?_type=Patient,Coverage&_type=Condition"));
     assert_eq!(m["requiresAccessToken"], true);
     assert_eq!(m["deleted"], json!([]));
     let out = m["output"].as_array().unwrap();
     assert_eq!(
-        out.iter()
-            .map(|o| o["type"].as_str().unwrap())
-            .collect::<Vec<_>>(),
+        out.iter().map(|o| o["type"].as_str().unwrap()).collect::<Vec<_>>(),
         ["Patient", "Coverage", "Condition"]
     );
     for o in out {
-        let r = c
-            .get(o["url"].as_str().unwrap())
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(o["url"].as_str().unwrap()).bearer_auth(&tok).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "application/fhir+ndjson");
         assert_eq!(r.headers()["accept-ranges"], "bytes");
@@ -146,50 +108,21 @@ async fn full_export_flow() {
     }
     let err = &m["error"][0];
     assert_eq!(err["type"], "OperationOutcome");
-    let r = c
-        .get(err["url"].as_str().unwrap())
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(err["url"].as_str().unwrap()).bearer_auth(&tok).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("OperationOutcome"));
     // Files need a token; DELETE removes the job.
     let r = c.get(out[0]["url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let status = sb.kickoffs()[0].job_id.clone();
-    let status = sb
-        .fhir_base()
-        .join(&format!("$export-status/{status}"))
-        .unwrap();
-    assert_eq!(
-        c.delete(status.clone())
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
-    assert_eq!(
-        c.get(status)
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    let status = sb.fhir_base().join(&format!("$export-status/{status}")).unwrap();
+    assert_eq!(c.delete(status.clone()).bearer_auth(&tok).send().await.unwrap().status(), 202);
+    assert_eq!(c.get(status).bearer_auth(&tok).send().await.unwrap().status(), 404);
     sb.shutdown().await;
 }
 
 #[tokio::test]
 async fn token_endpoint_methods_and_expiry() {
-    let sb = Sandbox::start(SandboxConfig {
-        token_ttl: Duration::from_millis(300),
-        ..cfg()
-    })
-    .await
-    .unwrap();
+    let sb = Sandbox::start(SandboxConfig { token_ttl: Duration::from_millis(300), ..cfg() }).await.unwrap();
     let c = client();
     let r = c
         .post(sb.token_url())
@@ -204,11 +137,7 @@ async fn token_endpoint_methods_and_expiry() {
     let tok = v["access_token"].as_str().unwrap();
     let r = c
         .post(sb.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "demo-client"),
-            ("client_secret", "nope"),
-        ])
+        .form(&[("grant_type", "client_credentials"), ("client_id", "demo-client"), ("client_secret", "nope")])
         .send()
         .await
         .unwrap();
@@ -221,10 +150,7 @@ async fn token_endpoint_methods_and_expiry() {
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_assertion_type", auth::ASSERTION_TYPE),
-            (
-                "client_assertion",
-                "eyJhbGciOiJSUzM4NCJ9.eyJpc3MiOiJkZW1vLWNsaWVudCJ9.c2ln",
-            ),
+            ("client_assertion", "eyJhbGciOiJSUzM4NCJ9.eyJpc3MiOiJkZW1vLWNsaWVudCJ9.c2ln"),
         ])
         .send()
         .await
@@ -232,25 +158,14 @@ async fn token_endpoint_methods_and_expiry() {
     assert_eq!(r.status(), 401);
     // A token works, then the fault forgets it, then real expiry.
     let meta = sb.fhir_base().join("Group/attributed-members").unwrap();
-    assert_eq!(
-        c.get(meta.clone())
-            .bearer_auth(tok)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(c.get(meta.clone()).bearer_auth(tok).send().await.unwrap().status(), 200);
     sb.faults().update(|f| f.expire_tokens_now = true);
     let r = c.get(meta.clone()).bearer_auth(tok).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.js().await["resourceType"], "OperationOutcome");
     let tok = token_basic(&sb, &c).await;
     tokio::time::sleep(Duration::from_millis(350)).await; // the one real wait: TTL is wall-clock
-    assert_eq!(
-        c.get(meta).bearer_auth(&tok).send().await.unwrap().status(),
-        401
-    );
+    assert_eq!(c.get(meta).bearer_auth(&tok).send().await.unwrap().status(), 401);
     sb.shutdown().await;
 }
 
@@ -267,15 +182,9 @@ async fn token_basic(sb: &Sandbox, c: &Client) -> String {
 
 #[tokio::test]
 async fn assertion_hook_decides() {
-    let hook: AssertionHook = Arc::new(|a: &ClientAssertion| {
-        a.claims["iss"] == "demo-client" && a.header["alg"] == "ES384"
-    });
-    let sb = Sandbox::start(SandboxConfig {
-        client_assertion_hook: Some(hook),
-        ..cfg()
-    })
-    .await
-    .unwrap();
+    let hook: AssertionHook =
+        Arc::new(|a: &ClientAssertion| a.claims["iss"] == "demo-client" && a.header["alg"] == "ES384");
+    let sb = Sandbox::start(SandboxConfig { client_assertion_hook: Some(hook), ..cfg() }).await.unwrap();
     let c = client();
     // {"alg":"ES384"} . {"iss":"demo-client"} . sig
     let jwt = "eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJkZW1vLWNsaWVudCJ9.c2ln";
@@ -307,35 +216,12 @@ async fn kickoff_validation() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "no Prefer");
-    let r = kick(
-        &c,
-        base.join("$export?_type=Patient,Spaceship").unwrap(),
-        &tok,
-    )
-    .send()
-    .await
-    .unwrap();
+    let r = kick(&c, base.join("$export?_type=Patient,Spaceship").unwrap(), &tok).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(
-        r.js().await["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("Spaceship")
-    );
-    let r = kick(&c, base.join("Group/nope/$export").unwrap(), &tok)
-        .send()
-        .await
-        .unwrap();
+    assert!(r.js().await["issue"][0]["diagnostics"].as_str().unwrap().contains("Spaceship"));
+    let r = kick(&c, base.join("Group/nope/$export").unwrap(), &tok).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let r = kick(
-        &c,
-        base.join("Group/attributed-members/$davinci-data-export")
-            .unwrap(),
-        &tok,
-    )
-    .send()
-    .await
-    .unwrap();
+    let r = kick(&c, base.join("Group/attributed-members/$davinci-data-export").unwrap(), &tok).send().await.unwrap();
     assert_eq!(r.status(), 405);
     let post = |path: &str, body: Value| {
         c.post(base.join(path).unwrap())
@@ -345,13 +231,11 @@ async fn kickoff_validation() {
             .header("content-type", "application/fhir+json")
             .body(body.to_string())
     };
-    let r = post(
-        "Group/attributed-members/$davinci-data-export",
-        json!({"resourceType": "Parameters", "parameter": []}),
-    )
-    .send()
-    .await
-    .unwrap();
+    let r =
+        post("Group/attributed-members/$davinci-data-export", json!({"resourceType": "Parameters", "parameter": []}))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 400, "exportType is required");
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "exportType", "valueCanonical": "hl7.fhir.us.davinci-pdex#provider-delta"},
@@ -361,45 +245,25 @@ async fn kickoff_validation() {
         {"name": "_typeFilter", "valueString": "Observation?category=vital-signs"},
         {"name": "allowPartialManifests", "valueBoolean": false},
     ]});
-    let r = post("Group/attributed-members/$davinci-data-export", body)
-        .send()
-        .await
-        .unwrap();
+    let r = post("Group/attributed-members/$davinci-data-export", body).send().await.unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let k = &sb.kickoffs()[0];
     assert_eq!(k.level, ExportLevel::Group("attributed-members".into()));
     assert_eq!(k.operation, "$davinci-data-export");
     assert_eq!(k.params.patients, ["Patient/pt-3"]);
-    assert_eq!(
-        k.params.export_type.as_deref(),
-        Some("hl7.fhir.us.davinci-pdex#provider-delta")
-    );
+    assert_eq!(k.params.export_type.as_deref(), Some("hl7.fhir.us.davinci-pdex#provider-delta"));
     assert_eq!(k.params.allow_partial_manifests, Some(false));
-    let status = sb
-        .fhir_base()
-        .join(&format!("$export-status/{}", k.job_id))
-        .unwrap();
+    let status = sb.fhir_base().join(&format!("$export-status/{}", k.job_id)).unwrap();
     let m = poll(&c, status.as_str(), &tok).await;
     for o in m["output"].as_array().unwrap() {
-        let body = c
-            .get(o["url"].as_str().unwrap())
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = c.get(o["url"].as_str().unwrap()).bearer_auth(&tok).send().await.unwrap().text().await.unwrap();
         for l in body.lines() {
             let v: Value = serde_json::from_str(l).unwrap();
             assert!(v["meta"]["lastUpdated"].as_str().unwrap() > "2024-10-01");
             assert!(l.contains("pt-3\"") || l.contains("Patient/pt-3"));
         }
     }
-    assert_eq!(
-        m["error"][0]["count"], 2,
-        "the _typeFilter warning is reported"
-    );
+    assert_eq!(m["error"][0]["count"], 2, "the _typeFilter warning is reported");
     assert_eq!(sb.kickoff_count(), 1, "refused kick-offs are not counted");
     sb.shutdown().await;
 }
@@ -453,25 +317,10 @@ async fn member_match_then_davinci_export_and_discovery() {
     assert_eq!(m["output"][0]["type"], "Patient");
     assert_eq!(m["output"][0]["count"], 1);
 
-    let sc: Value = c
-        .get(
-            sb.fhir_base()
-                .join(".well-known/smart-configuration")
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .js()
-        .await;
+    let sc: Value =
+        c.get(sb.fhir_base().join(".well-known/smart-configuration").unwrap()).send().await.unwrap().js().await;
     assert_eq!(sc["token_endpoint"], sb.token_url().as_str());
-    let cs: Value = c
-        .get(sb.fhir_base().join("metadata").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .js()
-        .await;
+    let cs: Value = c.get(sb.fhir_base().join("metadata").unwrap()).send().await.unwrap().js().await;
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     sb.shutdown().await;
 }

@@ -10,100 +10,51 @@ use crate::harness::*;
 const EXPORT: &str = "  level: system\n  types: [Patient, Coverage, ExplanationOfBenefit]\n";
 
 async fn run_with(faults: Faults) -> (Env, oneup_bulk::app::RunOutcome) {
-    let env = Env::new(SandboxConfig {
-        faults,
-        ..Default::default()
-    })
-    .await;
-    let out = env
-        .run(&env.job(EXPORT))
-        .await
-        .expect("the run survives the fault");
+    let env = Env::new(SandboxConfig { faults, ..Default::default() }).await;
+    let out = env.run(&env.job(EXPORT)).await.expect("the run survives the fault");
     assert_run_matches_server(&env, &out).await;
     (env, out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kickoff_429_with_retry_after_is_waited_out() {
-    let (env, _) = run_with(Faults {
-        kickoff_429: 2,
-        ..Default::default()
-    })
-    .await;
+    let (env, _) = run_with(Faults { kickoff_429: 2, ..Default::default() }).await;
     assert_eq!(env.sandbox.kickoff_count(), 1);
-    let attempts = env
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/fhir/$export?"))
-        .count();
+    let attempts = env.sandbox.requests().iter().filter(|r| r.path.starts_with("/fhir/$export?")).count();
     assert_eq!(attempts, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_503_then_recovery() {
-    run_with(Faults {
-        status_503: 2,
-        ..Default::default()
-    })
-    .await;
+    run_with(Faults { status_503: 2, ..Default::default() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_429_then_recovery() {
-    run_with(Faults {
-        status_429: 2,
-        ..Default::default()
-    })
-    .await;
+    run_with(Faults { status_429: 2, ..Default::default() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_operation_outcome_is_retried() {
-    run_with(Faults {
-        status_transient_oo: 2,
-        ..Default::default()
-    })
-    .await;
+    run_with(Faults { status_transient_oo: 2, ..Default::default() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_500_is_retried() {
-    run_with(Faults {
-        token_500: 2,
-        ..Default::default()
-    })
-    .await;
+    run_with(Faults { token_500: 2, ..Default::default() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_401_at_each_stage_is_renewed_once() {
     for stage in ["/$export?", "$export-status", "/files/"] {
         let env = Env::new(SandboxConfig {
-            faults: Faults {
-                reject_token_on: Some(stage.into()),
-                ..Default::default()
-            },
+            faults: Faults { reject_token_on: Some(stage.into()), ..Default::default() },
             ..Default::default()
         })
         .await;
-        let out = env
-            .run(&env.job(EXPORT))
-            .await
-            .expect("the run survives the 401");
-        let tokens = env
-            .sandbox
-            .requests()
-            .iter()
-            .filter(|r| r.path == "/auth/token")
-            .count();
-        let unauthorized_then_retried = env
-            .sandbox
-            .requests()
-            .iter()
-            .filter(|r| r.path.contains(stage))
-            .count()
-            >= 2;
+        let out = env.run(&env.job(EXPORT)).await.expect("the run survives the 401");
+        let tokens = env.sandbox.requests().iter().filter(|r| r.path == "/auth/token").count();
+        let unauthorized_then_retried = env.sandbox.requests().iter().filter(|r| r.path.contains(stage)).count() >= 2;
         assert!(unauthorized_then_retried, "{stage}");
         assert_run_matches_server(&env, &out).await;
         assert_eq!(tokens, 2, "{stage}: one token, one renewal after the 401");
@@ -113,48 +64,24 @@ async fn expired_token_401_at_each_stage_is_renewed_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_500_is_retried() {
-    run_with(Faults {
-        file_500: 2,
-        ..Default::default()
-    })
-    .await;
+    run_with(Faults { file_500: 2, ..Default::default() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connection_resumes_with_range_where_allowed() {
-    let cut = FileCut {
-        pattern: "ExplanationOfBenefit".into(),
-        bytes: 10_000,
-        times: 2,
-    };
-    let (env, _) = run_with(Faults {
-        file_cut_after: Some(cut),
-        ..Default::default()
-    })
-    .await;
-    let ranged: Vec<_> = env
-        .sandbox
-        .requests()
-        .into_iter()
-        .filter(|r| r.header("range").is_some())
-        .collect();
+    let cut = FileCut { pattern: "ExplanationOfBenefit".into(), bytes: 10_000, times: 2 };
+    let (env, _) = run_with(Faults { file_cut_after: Some(cut), ..Default::default() }).await;
+    let ranged: Vec<_> = env.sandbox.requests().into_iter().filter(|r| r.header("range").is_some()).collect();
     assert_eq!(ranged.len(), 2, "two resumes");
     assert_eq!(ranged[0].header("range"), Some("bytes=10000-"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connection_restarts_where_ranges_are_not_allowed() {
-    let cut = FileCut {
-        pattern: "ExplanationOfBenefit".into(),
-        bytes: 10_000,
-        times: 2,
-    };
+    let cut = FileCut { pattern: "ExplanationOfBenefit".into(), bytes: 10_000, times: 2 };
     let env = Env::new(SandboxConfig {
         accept_ranges: false,
-        faults: Faults {
-            file_cut_after: Some(cut),
-            ..Default::default()
-        },
+        faults: Faults { file_cut_after: Some(cut), ..Default::default() },
         ..Default::default()
     })
     .await;
@@ -171,42 +98,23 @@ async fn cut_connection_restarts_where_ranges_are_not_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_body_is_fetched_again() {
-    run_with(Faults {
-        file_short_body: 1,
-        ..Default::default()
-    })
-    .await;
+    run_with(Faults { file_short_body: 1, ..Default::default() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_mismatch_is_retried_then_fails_resumably_without_a_final_file() {
-    let env = Env::new(SandboxConfig {
-        faults: Faults {
-            count_mismatch: true,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let env =
+        Env::new(SandboxConfig { faults: Faults { count_mismatch: true, ..Default::default() }, ..Default::default() })
+            .await;
     let job = env.job(EXPORT);
     let err = env.run(&job).await.unwrap_err();
     assert_eq!(err.exit_code(), 75, "{err}");
     assert!(err.to_string().contains("the manifest said"), "{err}");
-    let run_dir = std::fs::read_dir(env.out().join("t"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name() != ".state")
-        .unwrap()
-        .path();
-    let names: Vec<String> = std::fs::read_dir(&run_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into())
-        .collect();
-    assert!(
-        !names.iter().any(|n| n == "Patient.ndjson"),
-        "the unverified file has no final name: {names:?}"
-    );
+    let run_dir =
+        std::fs::read_dir(env.out().join("t")).unwrap().flatten().find(|e| e.file_name() != ".state").unwrap().path();
+    let names: Vec<String> =
+        std::fs::read_dir(&run_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    assert!(!names.iter().any(|n| n == "Patient.ndjson"), "the unverified file has no final name: {names:?}");
     assert!(!names.iter().any(|n| n == "run.json"), "{names:?}");
     // The state is kept: a rerun resumes the same export (and its manifest) instead of starting another.
     assert!(env.out().join("t/.state/inflight.json").exists());
@@ -215,54 +123,30 @@ async fn count_mismatch_is_retried_then_fails_resumably_without_a_final_file() {
     assert_eq!(env.sandbox.kickoff_count(), 1);
     // Verified files were kept; `--restart` is the way out of a manifest that stays wrong.
     env.sandbox.faults().clear();
-    let opts = oneup_bulk::app::RunOptions {
-        restart: true,
-        ..Default::default()
-    };
-    let out = oneup_bulk::app::run_job(
-        &job,
-        &opts,
-        std::sync::Arc::new(oneup_bulk::progress::Silent),
-    )
-    .await
-    .unwrap();
+    let opts = oneup_bulk::app::RunOptions { restart: true, ..Default::default() };
+    let out = oneup_bulk::app::run_job(&job, &opts, std::sync::Arc::new(oneup_bulk::progress::Silent)).await.unwrap();
     assert_eq!(env.sandbox.kickoff_count(), 2);
     assert!(out.record.complete);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_404_after_expiry_clears_the_state() {
-    let env = Env::new(SandboxConfig {
-        faults: Faults {
-            status_404: true,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let env =
+        Env::new(SandboxConfig { faults: Faults { status_404: true, ..Default::default() }, ..Default::default() })
+            .await;
     let job = env.job(EXPORT);
     let err = env.run(&job).await.unwrap_err();
     assert_eq!(err.exit_code(), 75);
-    assert!(
-        err.to_string().contains("next run starts a new export"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("next run starts a new export"), "{err}");
     env.sandbox.faults().clear();
     env.run(&job).await.unwrap();
-    assert_eq!(
-        env.sandbox.kickoff_count(),
-        2,
-        "a fresh export after the expired one"
-    );
+    assert_eq!(env.sandbox.kickoff_count(), 2, "a fresh export after the expired one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_bounded_and_keep_the_state() {
     let env = Env::new(SandboxConfig {
-        faults: Faults {
-            status_503: 1000,
-            ..Default::default()
-        },
+        faults: Faults { status_503: 1000, ..Default::default() },
         retry_after: RetryAfterStyle::Seconds(0),
         ..Default::default()
     })
@@ -270,12 +154,7 @@ async fn retries_are_bounded_and_keep_the_state() {
     let err = env.run(&env.job(EXPORT)).await.unwrap_err();
     assert_eq!(err.exit_code(), 75, "{err}");
     assert!(env.out().join("t/.state/inflight.json").exists());
-    let polls = env
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.path.contains("$export-status"))
-        .count();
+    let polls = env.sandbox.requests().iter().filter(|r| r.path.contains("$export-status")).count();
     assert_eq!(polls, 4, "one try and three retries (download.retries: 3)");
 }
 
@@ -316,11 +195,7 @@ async fn killed_while_polling_then_rerun_resumes_the_same_export() {
     let latest = env.out().join("t/latest");
     let record: oneup_bulk::record::RunRecord =
         serde_json::from_slice(&std::fs::read(latest.join("run.json")).unwrap()).unwrap();
-    let out = oneup_bulk::app::RunOutcome {
-        run_dir: latest,
-        record,
-        exit_code: 0,
-    };
+    let out = oneup_bulk::app::RunOutcome { run_dir: latest, record, exit_code: 0 };
     assert_run_matches_server(&env, &out).await;
     drop(job);
 }
@@ -329,26 +204,18 @@ async fn killed_while_polling_then_rerun_resumes_the_same_export() {
 async fn killed_while_downloading_then_rerun_keeps_verified_files() {
     let env = Env::new(SandboxConfig {
         data_scale: 20,
-        faults: Faults {
-            file_bytes_per_sec: Some(2_000_000),
-            ..Default::default()
-        },
+        faults: Faults { file_bytes_per_sec: Some(2_000_000), ..Default::default() },
         ..Default::default()
     })
     .await;
-    let yaml = env
-        .yaml("t", EXPORT, "")
-        .replace("  retries: 3\n", "  retries: 3\n  concurrency: 1\n");
+    let yaml = env.yaml("t", EXPORT, "").replace("  retries: 3\n", "  retries: 3\n  concurrency: 1\n");
     let path = env.write_job("k.yaml", &yaml);
     let mut child = bin().arg("run").arg(&path).arg("-q").spawn().unwrap();
     let state = env.out().join("t/.state/inflight.json");
-    wait_until("the first verified file", || {
-        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"sha256\""))
-    })
-    .await;
+    wait_until("the first verified file", || std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"sha256\"")))
+        .await;
     kill9(&mut child);
-    let before: oneup_bulk::state::InFlight =
-        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let before: oneup_bulk::state::InFlight = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert!(!before.done.is_empty());
     env.sandbox.faults().clear();
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;
@@ -356,21 +223,12 @@ async fn killed_while_downloading_then_rerun_keeps_verified_files() {
     assert_eq!(env.sandbox.kickoff_count(), 1, "exactly one kick-off");
     // Files verified before the kill were not fetched again.
     let first = &before.done[0];
-    let fetches = env
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| first.url.ends_with(&r.path))
-        .count();
+    let fetches = env.sandbox.requests().iter().filter(|r| first.url.ends_with(&r.path)).count();
     assert_eq!(fetches, 1, "{} was downloaded again", first.path);
     let latest = env.out().join("t/latest");
     let record: oneup_bulk::record::RunRecord =
         serde_json::from_slice(&std::fs::read(latest.join("run.json")).unwrap()).unwrap();
-    let out = oneup_bulk::app::RunOutcome {
-        run_dir: latest,
-        record,
-        exit_code: 0,
-    };
+    let out = oneup_bulk::app::RunOutcome { run_dir: latest, record, exit_code: 0 };
     assert_run_matches_server(&env, &out).await;
 }
 
@@ -389,10 +247,7 @@ async fn a_second_run_of_the_same_job_is_refused() {
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;
     let t = text(&o);
     assert_eq!(o.status.code(), Some(75), "{t}");
-    assert!(
-        t.contains("another oneup-bulk run of this job is in progress (pid "),
-        "{t}"
-    );
+    assert!(t.contains("another oneup-bulk run of this job is in progress (pid "), "{t}");
     kill9(&mut first);
     // The dead holder's lock does not block the next run.
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;
@@ -402,11 +257,7 @@ async fn a_second_run_of_the_same_job_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_is_exit_1_naming_the_path_and_earlier_runs_stay() {
-    let env = Env::new(SandboxConfig {
-        data_scale: 10,
-        ..Default::default()
-    })
-    .await;
+    let env = Env::new(SandboxConfig { data_scale: 10, ..Default::default() }).await;
     let mnt = env.dir.path().join("tiny");
     std::fs::create_dir(&mnt).unwrap();
     let mounted = std::process::Command::new("mount")
@@ -427,24 +278,12 @@ async fn disk_full_is_exit_1_naming_the_path_and_earlier_runs_stay() {
     let _guard = Unmount(mnt.clone());
     let yaml = |types: &str| {
         env.yaml("t", &format!("  level: system\n  types: [{types}]\n"), "")
-            .replace(
-                &format!("dir: {}", env.out().display()),
-                &format!("dir: {}", mnt.display()),
-            )
+            .replace(&format!("dir: {}", env.out().display()), &format!("dir: {}", mnt.display()))
     };
-    let first = env
-        .run(&env.job_from(&yaml("Patient")))
-        .await
-        .expect("a small run fits");
-    let err = env
-        .run(&env.job_from(&yaml("ExplanationOfBenefit")))
-        .await
-        .unwrap_err();
+    let first = env.run(&env.job_from(&yaml("Patient"))).await.expect("a small run fits");
+    let err = env.run(&env.job_from(&yaml("ExplanationOfBenefit"))).await.unwrap_err();
     assert_eq!(err.exit_code(), 1, "{err}");
-    assert!(
-        err.to_string().contains(&mnt.display().to_string()),
-        "names the path: {err}"
-    );
+    assert!(err.to_string().contains(&mnt.display().to_string()), "names the path: {err}");
     // The earlier run is untouched.
     for f in &first.record.files {
         let bytes = std::fs::read(first.run_dir.join(&f.path)).unwrap();
@@ -457,19 +296,11 @@ async fn unwritable_output_is_exit_1_naming_the_path() {
     let env = Env::default().await;
     let not_a_dir = env.dir.path().join("file");
     std::fs::write(&not_a_dir, "x").unwrap();
-    let yaml = env.yaml("t", EXPORT, "").replace(
-        &format!("dir: {}", env.out().display()),
-        &format!("dir: {}/sub", not_a_dir.display()),
-    );
+    let yaml = env
+        .yaml("t", EXPORT, "")
+        .replace(&format!("dir: {}", env.out().display()), &format!("dir: {}/sub", not_a_dir.display()));
     let err = env.run(&env.job_from(&yaml)).await.unwrap_err();
     assert_eq!(err.exit_code(), 1, "{err}");
-    assert!(
-        err.to_string().contains(&not_a_dir.display().to_string()),
-        "{err}"
-    );
-    assert_eq!(
-        env.sandbox.kickoff_count(),
-        0,
-        "nothing is started when the output cannot be written"
-    );
+    assert!(err.to_string().contains(&not_a_dir.display().to_string()), "{err}");
+    assert_eq!(env.sandbox.kickoff_count(), 0, "nothing is started when the output cannot be written");
 }

@@ -15,47 +15,23 @@ async fn system_export_downloads_verified_files() {
     let env = Env::default().await;
     let job = env.job(&format!("  level: system\n{TYPES}"));
     let out = env.run(&job).await.expect("run completes");
-    assert_eq!(
-        out.exit_code, 5,
-        "the sandbox reports an error[] file, as real servers do"
-    );
+    assert_eq!(out.exit_code, 5, "the sandbox reports an error[] file, as real servers do");
     assert!(out.record.complete);
-    let types: Vec<&str> = out
-        .record
-        .files
-        .iter()
-        .filter(|f| f.kind == FileKind::Output)
-        .map(|f| f.resource_type.as_str())
-        .collect();
+    let types: Vec<&str> =
+        out.record.files.iter().filter(|f| f.kind == FileKind::Output).map(|f| f.resource_type.as_str()).collect();
     assert_eq!(types, ["Patient", "Coverage", "ExplanationOfBenefit"]);
     assert!(out.record.totals.resources > 0);
-    assert!(
-        out.record
-            .files
-            .iter()
-            .any(|f| f.kind == FileKind::Error && f.path == "error/OperationOutcome.ndjson")
-    );
+    assert!(out.record.files.iter().any(|f| f.kind == FileKind::Error && f.path == "error/OperationOutcome.ndjson"));
     assert_run_matches_server(&env, &out).await;
     // run.json is the record; latest points at the run.
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.run_dir.join("run.json")).unwrap()).unwrap();
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.run_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["transactionTime"], out.record.transaction_time);
     let latest = std::fs::read_link(env.out().join("t/latest")).unwrap();
     assert_eq!(latest, std::path::PathBuf::from(&out.record.run_id));
     // The kick-off was a GET with the joined _type list and the required headers.
-    let k = env
-        .sandbox
-        .requests()
-        .into_iter()
-        .find(|r| r.path.contains("$export?"))
-        .expect("GET kick-off");
+    let k = env.sandbox.requests().into_iter().find(|r| r.path.contains("$export?")).expect("GET kick-off");
     assert_eq!(k.method, "GET");
-    assert!(
-        k.path
-            .contains("_type=Patient%2CCoverage%2CExplanationOfBenefit"),
-        "{}",
-        k.path
-    );
+    assert!(k.path.contains("_type=Patient%2CCoverage%2CExplanationOfBenefit"), "{}", k.path);
     assert_eq!(k.header("prefer"), Some("respond-async"));
     assert_eq!(k.header("accept"), Some("application/fhir+json"));
     assert!(k.authorization().unwrap().starts_with("Bearer "));
@@ -64,40 +40,22 @@ async fn system_export_downloads_verified_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patient_and_group_exports() {
     let env = Env::default().await;
-    let out = env
-        .run(&env.job(&format!("  level: patient\n{TYPES}")))
-        .await
-        .unwrap();
+    let out = env.run(&env.job(&format!("  level: patient\n{TYPES}"))).await.unwrap();
     assert_run_matches_server(&env, &out).await;
-    let job = env.job_from(&env.yaml(
-        "g",
-        &format!("  level: group\n  group_id: attributed-members\n{TYPES}"),
-        "",
-    ));
+    let job = env.job_from(&env.yaml("g", &format!("  level: group\n  group_id: attributed-members\n{TYPES}"), ""));
     let out = env.run(&job).await.unwrap();
     assert!(out.record.totals.resources > 0);
-    let paths: Vec<String> = env
-        .sandbox
-        .requests()
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
-    assert!(
-        paths.iter().any(|p| p.starts_with("/fhir/Patient/$export")),
-        "{paths:?}"
-    );
-    assert!(
-        paths
-            .iter()
-            .any(|p| p.starts_with("/fhir/Group/attributed-members/$export")),
-        "{paths:?}"
-    );
+    let paths: Vec<String> = env.sandbox.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(paths.iter().any(|p| p.starts_with("/fhir/Patient/$export")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("/fhir/Group/attributed-members/$export")), "{paths:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_kickoff_with_parameters() {
     let env = Env::default().await;
-    let job = env.job(&format!("  level: patient\n  method: post\n{TYPES}  since: 2020-01-01T00:00:00Z\n  patients: [Patient/pt-1]\n"));
+    let job = env.job(&format!(
+        "  level: patient\n  method: post\n{TYPES}  since: 2020-01-01T00:00:00Z\n  patients: [Patient/pt-1]\n"
+    ));
     env.run(&job).await.unwrap();
     let k = env
         .sandbox
@@ -108,22 +66,10 @@ async fn post_kickoff_with_parameters() {
     let body: serde_json::Value = serde_json::from_slice(&k.body).unwrap();
     assert_eq!(body["resourceType"], "Parameters");
     let params = body["parameter"].as_array().unwrap();
-    let find = |n: &str| {
-        params
-            .iter()
-            .find(|p| p["name"] == n)
-            .cloned()
-            .unwrap_or_default()
-    };
-    assert_eq!(
-        find("_type")["valueString"],
-        "Patient,Coverage,ExplanationOfBenefit"
-    );
+    let find = |n: &str| params.iter().find(|p| p["name"] == n).cloned().unwrap_or_default();
+    assert_eq!(find("_type")["valueString"], "Patient,Coverage,ExplanationOfBenefit");
     assert_eq!(find("_since")["valueInstant"], "2020-01-01T00:00:00Z");
-    assert_eq!(
-        find("patient")["valueReference"]["reference"],
-        "Patient/pt-1"
-    );
+    assert_eq!(find("patient")["valueReference"]["reference"], "Patient/pt-1");
     assert_eq!(k.header("content-type"), Some("application/fhir+json"));
 }
 
@@ -137,18 +83,10 @@ async fn davinci_data_export_posts_export_type() {
     assert!(out.record.totals.resources > 0);
     let k = env.sandbox.kickoffs();
     assert_eq!(k.len(), 1);
-    let req = env
-        .sandbox
-        .requests()
-        .into_iter()
-        .find(|r| r.path.contains("$davinci-data-export"))
-        .unwrap();
+    let req = env.sandbox.requests().into_iter().find(|r| r.path.contains("$davinci-data-export")).unwrap();
     assert_eq!(req.method, "POST");
     let body = String::from_utf8_lossy(&req.body).to_string();
-    assert!(
-        body.contains("hl7.fhir.us.davinci-pdex#provider-delta"),
-        "{body}"
-    );
+    assert!(body.contains("hl7.fhir.us.davinci-pdex#provider-delta"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,69 +98,31 @@ async fn token_is_renewed_when_it_expires_mid_export() {
         ..Default::default()
     })
     .await;
-    let yaml = env
-        .yaml("t", &format!("  level: system\n{TYPES}"), "")
-        .replace("max_interval: 50ms", "max_interval: 100ms");
+    let yaml =
+        env.yaml("t", &format!("  level: system\n{TYPES}"), "").replace("max_interval: 50ms", "max_interval: 100ms");
     let out = env.run(&env.job_from(&yaml)).await.unwrap();
     assert!(out.record.totals.resources > 0);
-    let token_requests = env
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/auth/token")
-        .count();
-    assert!(
-        token_requests >= 2,
-        "expected renewals, saw {token_requests} token requests"
-    );
+    let token_requests = env.sandbox.requests().iter().filter(|r| r.path == "/auth/token").count();
+    assert!(token_requests >= 2, "expected renewals, saw {token_requests} token requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_in_seconds_and_http_date_forms() {
-    for style in [
-        RetryAfterStyle::Seconds(0),
-        RetryAfterStyle::HttpDate(0),
-        RetryAfterStyle::Seconds(3600),
-    ] {
-        let env = Env::new(SandboxConfig {
-            retry_after: style,
-            polls_before_ready: 3,
-            ..Default::default()
-        })
-        .await;
-        let out = env
-            .run(&env.job(&format!("  level: system\n{TYPES}")))
-            .await
-            .unwrap();
+    for style in [RetryAfterStyle::Seconds(0), RetryAfterStyle::HttpDate(0), RetryAfterStyle::Seconds(3600)] {
+        let env = Env::new(SandboxConfig { retry_after: style, polls_before_ready: 3, ..Default::default() }).await;
+        let out = env.run(&env.job(&format!("  level: system\n{TYPES}"))).await.unwrap();
         assert!(out.record.totals.resources > 0, "{style:?}");
-        let polls = env
-            .sandbox
-            .requests()
-            .iter()
-            .filter(|r| r.path.contains("$export-status"))
-            .count();
+        let polls = env.sandbox.requests().iter().filter(|r| r.path.contains("$export-status")).count();
         assert_eq!(polls, 4, "{style:?}: three 202s then the manifest");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_storage_urls_get_no_token() {
-    let env = Env::new(SandboxConfig {
-        requires_access_token: false,
-        ..Default::default()
-    })
-    .await;
-    let out = env
-        .run(&env.job(&format!("  level: system\n{TYPES}")))
-        .await
-        .unwrap();
+    let env = Env::new(SandboxConfig { requires_access_token: false, ..Default::default() }).await;
+    let out = env.run(&env.job(&format!("  level: system\n{TYPES}"))).await.unwrap();
     assert!(out.record.totals.resources > 0);
-    for r in env
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/files/"))
-    {
+    for r in env.sandbox.requests().iter().filter(|r| r.path.starts_with("/files/")) {
         assert_eq!(r.authorization(), None, "{} carried a token", r.path);
     }
 }
@@ -230,39 +130,23 @@ async fn signed_storage_urls_get_no_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_to_another_origin_does_not_carry_the_token() {
     let env = Env::new(SandboxConfig {
-        faults: Faults {
-            redirect_files_to_other_origin: true,
-            ..Default::default()
-        },
+        faults: Faults { redirect_files_to_other_origin: true, ..Default::default() },
         ..Default::default()
     })
     .await;
-    let out = env
-        .run(&env.job(&format!("  level: system\n{TYPES}")))
-        .await
-        .unwrap();
+    let out = env.run(&env.job(&format!("  level: system\n{TYPES}"))).await.unwrap();
     assert!(out.record.totals.resources > 0);
     let reqs = env.sandbox.requests();
-    let storage: Vec<_> = reqs
-        .iter()
-        .filter(|r| r.listener == Listener::Storage)
-        .collect();
-    assert!(
-        !storage.is_empty(),
-        "the files were served from the other origin"
-    );
+    let storage: Vec<_> = reqs.iter().filter(|r| r.listener == Listener::Storage).collect();
+    assert!(!storage.is_empty(), "the files were served from the other origin");
     for r in storage {
-        assert_eq!(
-            r.authorization(),
-            None,
-            "{} carried the token across origins",
-            r.path
-        );
+        assert_eq!(r.authorization(), None, "{} carried the token across origins", r.path);
     }
     // The first hop, on the FHIR server's origin, did carry it (requiresAccessToken is true).
-    assert!(reqs.iter().any(|r| r.listener == Listener::Main
-        && r.path.starts_with("/files/")
-        && r.authorization().is_some()));
+    assert!(
+        reqs.iter()
+            .any(|r| r.listener == Listener::Main && r.path.starts_with("/files/") && r.authorization().is_some())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,12 +155,8 @@ async fn wrong_secret_is_exit_3_and_never_printed() {
     let yaml = env.yaml("t", &format!("  level: system\n{TYPES}"), "");
     let path = env.write_job("wrong.yaml", &yaml);
     let mut cmd = bin();
-    cmd.env("TEST_SECRET", "wrong-secret-value")
-        .arg("run")
-        .arg(&path);
-    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    cmd.env("TEST_SECRET", "wrong-secret-value").arg("run").arg(&path);
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
     let t = text(&o);
     assert_eq!(o.status.code(), Some(3), "{t}");
     assert!(t.contains("invalid_client"), "{t}");
@@ -294,17 +174,11 @@ async fn kickoff_operation_outcome_is_exit_4_with_its_diagnostics() {
         ..Default::default()
     })
     .await;
-    let path = env.write_job(
-        "k.yaml",
-        &env.yaml("t", &format!("  level: system\n{TYPES}"), ""),
-    );
+    let path = env.write_job("k.yaml", &env.yaml("t", &format!("  level: system\n{TYPES}"), ""));
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;
     let t = text(&o);
     assert_eq!(o.status.code(), Some(4), "{t}");
-    assert!(
-        t.contains("The _typeFilter parameter is not supported"),
-        "{t}"
-    );
+    assert!(t.contains("The _typeFilter parameter is not supported"), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,36 +198,17 @@ async fn payer_to_payer_member_match_then_export_of_the_matched_group() {
     ]});
     std::fs::write(env.dir.path().join("members.json"), params.to_string()).unwrap();
     let yaml = env
-        .yaml(
-            "p2p",
-            "  types: [Patient, Coverage]\n",
-            "member_match:\n  parameters_file: members.json\n",
-        )
+        .yaml("p2p", "  types: [Patient, Coverage]\n", "member_match:\n  parameters_file: members.json\n")
         .replace("access: bulk-data", "access: payer-to-payer");
-    let out = env
-        .run(&env.job_from(&yaml))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let patients = out
-        .record
-        .files
-        .iter()
-        .find(|f| f.resource_type == "Patient")
-        .unwrap();
+    let out = env.run(&env.job_from(&yaml)).await.unwrap_or_else(|e| panic!("{e}"));
+    let patients = out.record.files.iter().find(|f| f.resource_type == "Patient").unwrap();
     assert_eq!(patients.lines, 1, "only the matched member's data");
     let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.run_dir.join("member-match.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(out.run_dir.join("member-match.json")).unwrap()).unwrap();
     assert_eq!(result["resourceType"], "Parameters");
     let reqs = env.sandbox.requests();
-    let mm = reqs
-        .iter()
-        .find(|r| r.path.contains("$bulk-member-match"))
-        .unwrap();
+    let mm = reqs.iter().find(|r| r.path.contains("$bulk-member-match")).unwrap();
     assert_eq!(mm.header("prefer"), Some("respond-async"));
-    let k = reqs
-        .iter()
-        .find(|r| r.path.contains("$davinci-data-export"))
-        .unwrap();
+    let k = reqs.iter().find(|r| r.path.contains("$davinci-data-export")).unwrap();
     assert!(String::from_utf8_lossy(&k.body).contains("hl7.fhir.us.davinci-pdex#payertopayer"));
 }

@@ -23,10 +23,7 @@ pub struct Env {
 impl Env {
     pub async fn new(cfg: SandboxConfig) -> Env {
         let sandbox = Sandbox::start(cfg).await.expect("sandbox starts");
-        Env {
-            sandbox,
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Env { sandbox, dir: tempfile::tempdir().expect("tempdir") }
     }
 
     pub async fn default() -> Env {
@@ -48,10 +45,8 @@ impl Env {
     }
 
     pub fn job_from(&self, yaml: &str) -> Job {
-        job::parse(yaml, "test.yaml", self.dir.path(), &|v| {
-            (v == "TEST_SECRET").then(|| SECRET.to_string())
-        })
-        .unwrap_or_else(|e| panic!("job parses:\n{e}\n---\n{yaml}"))
+        job::parse(yaml, "test.yaml", self.dir.path(), &|v| (v == "TEST_SECRET").then(|| SECRET.to_string()))
+            .unwrap_or_else(|e| panic!("job parses:\n{e}\n---\n{yaml}"))
     }
 
     pub fn job(&self, export: &str) -> Job {
@@ -78,17 +73,11 @@ pub fn bin() -> std::process::Command {
 
 /// Runs the binary off the async runtime (the sandbox lives on it) and returns its output.
 pub async fn run_bin(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || bin().args(args).output().expect("binary runs"))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || bin().args(args).output().expect("binary runs")).await.unwrap()
 }
 
 pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 pub fn mode(p: &Path) -> u32 {
@@ -119,11 +108,7 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
 pub async fn token(env: &Env) -> String {
     let resp = reqwest::Client::new()
         .post(env.sandbox.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", SECRET),
-        ])
+        .form(&[("grant_type", "client_credentials"), ("client_id", CLIENT_ID), ("client_secret", SECRET)])
         .send()
         .await
         .unwrap();
@@ -136,11 +121,7 @@ pub async fn server_bytes(env: &Env, url: &str) -> Vec<u8> {
     let t = token(env).await;
     let c = reqwest::Client::new();
     let r = c.get(url).bearer_auth(&t).send().await.unwrap();
-    let r = if r.status().as_u16() == 400 {
-        c.get(url).send().await.unwrap()
-    } else {
-        r
-    };
+    let r = if r.status().as_u16() == 400 { c.get(url).send().await.unwrap() } else { r };
     assert!(r.status().is_success(), "{url}: {}", r.status());
     r.bytes().await.unwrap().to_vec()
 }
@@ -148,23 +129,22 @@ pub async fn server_bytes(env: &Env, url: &str) -> Vec<u8> {
 /// Checks every output file of a run against the server: same bytes, the recorded sha256 and count,
 /// owner-only permissions. Returns the number of files checked.
 pub async fn assert_run_matches_server(env: &Env, out: &RunOutcome) -> usize {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.run_dir.join("manifest.json")).unwrap()).unwrap();
+    // Every manifest page (manifest.json, manifest.002.json, …) counts.
+    let mut listed = 0;
+    for page in 1.. {
+        let name = if page == 1 { "manifest.json".to_string() } else { format!("manifest.{page:03}.json") };
+        let Ok(bytes) = std::fs::read(out.run_dir.join(name)) else { break };
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        listed += ["output", "error", "deleted"].iter().map(|k| m[*k].as_array().map_or(0, |a| a.len())).sum::<usize>();
+    }
     let mut n = 0;
     for f in &out.record.files {
         let local = std::fs::read(out.run_dir.join(&f.path)).unwrap();
         let remote = server_bytes(env, &f.url).await;
         assert_eq!(local.len(), remote.len(), "{}", f.path);
-        assert!(
-            local == remote,
-            "{} differs from what the server sent",
-            f.path
-        );
+        assert!(local == remote, "{} differs from what the server sent", f.path);
         assert_eq!(f.sha256, sha256_hex(&local), "{}", f.path);
-        let lines = local
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count() as u64;
+        let lines = local.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
         assert_eq!(f.lines, lines, "{}", f.path);
         if let Some(c) = f.expected_count {
             assert_eq!(c, lines);
@@ -172,12 +152,7 @@ pub async fn assert_run_matches_server(env: &Env, out: &RunOutcome) -> usize {
         assert_eq!(mode(&out.run_dir.join(&f.path)), 0o600, "{}", f.path);
         n += 1;
     }
-    assert_eq!(
-        n,
-        manifest["output"].as_array().unwrap().len()
-            + manifest["error"].as_array().map_or(0, |a| a.len())
-            + manifest["deleted"].as_array().map_or(0, |a| a.len())
-    );
+    assert_eq!(n, listed);
     assert_eq!(mode(&out.run_dir), 0o700);
     for p in walk(&out.run_dir) {
         let m = mode(&p);
@@ -187,9 +162,5 @@ pub async fn assert_run_matches_server(env: &Env, out: &RunOutcome) -> usize {
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

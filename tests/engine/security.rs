@@ -25,53 +25,28 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neither_secret_nor_token_appears_anywhere() {
-    let env = Env::new(SandboxConfig {
-        faults: Faults {
-            status_503: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let env =
+        Env::new(SandboxConfig { faults: Faults { status_503: 1, ..Default::default() }, ..Default::default() }).await;
     let path = env.write_job("s.yaml", &env.yaml("t", EXPORT, ""));
-    for args in [
-        vec!["-vv"],
-        vec!["-vv", "--log-format", "json"],
-        vec!["--dry-run"],
-    ] {
+    for args in [vec!["-vv"], vec!["-vv", "--log-format", "json"], vec!["--dry-run"]] {
         let mut a: Vec<String> = vec!["run".into(), path.display().to_string()];
         a.extend(args.iter().map(|s| s.to_string()));
         let o = run_bin(a).await;
-        assert!(
-            matches!(o.status.code(), Some(0 | 5)),
-            "{args:?}: {}",
-            text(&o)
-        );
+        assert!(matches!(o.status.code(), Some(0 | 5)), "{args:?}: {}", text(&o));
         let all = everything(&o, env.dir.path());
-        assert!(
-            !contains(&all, SECRET),
-            "{args:?}: the client secret leaked"
-        );
+        assert!(!contains(&all, SECRET), "{args:?}: the client secret leaked");
         let tokens: Vec<String> = env
             .sandbox
             .requests()
             .iter()
-            .filter_map(|r| {
-                r.authorization()
-                    .and_then(|a| a.strip_prefix("Bearer "))
-                    .map(str::to_string)
-            })
+            .filter_map(|r| r.authorization().and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string))
             .collect();
         for t in &tokens {
             assert!(!contains(&all, t), "{args:?}: an access token leaked");
         }
         if args[0] == "--dry-run" {
             let t = text(&o);
-            assert!(
-                t.contains("client_secret=[redacted]")
-                    && t.contains("Authorization: Bearer [redacted]"),
-                "{t}"
-            );
+            assert!(t.contains("client_secret=[redacted]") && t.contains("Authorization: Bearer [redacted]"), "{t}");
         } else {
             assert!(!tokens.is_empty());
         }
@@ -106,47 +81,23 @@ async fn files_are_owner_only_whatever_the_umask() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_bomb_stops_at_the_size_limit() {
-    let env = Env::new(SandboxConfig {
-        gzip: true,
-        data_scale: 20,
-        ..Default::default()
-    })
-    .await;
-    let yaml = env
-        .yaml("t", EXPORT, "")
-        .replace("  retries: 3\n", "  retries: 3\n  max_file_bytes: 20000\n");
+    let env = Env::new(SandboxConfig { gzip: true, data_scale: 20, ..Default::default() }).await;
+    let yaml = env.yaml("t", EXPORT, "").replace("  retries: 3\n", "  retries: 3\n  max_file_bytes: 20000\n");
     let err = env.run(&env.job_from(&yaml)).await.unwrap_err();
     assert_eq!(err.exit_code(), 1, "{err}");
-    assert!(
-        err.to_string()
-            .contains("larger than download.max_file_bytes"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("larger than download.max_file_bytes"), "{err}");
     for p in walk(&env.out()) {
         if p.is_file() {
-            assert!(
-                std::fs::metadata(&p).unwrap().len() <= 20_000 + 64 * 1024,
-                "{} grew past the limit",
-                p.display()
-            );
+            assert!(std::fs::metadata(&p).unwrap().len() <= 20_000 + 64 * 1024, "{} grew past the limit", p.display());
         }
     }
     // gzip on the wire was really used.
-    assert!(
-        env.sandbox
-            .requests()
-            .iter()
-            .any(|r| r.header("accept-encoding") == Some("gzip"))
-    );
+    assert!(env.sandbox.requests().iter().any(|r| r.header("accept-encoding") == Some("gzip")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_responses_are_decoded_and_verified() {
-    let env = Env::new(SandboxConfig {
-        gzip: true,
-        ..Default::default()
-    })
-    .await;
+    let env = Env::new(SandboxConfig { gzip: true, ..Default::default() }).await;
     let out = env.run(&env.job(EXPORT)).await.unwrap();
     assert_run_matches_server(&env, &out).await;
 }
@@ -154,15 +105,11 @@ async fn gzip_responses_are_decoded_and_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_line_is_an_error_not_an_allocation() {
     let env = Env::default().await;
-    let yaml = env
-        .yaml("t", EXPORT, "")
-        .replace("  retries: 3\n", "  retries: 3\n  max_line_bytes: 200\n");
+    let yaml = env.yaml("t", EXPORT, "").replace("  retries: 3\n", "  retries: 3\n  max_line_bytes: 200\n");
     let out = env.run(&env.job_from(&yaml)).await.unwrap();
     assert_eq!(out.exit_code, 1);
     assert!(
-        out.record.problems.iter().any(|p| p
-            .message
-            .contains("line longer than the limit of 200 bytes")),
+        out.record.problems.iter().any(|p| p.message.contains("line longer than the limit of 200 bytes")),
         "{:?}",
         out.record.problems
     );
@@ -179,25 +126,14 @@ async fn hostile_manifests_are_refused_and_write_nothing_outside() {
     ];
     for body in cases {
         let env = Env::new(SandboxConfig {
-            faults: Faults {
-                manifest_override: Some(body.into()),
-                ..Default::default()
-            },
+            faults: Faults { manifest_override: Some(body.into()), ..Default::default() },
             ..Default::default()
         })
         .await;
         let err = env.run(&env.job(EXPORT)).await.unwrap_err();
         assert_eq!(err.exit_code(), 4, "{body}: {err}");
         assert!(err.to_string().contains("manifest"), "{body}: {err}");
-        let outside: Vec<_> = walk(env.dir.path())
-            .into_iter()
-            .filter(|p| !p.starts_with(env.out()))
-            .collect();
-        assert!(
-            outside
-                .iter()
-                .all(|p| p.extension().is_some_and(|e| e == "yaml")),
-            "{outside:?}"
-        );
+        let outside: Vec<_> = walk(env.dir.path()).into_iter().filter(|p| !p.starts_with(env.out())).collect();
+        assert!(outside.iter().all(|p| p.extension().is_some_and(|e| e == "yaml")), "{outside:?}");
     }
 }

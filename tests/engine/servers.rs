@@ -16,29 +16,17 @@ use crate::harness::*;
 const EXPORT: &str = "  level: system\n  types: [Patient, Coverage]\n";
 
 /// A server-side check of a client assertion, as a real authorization server does it.
-fn verifier(
-    jwks: &str,
-    token_url: Arc<Mutex<String>>,
-    seen: Arc<Mutex<HashSet<String>>>,
-) -> AssertionHook {
-    let jwk: serde_json::Value =
-        serde_json::from_str::<serde_json::Value>(jwks).unwrap()["keys"][0].clone();
+fn verifier(jwks: &str, token_url: Arc<Mutex<String>>, seen: Arc<Mutex<HashSet<String>>>) -> AssertionHook {
+    let jwk: serde_json::Value = serde_json::from_str::<serde_json::Value>(jwks).unwrap()["keys"][0].clone();
     Arc::new(move |a: &ClientAssertion| {
         let d = |f: &str| URL_SAFE_NO_PAD.decode(jwk[f].as_str().unwrap()).unwrap();
         let parts: Vec<&str> = a.jwt.split('.').collect();
         let input = format!("{}.{}", parts[0], parts[1]);
         let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
         let ok_sig = match jwk["kty"].as_str() {
-            Some("RSA") => signature::RsaPublicKeyComponents {
-                n: d("n"),
-                e: d("e"),
-            }
-            .verify(
-                &signature::RSA_PKCS1_2048_8192_SHA384,
-                input.as_bytes(),
-                &sig,
-            )
-            .is_ok(),
+            Some("RSA") => signature::RsaPublicKeyComponents { n: d("n"), e: d("e") }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA384, input.as_bytes(), &sig)
+                .is_ok(),
             _ => {
                 let mut p = vec![4u8];
                 p.extend(d("x"));
@@ -51,10 +39,7 @@ fn verifier(
         let c = &a.claims;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let exp = c["exp"].as_i64().unwrap_or(0);
-        let fresh_jti = seen
-            .lock()
-            .unwrap()
-            .insert(c["jti"].as_str().unwrap_or("").to_string());
+        let fresh_jti = seen.lock().unwrap().insert(c["jti"].as_str().unwrap_or("").to_string());
         ok_sig
             && a.header["typ"] == "JWT"
             && a.header["kid"] == "test-key"
@@ -69,10 +54,7 @@ fn verifier(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smart_backend_services_with_discovery_and_short_tokens() {
-    for (alg, name) in [
-        (JwtAlgorithm::Rs384, "RS384"),
-        (JwtAlgorithm::Es384, "ES384"),
-    ] {
+    for (alg, name) in [(JwtAlgorithm::Rs384, "RS384"), (JwtAlgorithm::Es384, "ES384")] {
         let (pem, jwks) = oneup_bulk::jwt::generate(alg, "test-key").unwrap();
         let token_url = Arc::new(Mutex::new(String::new()));
         let seen = Arc::new(Mutex::new(HashSet::new()));
@@ -95,41 +77,24 @@ async fn smart_backend_services_with_discovery_and_short_tokens() {
             env.sandbox.fhir_base(),
             env.out().display()
         );
-        let out = env
-            .run(&env.job_from(&yaml))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = env.run(&env.job_from(&yaml)).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(out.record.totals.resources > 0);
         let reqs = env.sandbox.requests();
-        assert!(
-            reqs.iter()
-                .any(|r| r.path == "/fhir/.well-known/smart-configuration"),
-            "{name}: discovery"
-        );
+        assert!(reqs.iter().any(|r| r.path == "/fhir/.well-known/smart-configuration"), "{name}: discovery");
         let assertions = reqs.iter().filter(|r| r.path == "/auth/token").count();
+        assert!(assertions >= 2, "{name}: short tokens renewed with fresh assertions ({assertions})");
+        assert_eq!(seen.lock().unwrap().len(), assertions, "{name}: every jti unique");
+        let form = String::from_utf8_lossy(&reqs.iter().find(|r| r.path == "/auth/token").unwrap().body).to_string();
         assert!(
-            assertions >= 2,
-            "{name}: short tokens renewed with fresh assertions ({assertions})"
+            form.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"),
+            "{form}"
         );
-        assert_eq!(
-            seen.lock().unwrap().len(),
-            assertions,
-            "{name}: every jti unique"
-        );
-        let form =
-            String::from_utf8_lossy(&reqs.iter().find(|r| r.path == "/auth/token").unwrap().body)
-                .to_string();
-        assert!(form.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"), "{form}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_none_for_open_servers() {
-    let env = Env::new(SandboxConfig {
-        open: true,
-        ..Default::default()
-    })
-    .await;
+    let env = Env::new(SandboxConfig { open: true, ..Default::default() }).await;
     let yaml = format!(
         "name: t\naccess: bulk-data\nfhir_base: {}\nauth:\n  method: none\nexport:\n{EXPORT}poll:\n  min_interval: 10ms\n  max_interval: 50ms\ndownload:\n  dir: {}\n",
         env.sandbox.fhir_base(),
@@ -138,36 +103,19 @@ async fn auth_none_for_open_servers() {
     let out = env.run(&env.job_from(&yaml)).await.unwrap();
     assert!(out.record.totals.resources > 0);
     let reqs = env.sandbox.requests();
-    assert!(
-        reqs.iter()
-            .all(|r| r.path != "/auth/token" && r.authorization().is_none())
-    );
+    assert!(reqs.iter().all(|r| r.path != "/auth/token" && r.authorization().is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lenient_and_extra_headers() {
     let env = Env::default().await;
-    let yaml = env.yaml(
-        "t",
-        &format!("{EXPORT}  lenient: true\n"),
-        "headers:\n  Epic-Client-ID: abc-123\n",
-    );
+    let yaml = env.yaml("t", &format!("{EXPORT}  lenient: true\n"), "headers:\n  Epic-Client-ID: abc-123\n");
     env.run(&env.job_from(&yaml)).await.unwrap();
     let reqs = env.sandbox.requests();
-    let kick = reqs
-        .iter()
-        .find(|r| r.path.starts_with("/fhir/$export?"))
-        .unwrap();
-    assert_eq!(
-        kick.header("prefer"),
-        Some("respond-async, handling=lenient")
-    );
+    let kick = reqs.iter().find(|r| r.path.starts_with("/fhir/$export?")).unwrap();
+    assert_eq!(kick.header("prefer"), Some("respond-async, handling=lenient"));
     for r in &reqs {
-        let want = if r.path == "/auth/token" {
-            None
-        } else {
-            Some("abc-123")
-        };
+        let want = if r.path == "/auth/token" { None } else { Some("abc-123") };
         assert_eq!(r.header("epic-client-id"), want, "{}", r.path);
     }
 }
@@ -180,19 +128,26 @@ async fn check_is_a_dry_connection_test() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
     assert!(t.contains("token: obtained (client-secret-post)"), "{t}");
-    assert!(
-        t.contains("export operations:")
-            && t.contains("Group $export")
-            && t.contains("system $export"),
-        "{t}"
-    );
+    assert!(t.contains("export operations:") && t.contains("Group $export") && t.contains("system $export"), "{t}");
     assert!(t.contains("no export was started"), "{t}");
     assert_eq!(env.sandbox.kickoff_count(), 0);
     // A wrong secret is found by check, with exit 3.
-    let wrong = env.write_job(
-        "w.yaml",
-        &env.yaml("t", EXPORT, "").replace("${TEST_SECRET}", "nope"),
-    );
+    let wrong = env.write_job("w.yaml", &env.yaml("t", EXPORT, "").replace("${TEST_SECRET}", "nope"));
     let o = run_bin(vec!["check".into(), wrong.display().to_string()]).await;
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_manifests_are_followed_and_kept() {
+    let env = Env::new(SandboxConfig { manifest_page_size: Some(2), ..Default::default() }).await;
+    let job = env.job("  level: system\n  types: [Patient, Coverage, ExplanationOfBenefit, Encounter, Observation]\n  allow_partial_manifests: true\n");
+    let out = env.run(&job).await.unwrap();
+    let outputs = out.record.files.iter().filter(|f| f.kind == oneup_bulk::record::FileKind::Output).count();
+    assert_eq!(outputs, 5, "files from all three pages");
+    assert!(out.run_dir.join("manifest.json").exists());
+    assert!(out.run_dir.join("manifest.002.json").exists() && out.run_dir.join("manifest.003.json").exists());
+    assert!(!out.run_dir.join("manifest.004.json").exists());
+    let kick = env.sandbox.requests().into_iter().find(|r| r.path.starts_with("/fhir/$export?")).unwrap();
+    assert!(kick.path.contains("allowPartialManifests=true"), "{}", kick.path);
+    assert_run_matches_server(&env, &out).await;
 }

@@ -10,9 +10,7 @@ const EXPORT: &str = "  level: system\n  types: [Patient, Coverage]\n  since: au
 
 fn since_param(path: &str) -> Option<String> {
     let url = url::Url::parse(&format!("http://x{path}")).ok()?;
-    url.query_pairs()
-        .find(|(k, _)| k == "_since")
-        .map(|(_, v)| v.into_owned())
+    url.query_pairs().find(|(k, _)| k == "_since").map(|(_, v)| v.into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,31 +20,15 @@ async fn since_auto_uses_the_last_complete_run() {
     let first = env.run(&job).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let second = env.run(&job).await.unwrap();
-    let kicks: Vec<_> = env
-        .sandbox
-        .requests()
-        .into_iter()
-        .filter(|r| r.path.starts_with("/fhir/$export?"))
-        .collect();
+    let kicks: Vec<_> = env.sandbox.requests().into_iter().filter(|r| r.path.starts_with("/fhir/$export?")).collect();
     assert_eq!(kicks.len(), 2);
-    assert_eq!(
-        since_param(&kicks[0].path),
-        None,
-        "the first run is a full export"
-    );
+    assert_eq!(since_param(&kicks[0].path), None, "the first run is a full export");
     let sent = since_param(&kicks[1].path).expect("the second run sends _since");
-    let t = |s: &str| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
-    };
+    let t = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
     assert_eq!(t(&sent), t(&first.record.transaction_time));
     assert_ne!(first.record.run_id, second.record.run_id);
-    let c = oneup_bulk::state::JobState::new(&env.out().join("t"))
-        .checkpoint()
-        .unwrap();
-    assert_eq!(
-        c.transaction_time.as_deref(),
-        Some(second.record.transaction_time.as_str())
-    );
+    let c = oneup_bulk::state::JobState::new(&env.out().join("t")).checkpoint().unwrap();
+    assert_eq!(c.transaction_time.as_deref(), Some(second.record.transaction_time.as_str()));
     assert_eq!(c.history.len(), 2);
 }
 
@@ -56,30 +38,14 @@ async fn a_failed_run_leaves_the_checkpoint_where_it_was() {
     // A full export each time (with `since: auto` the second would be empty, and so valid).
     let job = env.job("  level: system\n  types: [Patient, Coverage]\n");
     let first = env.run(&job).await.unwrap();
-    env.sandbox
-        .faults()
-        .update(|f| f.bad_line = Some(BadLine::NotJson));
+    env.sandbox.faults().update(|f| f.bad_line = Some(BadLine::NotJson));
     let out = env.run(&job).await.unwrap();
     assert_eq!(out.exit_code, 1, "strict validation fails the run");
     assert!(!out.record.complete);
-    assert!(
-        out.record.problems.iter().any(|p| p.line == Some(2)),
-        "{:?}",
-        out.record.problems
-    );
-    let c = oneup_bulk::state::JobState::new(&env.out().join("t"))
-        .checkpoint()
-        .unwrap();
-    assert_eq!(
-        c.transaction_time.as_deref(),
-        Some(first.record.transaction_time.as_str())
-    );
-    assert_eq!(
-        std::fs::read_link(env.out().join("t/latest"))
-            .unwrap()
-            .to_string_lossy(),
-        first.record.run_id
-    );
+    assert!(out.record.problems.iter().any(|p| p.line == Some(2)), "{:?}", out.record.problems);
+    let c = oneup_bulk::state::JobState::new(&env.out().join("t")).checkpoint().unwrap();
+    assert_eq!(c.transaction_time.as_deref(), Some(first.record.transaction_time.as_str()));
+    assert_eq!(std::fs::read_link(env.out().join("t/latest")).unwrap().to_string_lossy(), first.record.run_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,9 +62,7 @@ async fn exit_codes_for_the_binary() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(env.sandbox.requests().len(), before);
     // 1: strict validation fails.
-    env.sandbox
-        .faults()
-        .update(|f| f.bad_line = Some(BadLine::WrongResourceType));
+    env.sandbox.faults().update(|f| f.bad_line = Some(BadLine::WrongResourceType));
     let strict = env.write_job("strict.yaml", &env.yaml("strict", EXPORT, ""));
     let o = run_bin(vec!["run".into(), strict.display().to_string()]).await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -115,12 +79,7 @@ async fn sigint_and_sigterm_keep_the_state() {
         })
         .await;
         let path = env.write_job("k.yaml", &env.yaml("t", EXPORT, ""));
-        let child = bin()
-            .arg("run")
-            .arg(&path)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = bin().arg("run").arg(&path).stderr(std::process::Stdio::piped()).spawn().unwrap();
         let inflight = env.out().join("t/.state/inflight.json");
         for _ in 0..2000 {
             if inflight.exists() {
@@ -130,13 +89,8 @@ async fn sigint_and_sigterm_keep_the_state() {
         }
         assert!(inflight.exists());
         let pid = child.id().to_string();
-        std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .unwrap();
-        let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
+        std::process::Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap();
+        let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
         let t = text(&o);
         assert_eq!(o.status.code(), Some(code), "{sig}: {t}");
         assert!(t.contains("run the same command again to resume"), "{t}");
@@ -146,46 +100,22 @@ async fn sigint_and_sigterm_keep_the_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_and_event_log_for_machines() {
-    let env = Env::new(SandboxConfig {
-        faults: Faults {
-            status_503: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let env =
+        Env::new(SandboxConfig { faults: Faults { status_503: 1, ..Default::default() }, ..Default::default() }).await;
     let path = env.write_job("j.yaml", &env.yaml("t", EXPORT, ""));
-    let o = run_bin(vec![
-        "run".into(),
-        "--log-format".into(),
-        "json".into(),
-        path.display().to_string(),
-    ])
-    .await;
+    let o = run_bin(vec!["run".into(), "--log-format".into(), "json".into(), path.display().to_string()]).await;
     assert!(matches!(o.status.code(), Some(0 | 5)), "{}", text(&o));
     let stderr = String::from_utf8(o.stderr).unwrap();
     assert!(!stderr.is_empty());
     for line in stderr.lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(
-            v.get("level").is_some() && v.get("timestamp").is_some(),
-            "{line}"
-        );
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{line}");
     }
-    assert!(
-        !stderr.contains('\u{1b}'),
-        "no escape codes when stderr is not a terminal"
-    );
+    assert!(!stderr.contains('\u{1b}'), "no escape codes when stderr is not a terminal");
     let log = std::fs::read_to_string(env.out().join("t/latest/log.ndjson")).unwrap();
     let events: Vec<String> = log
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["eventId"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["eventId"].as_str().unwrap().to_string())
         .collect();
     let order = [
         "kickoff",
@@ -201,10 +131,7 @@ async fn json_logs_and_event_log_for_machines() {
         if pos < order.len() && e == order[pos] {
             pos += 1;
         } else if let Some(i) = order.iter().position(|o| o == e) {
-            assert!(
-                i < pos || e.starts_with("download") || e == "status_progress",
-                "{e} out of order in {events:?}"
-            );
+            assert!(i < pos || e.starts_with("download") || e == "status_progress", "{e} out of order in {events:?}");
         }
     }
     assert_eq!(pos, order.len(), "{events:?}");
@@ -246,32 +173,17 @@ async fn status_and_cancel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_jobs_worst_exit_code_and_a_summary() {
-    let env = Env::new(SandboxConfig {
-        faults: Faults {
-            kickoff_error: None,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let env =
+        Env::new(SandboxConfig { faults: Faults { kickoff_error: None, ..Default::default() }, ..Default::default() })
+            .await;
     let a = env.write_job("a.yaml", &env.yaml("a", EXPORT, ""));
-    let wrong = env
-        .yaml("b", EXPORT, "")
-        .replace("${TEST_SECRET}", "not-the-secret");
+    let wrong = env.yaml("b", EXPORT, "").replace("${TEST_SECRET}", "not-the-secret");
     let b = env.write_job("b.yaml", &wrong);
-    let o = run_bin(vec![
-        "run".into(),
-        "--parallel".into(),
-        "2".into(),
-        a.display().to_string(),
-        b.display().to_string(),
-    ])
-    .await;
+    let o =
+        run_bin(vec!["run".into(), "--parallel".into(), "2".into(), a.display().to_string(), b.display().to_string()])
+            .await;
     let t = text(&o);
     assert_eq!(o.status.code(), Some(3), "{t}");
     assert!(t.contains("jobs (exit code, outcome)"), "{t}");
-    assert!(
-        env.out().join("a/latest/run.json").exists(),
-        "one failing job does not stop the others"
-    );
+    assert!(env.out().join("a/latest/run.json").exists(), "one failing job does not stop the others");
 }
