@@ -259,9 +259,12 @@ pub async fn discover_token_url(
             if is_retryable_status(status) {
                 return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: None });
             }
-            match resp.bytes().await {
+            match crate::http::read_limited(resp, MAX_TOKEN_BODY).await {
                 Ok(b) => Ok(Attempt::Done((status, b))),
-                Err(e) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+                Err(crate::http::ReadError::TooLarge) => {
+                    Err(Error::Failed(format!("{url}: larger than {MAX_TOKEN_BODY} bytes")))
+                }
+                Err(crate::http::ReadError::Http(e)) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
             }
         }
     })

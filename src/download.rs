@@ -207,7 +207,7 @@ async fn attempt(
             return Ok(Err(Retry::Restart("range not satisfiable".into())));
         }
         s => {
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = crate::http::read_limited(resp, 64 * 1024).await.unwrap_or_default();
             let detail = format!(
                 "HTTP {} fetching {}: {}",
                 s.as_u16(),

@@ -377,12 +377,13 @@ where
     }
 }
 
-enum ReadError {
+pub enum ReadError {
     TooLarge,
     Http(reqwest::Error),
 }
 
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> std::result::Result<Bytes, ReadError> {
+/// Reads a body into memory, refusing one larger than `limit` (a hostile server cannot fill memory).
+pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> std::result::Result<Bytes, ReadError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ReadError::TooLarge);
     }
