@@ -221,6 +221,13 @@ async fn attempt(
         }
     };
     let expected_len = if gzip { None } else { resp.content_length() };
+    if let Some(n) = expected_len {
+        let have = if append { have } else { 0 };
+        session.reporter.event(&Event::DownloadLength { id, total: have + n });
+        if have > 0 {
+            session.reporter.event(&Event::DownloadProgress { id, bytes: have });
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
     let writer = {
         let part = part.to_path_buf();

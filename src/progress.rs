@@ -2,7 +2,6 @@
 //! indicatif. On a terminal: a spinner while the server works, then an overall bar and a bar per active
 //! download. Elsewhere (cron, CI, `--no-progress`): one plain line per event through `tracing`.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,6 +41,11 @@ pub enum Event<'a> {
         id: usize,
         file: &'a PlannedFile,
         size: Option<u64>,
+    },
+    /// The file's full size, once the response says it.
+    DownloadLength {
+        id: usize,
+        total: u64,
     },
     /// Bytes received for a file since the last report.
     DownloadProgress {
@@ -111,7 +115,7 @@ impl Reporter for Plain {
             Event::DownloadStarted { file, size, .. } => {
                 tracing::debug!(path = file.path, size, "download started")
             }
-            Event::DownloadProgress { .. } => {}
+            Event::DownloadProgress { .. } | Event::DownloadLength { .. } => {}
             Event::DownloadFinished { file, lines, bytes, .. } => {
                 tracing::info!(path = file.path, resources = lines, bytes, "file verified")
             }
@@ -135,8 +139,17 @@ pub struct Bars {
     multi: MultiProgress,
     spinner: ProgressBar,
     overall: Mutex<Option<ProgressBar>>,
-    files: Mutex<HashMap<usize, ProgressBar>>,
+    /// One bar per download slot, reused: adding and removing bars while drawing leaves stray lines.
+    slots: Mutex<Vec<(ProgressBar, Option<usize>)>>,
     bytes: AtomicU64,
+}
+
+const IDLE: &str = "";
+const FILE_UNKNOWN_SIZE: &str = "  {msg:32!} {bytes:>10} {binary_bytes_per_sec:>12}";
+const FILE_SIZED: &str = "  {msg:32!} {bytes:>10} / {total_bytes:<10} {binary_bytes_per_sec:>12} [{bar:24}] {eta:>4}";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("template").progress_chars("=> ")
 }
 
 impl Bars {
@@ -146,7 +159,13 @@ impl Bars {
         spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"));
         spinner.enable_steady_tick(Duration::from_millis(120));
         spinner.set_message("requesting an access token");
-        Bars { multi, spinner, overall: Mutex::new(None), files: Mutex::new(HashMap::new()), bytes: AtomicU64::new(0) }
+        Bars { multi, spinner, overall: Mutex::new(None), slots: Mutex::new(Vec::new()), bytes: AtomicU64::new(0) }
+    }
+
+    fn with_bar(&self, id: usize, f: impl FnOnce(&ProgressBar)) {
+        if let Some((b, _)) = self.slots.lock().expect("lock").iter().find(|(_, s)| *s == Some(id)) {
+            f(b);
+        }
     }
 }
 
@@ -175,6 +194,7 @@ impl Reporter for Bars {
             }
             Event::ManifestReady { files, .. } => {
                 self.spinner.finish_and_clear();
+                self.multi.remove(&self.spinner);
                 let bar = self.multi.add(ProgressBar::new(*files as u64));
                 bar.set_style(
                     ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} files  {msg}  {elapsed}")
@@ -185,31 +205,37 @@ impl Reporter for Bars {
                 *self.overall.lock().expect("lock") = Some(bar);
             }
             Event::DownloadStarted { id, file, size } => {
-                let bar = match size {
-                    Some(n) => ProgressBar::new(*n),
-                    None => ProgressBar::no_length(),
+                let mut slots = self.slots.lock().expect("lock");
+                let i = match slots.iter().position(|(_, s)| s.is_none()) {
+                    Some(i) => i,
+                    None => {
+                        slots.push((self.multi.add(ProgressBar::hidden()), None));
+                        slots.len() - 1
+                    }
                 };
-                bar.set_style(
-                    ProgressStyle::with_template("  {msg:32!} {bytes:>10} {binary_bytes_per_sec:>12} {wide_bar} {eta}")
-                        .expect("template"),
-                );
+                let (bar, slot) = &mut slots[i];
+                *slot = Some(*id);
+                bar.reset();
+                bar.set_length(size.unwrap_or(0));
+                bar.set_style(style(if size.is_some() { FILE_SIZED } else { FILE_UNKNOWN_SIZE }));
                 bar.set_message(file.path.clone());
-                let bar = self.multi.add(bar);
-                self.files.lock().expect("lock").insert(*id, bar);
             }
+            Event::DownloadLength { id, total } => self.with_bar(*id, |b| {
+                b.set_length(*total);
+                b.set_style(style(FILE_SIZED));
+            }),
             Event::DownloadProgress { id, bytes } => {
-                if let Some(b) = self.files.lock().expect("lock").get(id) {
-                    b.inc(*bytes);
-                }
+                self.with_bar(*id, |b| b.inc(*bytes));
                 let total = self.bytes.fetch_add(*bytes, Ordering::Relaxed) + bytes;
                 if let Some(o) = &*self.overall.lock().expect("lock") {
                     o.set_message(indicatif::HumanBytes(total).to_string());
                 }
             }
             Event::DownloadFinished { id, .. } | Event::DownloadFailed { id, .. } => {
-                if let Some(b) = self.files.lock().expect("lock").remove(id) {
-                    b.finish_and_clear();
-                    self.multi.remove(&b);
+                if let Some((b, slot)) = self.slots.lock().expect("lock").iter_mut().find(|(_, s)| *s == Some(*id)) {
+                    *slot = None;
+                    b.set_style(style(IDLE));
+                    b.set_message("");
                 }
                 if let Some(o) = &*self.overall.lock().expect("lock") {
                     o.inc(1);
@@ -219,9 +245,7 @@ impl Reporter for Bars {
                 }
             }
             Event::DownloadRetry { id, file, reason, resume_from } => {
-                if let Some(b) = self.files.lock().expect("lock").get(id) {
-                    b.set_position(*resume_from);
-                }
+                self.with_bar(*id, |b| b.set_position(*resume_from));
                 let _ = self.multi.println(format!("  retrying {} from byte {resume_from}: {reason}", file.path));
             }
             Event::Note { message } => {
@@ -234,6 +258,9 @@ impl Reporter for Bars {
         self.spinner.finish_and_clear();
         if let Some(o) = self.overall.lock().expect("lock").take() {
             o.finish_and_clear();
+        }
+        for (b, _) in self.slots.lock().expect("lock").drain(..) {
+            b.finish_and_clear();
         }
         let _ = self.multi.clear();
     }
