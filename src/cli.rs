@@ -176,4 +176,7 @@ pub struct InspectArgs {
     /// List the first N problems with file:line and the reason.
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
     pub invalid: Option<usize>,
+    /// Files read at once (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
 }

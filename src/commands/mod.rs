@@ -168,6 +168,7 @@ fn inspect(a: crate::cli::InspectArgs) -> Result<u8, Error> {
         type_filter: a.resource_type,
         head: a.head,
         invalid: a.invalid,
+        threads: a.threads,
         ..Default::default()
     };
     let mut out = std::io::stdout().lock();

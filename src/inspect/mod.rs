@@ -10,7 +10,7 @@
 //!
 //! `--json` field names (stable): `inputs[]` of `{path, kind ("run"|"folder"|"file"), types[{type, files,
 //! resources, bytes, invalid_lines, wrong_type_lines, earliest_last_updated, latest_last_updated}],
-//! files[{path, type, resources, bytes, sha256, invalid_lines, wrong_type_lines, truncated}],
+//! files[{path, type, resources, bytes, sha256 (null without run.json), invalid_lines, wrong_type_lines, truncated}],
 //! checks[{what, file, expected, found, ok}], outcomes[{severity, code, diagnostics, count}],
 //! references: null | {resources_indexed, checked, dangling[{source_type, field, count, examples[]}],
 //! target_not_exported[{source_type, field, target_type, count}]}, problems[{file, line, reason}]}`,
@@ -113,7 +113,8 @@ pub struct FileSummary {
     pub resource_type: String,
     pub resources: u64,
     pub bytes: u64,
-    pub sha256: String,
+    /// Computed when the input has a `run.json` to compare with; `null` otherwise.
+    pub sha256: Option<String>,
     pub invalid_lines: u64,
     pub wrong_type_lines: u64,
     pub truncated: bool,
@@ -205,7 +206,10 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
     let mut reports = Vec::new();
     let mut bytes = 0;
     for input in &inputs {
-        let scanned = scan::scan_files(&input.root, &input.files, threads, opts.max_line_bytes, opts.check_references);
+        // SHA-256 only where there is a record to compare it with: hashing costs as much as parsing.
+        let hash = input.root.join(crate::record::RUN_FILE).exists();
+        let scanned =
+            scan::scan_files(&input.root, &input.files, threads, opts.max_line_bytes, opts.check_references, hash);
         let mut files = Vec::new();
         let mut problems = Vec::new();
         let mut problems_total = 0;
@@ -307,8 +311,8 @@ fn compare(input: &Input, files: &[FileSummary]) -> Vec<Check> {
                         what: "sha256".into(),
                         file: r.path.clone(),
                         expected: r.sha256.clone(),
-                        found: f.sha256.clone(),
-                        ok: r.sha256 == f.sha256,
+                        found: f.sha256.clone().unwrap_or_default(),
+                        ok: f.sha256.as_deref() == Some(r.sha256.as_str()),
                     });
                 }
             }

@@ -79,6 +79,7 @@ pub(super) fn scan_files(
     threads: usize,
     max_line: usize,
     collect_ids: bool,
+    hash: bool,
 ) -> Vec<std::result::Result<Scanned, (PathBuf, io::Error)>> {
     let next = AtomicUsize::new(0);
     let mut results: Vec<Option<std::result::Result<Scanned, (PathBuf, io::Error)>>> =
@@ -90,7 +91,7 @@ pub(super) fn scan_files(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
-                    let r = scan_one(root, path, max_line, collect_ids).map_err(|e| (path.clone(), e));
+                    let r = scan_one(root, path, max_line, collect_ids, hash).map_err(|e| (path.clone(), e));
                     **slots[i].lock().expect("slot") = Some(r);
                 }
             });
@@ -100,7 +101,7 @@ pub(super) fn scan_files(
     results.into_iter().map(|r| r.expect("every file scanned")).collect()
 }
 
-fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io::Result<Scanned> {
+fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool, want_hash: bool) -> io::Result<Scanned> {
     let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
     let role = role(root, path);
     let mut expected = type_from_name(path);
@@ -108,7 +109,7 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io:
     let mut hash = digest::Context::new(&digest::SHA256);
     // Hash the stored bytes in a separate pass only for .gz (plain files are hashed as they stream).
     let gz = path.extension().is_some_and(|e| e == "gz");
-    if gz {
+    if gz && want_hash {
         let mut f = File::open(path)?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -129,7 +130,7 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io:
         if n == 0 {
             break;
         }
-        if !gz {
+        if !gz && want_hash {
             hash.update(&buf[..n]);
         }
         last_byte = buf[n - 1];
@@ -147,7 +148,7 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool) -> io:
             resource_type: st.expected.clone().unwrap_or_else(|| "unknown".into()),
             resources: st.lines,
             bytes: raw_len,
-            sha256: sha.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: want_hash.then(|| sha.as_ref().iter().map(|b| format!("{b:02x}")).collect()),
             invalid_lines: st.invalid,
             wrong_type_lines: st.wrong,
             truncated,
