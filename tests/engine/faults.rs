@@ -158,17 +158,6 @@ async fn retries_are_bounded_and_keep_the_state() {
     assert_eq!(polls, 4, "one try and three retries (download.retries: 3)");
 }
 
-/// Waits (bounded) until `cond` holds.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn kill9(child: &mut std::process::Child) {
     // SIGKILL: no chance to clean up, like the OOM killer or a node going away.
     child.kill().unwrap();

@@ -81,13 +81,7 @@ async fn sigint_and_sigterm_keep_the_state() {
         let path = env.write_job("k.yaml", &env.yaml("t", EXPORT, ""));
         let child = bin().arg("run").arg(&path).stderr(std::process::Stdio::piped()).spawn().unwrap();
         let inflight = env.out().join("t/.state/inflight.json");
-        for _ in 0..2000 {
-            if inflight.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert!(inflight.exists());
+        wait_until("the export to be in flight", || inflight.exists()).await;
         let pid = child.id().to_string();
         std::process::Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap();
         let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
@@ -151,12 +145,7 @@ async fn status_and_cancel() {
     assert!(text(&o).contains("last complete run: none"), "{}", text(&o));
     let mut child = bin().arg("run").arg(&path).arg("-q").spawn().unwrap();
     let inflight = env.out().join("t/.state/inflight.json");
-    for _ in 0..2000 {
-        if inflight.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the export to be in flight", || inflight.exists()).await;
     let o = run_bin(vec!["status".into(), path.display().to_string()]).await;
     let t = text(&o);
     assert!(t.contains("in flight: http://127.0.0.1:"), "{t}");
