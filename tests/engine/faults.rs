@@ -1,8 +1,6 @@
 //! Faults injected by the sandbox (issue 4): each ends in a complete, byte-identical run, or in a clear
 //! failure with the state kept, never in a wrong file under a final name or a second export.
 
-use std::time::Duration;
-
 use oneup_bulk::sandbox::{Faults, FileCut, RetryAfterStyle, SandboxConfig};
 
 use crate::harness::*;
