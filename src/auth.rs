@@ -238,49 +238,82 @@ fn token_error_text(body: &[u8], status: u16) -> String {
     }
 }
 
-/// Reads `token_endpoint` from `[base]/.well-known/smart-configuration`.
+/// GETs a small JSON document (discovery), with the retry policy; `None` when the server answers
+/// with a non-success status or something that is not JSON.
+async fn get_json(
+    client: &reqwest::Client,
+    url: &Url,
+    accept: &'static str,
+    policy: &RetryPolicy,
+    reporter: &dyn Reporter,
+) -> Result<std::result::Result<serde_json::Value, String>> {
+    let (status, body) = retrying(policy, reporter, "SMART discovery", || async move {
+        let resp = match client.get(url.clone()).header("accept", accept).send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+        };
+        let status = resp.status();
+        if is_retryable_status(status) {
+            return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: None });
+        }
+        match crate::http::read_limited(resp, 16 * MAX_TOKEN_BODY).await {
+            Ok(b) => Ok(Attempt::Done((status, b))),
+            Err(crate::http::ReadError::TooLarge) => Err(Error::Failed(format!("{url}: response too large"))),
+            Err(crate::http::ReadError::Http(e)) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+        }
+    })
+    .await?;
+    if !status.is_success() {
+        return Ok(Err(format!("{url}: HTTP {}", status.as_u16())));
+    }
+    Ok(serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON ({e})")))
+}
+
+/// The token endpoint from a CapabilityStatement's SMART `oauth-uris` security extension.
+pub fn token_url_from_capability_statement(cs: &serde_json::Value) -> Option<String> {
+    const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+    cs["rest"].as_array()?.iter().find_map(|rest| {
+        rest["security"]["extension"].as_array()?.iter().filter(|e| e["url"] == OAUTH_URIS).find_map(|e| {
+            e["extension"].as_array()?.iter().find(|x| x["url"] == "token")?["valueUri"].as_str().map(str::to_string)
+        })
+    })
+}
+
+/// Finds the token URL: `token_endpoint` from `[base]/.well-known/smart-configuration`, else the
+/// CapabilityStatement's `oauth-uris` extension (older servers).
 pub async fn discover_token_url(
     client: &reqwest::Client,
     fhir_base: &Url,
     policy: &RetryPolicy,
     reporter: &dyn Reporter,
 ) -> Result<Url> {
-    let url = fhir_base.join(".well-known/smart-configuration").expect("a relative path joins");
-    let (status, body) = retrying(policy, reporter, "SMART discovery", || {
-        let url = &url;
-        async move {
-            let resp = match client.get(url.clone()).header("accept", "application/json").send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
-                }
-            };
-            let status = resp.status();
-            if is_retryable_status(status) {
-                return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: None });
-            }
-            match crate::http::read_limited(resp, MAX_TOKEN_BODY).await {
-                Ok(b) => Ok(Attempt::Done((status, b))),
-                Err(crate::http::ReadError::TooLarge) => {
-                    Err(Error::Failed(format!("{url}: larger than {MAX_TOKEN_BODY} bytes")))
-                }
-                Err(crate::http::ReadError::Http(e)) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
-            }
+    let smart = fhir_base.join(".well-known/smart-configuration").expect("a relative path joins");
+    let mut why = Vec::new();
+    let mut found = None;
+    match get_json(client, &smart, "application/json", policy, reporter).await? {
+        Ok(v) => match v["token_endpoint"].as_str() {
+            Some(t) => found = Some(t.to_string()),
+            None => why.push(format!("{smart}: no token_endpoint")),
+        },
+        Err(e) => why.push(e),
+    }
+    if found.is_none() {
+        let meta = fhir_base.join("metadata").expect("a relative path joins");
+        match get_json(client, &meta, "application/fhir+json", policy, reporter).await? {
+            Ok(cs) => match token_url_from_capability_statement(&cs) {
+                Some(t) => found = Some(t),
+                None => why.push(format!("{meta}: no oauth-uris token extension")),
+            },
+            Err(e) => why.push(e),
         }
-    })
-    .await?;
-    let no_token_url = |why: String| {
+    }
+    let no_token_url = |detail: String| {
         Error::Usage(format!(
-            "no auth.token_url in the job and {url} did not give one ({why}); add `token_url:` under `auth:`"
+            "no auth.token_url in the job, and discovery found none ({detail}); add `token_url:` under `auth:`"
         ))
     };
-    if !status.is_success() {
-        return Err(no_token_url(format!("HTTP {}", status.as_u16())));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| no_token_url(e.to_string()))?;
-    let endpoint =
-        v.get("token_endpoint").and_then(|t| t.as_str()).ok_or_else(|| no_token_url("no token_endpoint".into()))?;
-    let token_url = Url::parse(endpoint).map_err(|e| no_token_url(format!("token_endpoint: {e}")))?;
+    let endpoint = found.ok_or_else(|| no_token_url(why.join("; ")))?;
+    let token_url = Url::parse(&endpoint).map_err(|e| no_token_url(format!("token endpoint {endpoint:?}: {e}")))?;
     crate::job::check_url_scheme(&token_url).map_err(no_token_url)?;
     tracing::debug!(%token_url, "token URL discovered");
     Ok(token_url)
@@ -304,6 +337,16 @@ mod tests {
         assert_eq!(expires_in_secs(&Some(serde_json::json!("300"))), Some(300));
         assert_eq!(expires_in_secs(&Some(serde_json::json!(299.7))), Some(299));
         assert_eq!(expires_in_secs(&None), None);
+    }
+
+    #[test]
+    fn token_url_from_the_capability_statement() {
+        let cs = serde_json::json!({"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "security": {"extension": [
+            {"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": [
+                {"url": "authorize", "valueUri": "https://a.example/authorize"},
+                {"url": "token", "valueUri": "https://a.example/token"}]}]}}]});
+        assert_eq!(token_url_from_capability_statement(&cs).as_deref(), Some("https://a.example/token"));
+        assert_eq!(token_url_from_capability_statement(&serde_json::json!({"rest": [{}]})), None);
     }
 
     #[test]

@@ -266,7 +266,7 @@ fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles, page: usize)
             link = Some(json!([{"relation": "next", "url": next}]));
         }
     }
-    let error = if page <= 1 {
+    let error = if page <= 1 && shared.cfg.error_file {
         json!([{"type": "OperationOutcome", "url": file_url(shared, id, &files.error.name), "count": files.error.count}])
     } else {
         json!([])

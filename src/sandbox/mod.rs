@@ -100,6 +100,12 @@ pub struct SandboxConfig {
     pub open: bool,
     /// Split the manifest into pages of this many output files, linked with `link` next.
     pub manifest_page_size: Option<usize>,
+    /// List an `error[]` file (OperationOutcomes for resources that could not be exported), as real
+    /// servers often do. On by default.
+    pub error_file: bool,
+    /// Serve `/.well-known/smart-configuration` (off: discovery must fall back to the
+    /// CapabilityStatement's `oauth-uris` extension, like older servers).
+    pub smart_configuration: bool,
 }
 
 impl Default for SandboxConfig {
@@ -121,6 +127,8 @@ impl Default for SandboxConfig {
             client_assertion_hook: None,
             open: false,
             manifest_page_size: None,
+            error_file: true,
+            smart_configuration: true,
         }
     }
 }

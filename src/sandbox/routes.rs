@@ -73,7 +73,9 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
     let get_or_post = *m == Method::GET || *m == Method::POST;
     match segs.as_slice() {
         ["auth", "token"] if *m == Method::POST => auth::token(&shared, &parts.headers, &body),
-        ["fhir", ".well-known", "smart-configuration"] if *m == Method::GET => smart_configuration(&shared),
+        ["fhir", ".well-known", "smart-configuration"] if *m == Method::GET && shared.cfg.smart_configuration => {
+            smart_configuration(&shared)
+        }
         ["fhir", "metadata"] if *m == Method::GET => metadata(&shared),
         ["fhir", "$export"] if get_or_post => req.kickoff(ExportLevel::System, false),
         ["fhir", "Patient", "$export"] if get_or_post => req.kickoff(ExportLevel::Patient, false),
@@ -162,7 +164,11 @@ fn metadata(shared: &Shared) -> Response {
             "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
             "rest": [{
                 "mode": "server",
-                "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}]},
+                "security": {
+                    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                    "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": [
+                        {"url": "token", "valueUri": shared.main_base.join("auth/token").expect("static path").as_str()}]}]
+                },
                 "resource": resources,
                 "operation": [op("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export")],
             }],

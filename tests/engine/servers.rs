@@ -151,3 +151,44 @@ async fn paged_manifests_are_followed_and_kept() {
     assert!(kick.path.contains("allowPartialManifests=true"), "{}", kick.path);
     assert_run_matches_server(&env, &out).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_falls_back_to_the_capability_statement() {
+    let env = Env::new(SandboxConfig { smart_configuration: false, ..Default::default() }).await;
+    let yaml = env.yaml("t", EXPORT, "").replace(&format!("  token_url: {}\n", env.sandbox.token_url()), "");
+    assert!(!yaml.contains("token_url"));
+    let out = env.run(&env.job_from(&yaml)).await.unwrap();
+    assert!(out.record.totals.resources > 0);
+    let paths: Vec<String> = env.sandbox.requests().iter().map(|r| r.path.clone()).collect();
+    let i = paths.iter().position(|p| p == "/fhir/.well-known/smart-configuration").expect("tried SMART first");
+    let j = paths.iter().position(|p| p == "/fhir/metadata").expect("then the CapabilityStatement");
+    assert!(i < j);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_writes_an_owner_only_key_and_a_jwks() {
+    let d = tempfile::tempdir().unwrap();
+    let prefix = d.path().join("keys/backend");
+    let o = run_bin(vec![
+        "keygen".into(),
+        "--algorithm".into(),
+        "es384".into(),
+        "--kid".into(),
+        "k1".into(),
+        "--out".into(),
+        prefix.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let key = d.path().join("keys/backend.pem");
+    assert_eq!(mode(&key), 0o600);
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("keys/backend.jwks.json")).unwrap()).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], "k1");
+    assert_eq!(jwks["keys"][0]["crv"], "P-384");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part in the JWKS");
+    oneup_bulk::jwt::SigningKey::from_pem(&std::fs::read_to_string(&key).unwrap(), JwtAlgorithm::Es384).unwrap();
+    // Never overwrites a key.
+    let again = run_bin(vec!["keygen".into(), "--out".into(), prefix.display().to_string()]).await;
+    assert_eq!(again.status.code(), Some(2));
+}

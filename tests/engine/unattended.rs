@@ -49,6 +49,19 @@ async fn a_failed_run_leaves_the_checkpoint_where_it_was() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_0_when_complete_and_5_when_the_server_reported_errors() {
+    for (error_file, code) in [(false, 0), (true, 5)] {
+        let env = Env::new(SandboxConfig { error_file, ..Default::default() }).await;
+        let p = env.write_job("e.yaml", &env.yaml("t", EXPORT, ""));
+        let o = run_bin(vec!["run".into(), p.display().to_string()]).await;
+        assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+        if code == 5 {
+            assert!(text(&o).contains("the server reported 1 error(s)"), "{}", text(&o));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_for_the_binary() {
     let env = Env::default().await;
     // 0 / 5: complete (the sandbox's error[] file makes it 5 when on).
