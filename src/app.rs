@@ -178,34 +178,8 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
     if inflight.run_id.is_none() {
         record::write_atomic(&run_dir.join(record::MANIFEST_FILE), &manifest_bytes)?;
     }
-    // Paged manifests (`link` next): each page is saved as received before the next is asked for, so
-    // a resumed run reads them from disk.
-    let mut pages = vec![first];
-    while let Some(next) = pages.last().and_then(manifest::next_link) {
-        if pages.len() >= manifest::MAX_PAGES {
-            return Err(Error::ServerRejected(format!("the manifest has more than {} pages", manifest::MAX_PAGES)));
-        }
-        let page_file = run_dir.join(manifest::page_file_name(pages.len() + 1));
-        let body = match std::fs::read(&page_file) {
-            Ok(b) => bytes::Bytes::from(b),
-            Err(_) => {
-                let url = status_url
-                    .join(&next)
-                    .map_err(|e| Error::ServerRejected(format!("manifest link {next:?}: {e}")))?;
-                crate::job::check_url_scheme(&url).map_err(Error::ServerRejected)?;
-                match poll::wait_for_manifest(&session, &url, &job.poll, SystemTime::now(), |_| {}).await? {
-                    Ok(b) => {
-                        record::write_atomic(&page_file, &b)?;
-                        b
-                    }
-                    Err(gone) => return Err(Error::Transient(format!("manifest page {}: {gone}", pages.len() + 1))),
-                }
-            }
-        };
-        pages.push(manifest::parse(&body)?);
-    }
-    let m = manifest::merge(pages);
-    let files = manifest::plan(&m, &status_url)?;
+    let m = collect_pages(&session, job, &status_url, &run_dir, first, true).await?;
+    let mut files = manifest::plan(&m, &status_url)?;
     if inflight.run_id.is_none() {
         let mm = state.dir.join(MEMBER_MATCH_FILE);
         if let Ok(doc) = std::fs::read(&mm) {
@@ -225,24 +199,49 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
     reporter.event(&Event::ManifestReady { files: files.len(), resources: expected });
 
     // Downloads: verified files are recorded in the state as they land, so a rerun skips them.
-    let done_before = inflight.done.clone();
     let state_for_cb = state.clone();
     let mut inflight_cb = inflight.clone();
-    let downloaded = download_all(
-        session.clone(),
-        &run_dir,
-        &files,
-        &job.download,
-        m.requires_access_token,
-        &done_before,
-        |d: &Downloaded| {
-            inflight_cb.done.push(d.record.clone());
-            if let Err(e) = state_for_cb.save_inflight(&inflight_cb) {
-                tracing::warn!(error = %e, "could not record a verified file in the state");
+    let mut refreshes = 0;
+    let downloaded = loop {
+        let res = download_all(
+            session.clone(),
+            &run_dir,
+            &files,
+            &job.download,
+            m.requires_access_token,
+            &inflight_cb.done.clone(),
+            |d: &Downloaded| {
+                inflight_cb.done.push(d.record.clone());
+                if let Err(e) = state_for_cb.save_inflight(&inflight_cb) {
+                    tracing::warn!(error = %e, "could not record a verified file in the state");
+                }
+            },
+        )
+        .await;
+        match res {
+            // Signed file URLs expire (often after an hour): the status URL hands out fresh ones.
+            Err(Error::UrlExpired(what)) if refreshes < MAX_URL_REFRESHES => {
+                refreshes += 1;
+                let note = format!("{what}: the file URLs have expired; asking the status URL for fresh ones");
+                reporter.event(&Event::Note { message: &note });
+                log.event("status_progress", json!({"body": null, "xProgress": note, "retryAfter": null}));
+                let body =
+                    match poll::wait_for_manifest(&session, &status_url, &job.poll, SystemTime::now(), |_| {}).await? {
+                        Ok(b) => b,
+                        Err(gone) => return Err(Error::Transient(format!("{gone}; the file URLs had expired"))),
+                    };
+                let fresh = collect_pages(&session, job, &status_url, &run_dir, manifest::parse(&body)?, false).await?;
+                files = manifest::plan(&fresh, &status_url)?;
             }
-        },
-    )
-    .await?;
+            Err(Error::UrlExpired(what)) => {
+                return Err(Error::AuthRefused {
+                    url: what,
+                    detail: "the file URLs kept being refused after fresh ones were fetched".into(),
+                });
+            }
+            other => break other?,
+        }
+    };
 
     // The record: run.json last, then the checkpoint.
     let problems: Vec<Problem> = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
@@ -332,6 +331,50 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         delete_export(&session, &status_url).await;
     }
     Ok(RunOutcome { run_dir, record: rec, exit_code })
+}
+
+/// How often expired file URLs are refreshed from the status URL in one run.
+const MAX_URL_REFRESHES: u32 = 3;
+
+/// Follows a manifest's `link` next pages and merges them. With `saved`, pages are read from (or
+/// written to) the run folder as `manifest.NNN.json`, so a resumed run reads them from disk; without,
+/// they are fetched fresh (to renew expired file URLs) and not saved over the originals.
+async fn collect_pages(
+    session: &Session,
+    job: &Job,
+    status_url: &Url,
+    run_dir: &Path,
+    first: manifest::Manifest,
+    saved: bool,
+) -> Result<manifest::Manifest> {
+    let mut pages = vec![first];
+    while let Some(next) = pages.last().and_then(manifest::next_link) {
+        if pages.len() >= manifest::MAX_PAGES {
+            return Err(Error::ServerRejected(format!("the manifest has more than {} pages", manifest::MAX_PAGES)));
+        }
+        let page_file = run_dir.join(manifest::page_file_name(pages.len() + 1));
+        let on_disk = if saved { std::fs::read(&page_file).ok() } else { None };
+        let body = match on_disk {
+            Some(b) => bytes::Bytes::from(b),
+            None => {
+                let url = status_url
+                    .join(&next)
+                    .map_err(|e| Error::ServerRejected(format!("manifest link {next:?}: {e}")))?;
+                crate::job::check_url_scheme(&url).map_err(Error::ServerRejected)?;
+                match poll::wait_for_manifest(session, &url, &job.poll, SystemTime::now(), |_| {}).await? {
+                    Ok(b) => {
+                        if saved {
+                            record::write_atomic(&page_file, &b)?;
+                        }
+                        b
+                    }
+                    Err(gone) => return Err(Error::Transient(format!("manifest page {}: {gone}", pages.len() + 1))),
+                }
+            }
+        };
+        pages.push(manifest::parse(&body)?);
+    }
+    Ok(manifest::merge(pages))
 }
 
 /// Where the `$bulk-member-match` result is kept (state folder, then the run folder).

@@ -67,7 +67,8 @@ pub async fn download_all(
     let mut queue = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let final_path = run_dir.join(&f.path);
-        match done.iter().find(|d| d.path == f.path && d.url == f.url.as_str()) {
+        // By path and type, not URL: a refreshed manifest has new (signed) URLs for the same files.
+        match done.iter().find(|d| d.path == f.path && d.resource_type == f.resource_type) {
             Some(d) if final_path.exists() => {
                 results[i] = Some(Downloaded { record: d.clone(), problems: Vec::new() });
             }
@@ -215,6 +216,7 @@ async fn attempt(
                 outcome_text(&body[..body.len().min(4096)])
             );
             return Err(match s.as_u16() {
+                401 | 403 if !requires_token => Error::UrlExpired(file.path.clone()),
                 401 | 403 => Error::AuthRefused { url: redact_query(&file.url), detail },
                 _ => Error::Failed(detail),
             });

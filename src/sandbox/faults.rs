@@ -30,6 +30,8 @@ pub struct Faults {
     pub file_cut_after: Option<FileCut>,
     /// Declare a `Content-Length` larger than the body actually sent, this many times (then the body ends).
     pub file_short_body: u32,
+    /// Answer file downloads with 403 this many times, as an expired signed URL does.
+    pub file_403: u32,
     /// Answer file downloads with 500 this many times.
     pub file_500: u32,
     /// The manifest `count` of the first output file is one more than its real line count (while on).

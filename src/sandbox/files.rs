@@ -43,6 +43,10 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
         r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(to.as_str()).expect("ascii URL"));
         return r;
     }
+    if shared.faults.take(|f| &mut f.file_403) {
+        // What S3 and friends answer for an expired signed URL.
+        return oo(StatusCode::FORBIDDEN, "security", "Request has expired (injected fault: file_403)");
+    }
     if shared.faults.take(|f| &mut f.file_500) {
         return oo(StatusCode::INTERNAL_SERVER_ERROR, "exception", "injected fault: file_500");
     }

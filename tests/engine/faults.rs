@@ -291,3 +291,32 @@ async fn unwritable_output_is_exit_1_naming_the_path() {
     assert!(err.to_string().contains(&not_a_dir.display().to_string()), "{err}");
     assert_eq!(env.sandbox.kickoff_count(), 0, "nothing is started when the output cannot be written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_signed_urls_are_renewed_from_the_status_url() {
+    let env = Env::new(SandboxConfig {
+        requires_access_token: false,
+        faults: Faults { file_403: 2, ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    let out = env.run(&env.job(EXPORT)).await.expect("fresh URLs are fetched and the run completes");
+    let status_gets =
+        env.sandbox.requests().iter().filter(|r| r.path.contains("$export-status") && r.method == "GET").count();
+    // Two 202s and the manifest, then at least one more GET for fresh URLs.
+    assert!(status_gets >= 4, "the status URL was asked again for fresh URLs ({status_gets} GETs)");
+    assert_run_matches_server(&env, &out).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_that_stay_refused_end_with_exit_3() {
+    let env = Env::new(SandboxConfig {
+        requires_access_token: false,
+        faults: Faults { file_403: 1000, ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    let err = env.run(&env.job(EXPORT)).await.unwrap_err();
+    assert_eq!(err.exit_code(), 3, "{err}");
+    assert!(err.to_string().contains("kept being refused"), "{err}");
+}
