@@ -11,8 +11,9 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::{Attempt, RetryPolicy, describe, is_retryable_status, outcome_text, retry_after, retrying};
-use crate::job::{AuthMethod, Job};
+use crate::http::{RetryPolicy, outcome_text, plain_attempt, retrying};
+use crate::job::{Auth, AuthMethod, Job};
+use crate::jwt::SigningKey;
 use crate::progress::{Event, Reporter};
 use crate::redact::Secret;
 
@@ -29,13 +30,9 @@ struct Token {
 
 pub struct TokenSource {
     client: reqwest::Client,
-    method: AuthMethod,
-    client_id: String,
-    client_secret: Option<Secret>,
-    private_key_pem: Option<Secret>,
-    key_id: Option<String>,
-    algorithm: crate::job::JwtAlgorithm,
-    scope: Option<String>,
+    auth: Auth,
+    /// `private-key-jwt`: the key, parsed once.
+    signing_key: Option<SigningKey>,
     token_url: Mutex<Option<Url>>,
     fhir_base: Url,
     policy: RetryPolicy,
@@ -68,27 +65,29 @@ fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
 }
 
 impl TokenSource {
-    pub fn new(job: &Job, client: reqwest::Client, policy: RetryPolicy, reporter: Arc<dyn Reporter>) -> Self {
-        TokenSource {
+    pub fn new(job: &Job, client: reqwest::Client, policy: RetryPolicy, reporter: Arc<dyn Reporter>) -> Result<Self> {
+        let signing_key = match (&job.auth.method, &job.auth.private_key_pem) {
+            (AuthMethod::PrivateKeyJwt, pem) => Some(
+                SigningKey::from_pem(pem.as_ref().map(Secret::expose).unwrap_or(""), job.auth.algorithm)
+                    .map_err(|e| Error::Usage(format!("auth.private_key_file: {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(TokenSource {
             client,
-            method: job.auth.method,
-            client_id: job.auth.client_id.clone(),
-            client_secret: job.auth.client_secret.clone(),
-            private_key_pem: job.auth.private_key_pem.clone(),
-            key_id: job.auth.key_id.clone(),
-            algorithm: job.auth.algorithm,
-            scope: job.auth.scope.clone(),
+            auth: job.auth.clone(),
+            signing_key,
             token_url: Mutex::new(job.auth.token_url.clone()),
             fhir_base: job.fhir_base.clone(),
             policy,
             reporter,
             current: Mutex::new(None),
-        }
+        })
     }
 
     /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`.
     pub async fn bearer(&self) -> Result<Option<Secret>> {
-        if self.method == AuthMethod::None {
+        if self.auth.method == AuthMethod::None {
             return Ok(None);
         }
         // Held across the fetch so concurrent downloads wait for one renewal instead of each asking.
@@ -128,26 +127,24 @@ impl TokenSource {
     async fn fetch(&self) -> Result<Token> {
         let url = self.token_url().await?;
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
-        if let Some(s) = &self.scope {
+        if let Some(s) = &self.auth.scope {
             form.push(("scope", s));
         }
-        let secret = self.client_secret.as_ref().map(Secret::expose).unwrap_or("");
+        let secret = self.auth.client_secret.as_ref().map(Secret::expose).unwrap_or("");
         let mut assertion = None;
-        match self.method {
+        match self.auth.method {
             AuthMethod::ClientSecretPost => {
-                form.push(("client_id", &self.client_id));
+                form.push(("client_id", &self.auth.client_id));
                 form.push(("client_secret", secret));
             }
             AuthMethod::ClientSecretBasic => {}
             AuthMethod::PrivateKeyJwt => {
-                let pem = self.private_key_pem.as_ref().map(Secret::expose).unwrap_or("");
-                let key = crate::jwt::SigningKey::from_pem(pem, self.algorithm)
-                    .map_err(|e| Error::Usage(format!("auth.private_key_file: {e}")))?;
+                let key = self.signing_key.as_ref().expect("parsed in TokenSource::new");
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
                 let jwt = crate::jwt::client_assertion(
-                    &key,
-                    self.key_id.as_deref(),
-                    &self.client_id,
+                    key,
+                    self.auth.key_id.as_deref(),
+                    &self.auth.client_id,
                     url.as_str(),
                     now,
                     &crate::jwt::new_jti(),
@@ -161,38 +158,14 @@ impl TokenSource {
             form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
             form.push(("client_assertion", a.expose()));
         }
-        let reply = retrying(&self.policy, &*self.reporter, "token request", || {
-            let (url, form) = (&url, &form);
-            async move {
-                let mut rb = self.client.post(url.clone()).header("accept", "application/json").form(form);
-                if self.method == AuthMethod::ClientSecretBasic {
-                    rb = rb.basic_auth(form_encode(&self.client_id), Some(form_encode(secret)));
-                }
-                let resp = match rb.send().await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
-                    }
-                };
-                let status = resp.status();
-                let ra = retry_after(resp.headers(), std::time::SystemTime::now());
-                let body = match resp.bytes().await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
-                    }
-                };
-                if is_retryable_status(status) {
-                    return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: ra });
-                }
-                Ok(Attempt::Done((status, body)))
+        let (status, body) = retrying(&self.policy, &*self.reporter, "token request", || {
+            let mut rb = self.client.post(url.clone()).header("accept", "application/json").form(&form);
+            if self.auth.method == AuthMethod::ClientSecretBasic {
+                rb = rb.basic_auth(form_encode(&self.auth.client_id), Some(form_encode(secret)));
             }
+            plain_attempt(rb, MAX_TOKEN_BODY)
         })
         .await?;
-        let (status, body) = reply;
-        if body.len() > MAX_TOKEN_BODY {
-            return Err(Error::Failed(format!("token response from {url} is larger than {MAX_TOKEN_BODY} bytes")));
-        }
         if !status.is_success() {
             let detail = token_error_text(&body, status.as_u16());
             return Err(Error::AuthRefused { url: url.to_string(), detail });
@@ -238,7 +211,7 @@ fn token_error_text(body: &[u8], status: u16) -> String {
     }
 }
 
-/// GETs a small JSON document (discovery), with the retry policy; `None` when the server answers
+/// GETs a small JSON document (discovery), with the retry policy; `Err(reason)` when the server answers
 /// with a non-success status or something that is not JSON.
 async fn get_json(
     client: &reqwest::Client,
@@ -247,20 +220,8 @@ async fn get_json(
     policy: &RetryPolicy,
     reporter: &dyn Reporter,
 ) -> Result<std::result::Result<serde_json::Value, String>> {
-    let (status, body) = retrying(policy, reporter, "SMART discovery", || async move {
-        let resp = match client.get(url.clone()).header("accept", accept).send().await {
-            Ok(r) => r,
-            Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
-        };
-        let status = resp.status();
-        if is_retryable_status(status) {
-            return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after: None });
-        }
-        match crate::http::read_limited(resp, 16 * MAX_TOKEN_BODY).await {
-            Ok(b) => Ok(Attempt::Done((status, b))),
-            Err(crate::http::ReadError::TooLarge) => Err(Error::Failed(format!("{url}: response too large"))),
-            Err(crate::http::ReadError::Http(e)) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
-        }
+    let (status, body) = retrying(policy, reporter, "SMART discovery", || {
+        plain_attempt(client.get(url.clone()).header("accept", accept), 16 * MAX_TOKEN_BODY)
     })
     .await?;
     if !status.is_success() {

@@ -143,7 +143,6 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub url: Url,
 }
 
 /// Where the bearer token may go.
@@ -213,7 +212,7 @@ impl Session {
                 .map_err(|_| Error::Usage(format!("headers: the value of {k} is not a valid header value")))?;
             extra_headers.push((name, value));
         }
-        let tokens = TokenSource::new(job, client.clone(), policy.clone(), reporter.clone());
+        let tokens = TokenSource::new(job, client.clone(), policy.clone(), reporter.clone())?;
         Ok(Session { client, tokens, policy, reporter, token_origins, extra_headers })
     }
 
@@ -273,19 +272,33 @@ impl Session {
         }
     }
 
+    /// One try: a connection error is a retry, and the first 401 for a token we sent renews the token
+    /// and repeats the request without counting as a retry.
+    async fn try_once(&self, req: &Req, reauthed: &AtomicBool) -> Result<Attempt<reqwest::Response>> {
+        let (resp, sent) = match self.send_once(req).await? {
+            Ok(r) => r,
+            Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+        };
+        if resp.status() == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
+            tracing::debug!(what = %req.what, "401: renewing the access token and repeating the request");
+            self.tokens.invalidate(sent.as_ref()).await;
+            return Ok(Attempt::Again);
+        }
+        Ok(Attempt::Done(resp))
+    }
+
     /// Sends with the retry policy: retryable statuses, transient OperationOutcomes and connection errors
     /// are retried with backoff (honouring `Retry-After`); one 401 renews the token without counting as a
     /// retry. The body is read whole, up to `limit` bytes. Other statuses are returned to the caller.
     pub async fn send(&self, req: &Req, limit: usize) -> Result<Reply> {
         let reauthed = AtomicBool::new(false);
         retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let (resp, sent) = match self.send_once(req).await? {
-                Ok(r) => r,
-                Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+            let resp = match self.try_once(req, &reauthed).await? {
+                Attempt::Done(r) => r,
+                other => return Ok(other.not_done()),
             };
             let status = resp.status();
             let headers = resp.headers().clone();
-            let url = resp.url().clone();
             let body = match read_limited(resp, limit).await {
                 Ok(b) => b,
                 Err(ReadError::TooLarge) => {
@@ -293,18 +306,13 @@ impl Session {
                 }
                 Err(ReadError::Http(e)) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
             };
-            if status == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
-                tracing::debug!(what = %req.what, "401: renewing the access token and repeating the request");
-                self.tokens.invalidate(sent.as_ref()).await;
-                return Ok(Attempt::Again);
-            }
             if is_retryable_status(status) || (status.as_u16() >= 400 && is_transient_outcome(&body)) {
                 return Ok(Attempt::Retry {
                     reason: format!("HTTP {} {}", status.as_u16(), outcome_text(&body)),
                     retry_after: retry_after(&headers, SystemTime::now()),
                 });
             }
-            Ok(Attempt::Done(Reply { status, headers, body, url }))
+            Ok(Attempt::Done(Reply { status, headers, body }))
         })
         .await
     }
@@ -314,17 +322,11 @@ impl Session {
     pub async fn send_streaming(&self, req: &Req) -> Result<reqwest::Response> {
         let reauthed = AtomicBool::new(false);
         retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let (resp, sent) = match self.send_once(req).await? {
-                Ok(r) => r,
-                Err(e) => {
-                    return Ok(Attempt::Retry { reason: describe(&e), retry_after: None });
-                }
+            let resp = match self.try_once(req, &reauthed).await? {
+                Attempt::Done(r) => r,
+                other => return Ok(other.not_done()),
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
-                self.tokens.invalidate(sent.as_ref()).await;
-                return Ok(Attempt::Again);
-            }
             if is_retryable_status(status) {
                 return Ok(Attempt::Retry {
                     reason: format!("HTTP {}", status.as_u16()),
@@ -347,6 +349,17 @@ pub enum Attempt<T> {
     },
     /// Repeat at once without counting (after a token renewal).
     Again,
+}
+
+impl<T> Attempt<T> {
+    /// A `Retry` or `Again` carried over to another result type (panics on `Done`).
+    fn not_done<U>(self) -> Attempt<U> {
+        match self {
+            Attempt::Retry { reason, retry_after } => Attempt::Retry { reason, retry_after },
+            Attempt::Again => Attempt::Again,
+            Attempt::Done(_) => unreachable!("not_done is only called on Retry and Again"),
+        }
+    }
 }
 
 /// The retry loop: calls `f` until it is done, fails, or the budget is spent (then `Error::Transient`).
@@ -374,6 +387,27 @@ where
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// One plain request (no bearer token, no redirects): a connection error or a retryable status is an
+/// [`Attempt::Retry`] (with the server's `Retry-After`), else the status and the body, read up to
+/// `limit` bytes. For the token endpoint and discovery, which run before a [`Session`] can send.
+pub async fn plain_attempt(rb: reqwest::RequestBuilder, limit: usize) -> Result<Attempt<(StatusCode, Bytes)>> {
+    let resp = match rb.send().await {
+        Ok(r) => r,
+        Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+    };
+    let status = resp.status();
+    if is_retryable_status(status) {
+        let retry_after = retry_after(resp.headers(), SystemTime::now());
+        return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after });
+    }
+    let url = redact_query(resp.url());
+    match read_limited(resp, limit).await {
+        Ok(body) => Ok(Attempt::Done((status, body))),
+        Err(ReadError::TooLarge) => Err(Error::Failed(format!("{url}: response larger than {limit} bytes"))),
+        Err(ReadError::Http(e)) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
     }
 }
 

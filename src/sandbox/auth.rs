@@ -49,6 +49,13 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     if shared.faults.take(|f| &mut f.token_500) {
         return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "injected fault: token_500");
     }
+    if let Some(n) = shared.faults.get().token_body_bytes {
+        // A hostile or broken token endpoint: a huge body, streamed without Content-Length.
+        let chunk = bytes::Bytes::from(vec![b' '; 64 * 1024]);
+        let chunks = n.div_ceil(chunk.len());
+        let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+        return Response::new(axum::body::Body::from_stream(stream));
+    }
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     if field("grant_type").as_deref() != Some("client_credentials") {

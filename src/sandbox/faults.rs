@@ -24,6 +24,8 @@ pub struct Faults {
     pub status_404: bool,
     /// Forget every issued token once: the next FHIR request after setting this gets a 401.
     pub expire_tokens_now: bool,
+    /// Answer the token endpoint with a body of about this many bytes (while on).
+    pub token_body_bytes: Option<usize>,
     /// Answer the token endpoint with 500 this many times.
     pub token_500: u32,
     /// Send full headers for a matching file, then cut the connection mid-body.

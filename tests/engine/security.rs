@@ -137,3 +137,17 @@ async fn hostile_manifests_are_refused_and_write_nothing_outside() {
         assert!(outside.iter().all(|p| p.extension().is_some_and(|e| e == "yaml")), "{outside:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_token_response_is_refused_not_read() {
+    let env = Env::new(SandboxConfig {
+        // 16 GiB: only a reader that stops at its limit finishes this test.
+        faults: Faults { token_body_bytes: Some(16 << 30), ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    let err = env.run(&env.job(EXPORT)).await.unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(err.to_string().contains("larger than 1048576 bytes"), "{err}");
+    assert_eq!(env.sandbox.kickoff_count(), 0);
+}
