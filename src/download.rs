@@ -125,14 +125,12 @@ async fn download_one(
         create_private_dir(parent)?;
     }
     let part = part_path(&final_path);
-    let size = None;
-    session.reporter.event(&Event::DownloadStarted { id, file, size });
+    session.reporter.event(&Event::DownloadStarted { id, file });
     let mut failures = 0u32;
     loop {
         match attempt(session, id, file, &part, settings, requires_token).await? {
-            Ok(mut d) => {
+            Ok(d) => {
                 fs::rename(&part, &final_path).map_err(|e| Error::io(&final_path, e))?;
-                d.record.path = file.path.clone();
                 session.reporter.event(&Event::DownloadFinished {
                     id,
                     file,
@@ -291,7 +289,7 @@ async fn attempt(
                 file.path, settings.max_file_bytes
             )));
         }
-        Err(e) if gzip && e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData => {
+        Err(e) if gzip && matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => {
             return Ok(Err(Retry::Restart(format!("gzip body could not be decoded: {e}"))));
         }
         Err(e) => return Err(Error::io(part, e)),
@@ -306,9 +304,9 @@ async fn attempt(
         return Ok(Err(Retry::Resume(format!("body was {received} bytes, Content-Length said {n}"))));
     }
     if let Some(count) = file.count
-        && v.lines != count
+        && v.tally.lines != count
     {
-        return Ok(Err(Retry::Restart(format!("{} resources in the file, the manifest said {count}", v.lines))));
+        return Ok(Err(Retry::Restart(format!("{} resources in the file, the manifest said {count}", v.tally.lines))));
     }
     Ok(Ok(v.into_downloaded(file)))
 }
@@ -342,10 +340,38 @@ struct Verifier {
     validate: Validate,
     max_bytes: u64,
     bytes: u64,
+    tally: Tally,
+}
+
+/// What the line checks found in one file.
+#[derive(Default)]
+struct Tally {
     lines: u64,
     invalid: u64,
     wrong_type: u64,
+    /// The first problems, with their line numbers.
     problems: Vec<(u64, String)>,
+}
+
+impl Tally {
+    fn line(&mut self, n: u64, line: std::result::Result<&[u8], LineError>, validate: Validate, expected: &str) {
+        self.lines += 1;
+        let res = match line {
+            Err(e) => Err(e),
+            Ok(_) if validate == Validate::Off => Ok(()),
+            Ok(l) => check_line(l, Some(expected)),
+        };
+        if let Err(e) = res {
+            if matches!(e, LineError::WrongResourceType { .. }) {
+                self.wrong_type += 1;
+            } else {
+                self.invalid += 1;
+            }
+            if self.problems.len() < MAX_PROBLEMS_PER_FILE {
+                self.problems.push((n, e.to_string()));
+            }
+        }
+    }
 }
 
 impl Verifier {
@@ -358,10 +384,7 @@ impl Verifier {
             validate: settings.validate,
             max_bytes: settings.max_file_bytes,
             bytes: 0,
-            lines: 0,
-            invalid: 0,
-            wrong_type: 0,
-            problems: Vec::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -380,17 +403,13 @@ impl Verifier {
     }
 
     fn check(&mut self, chunk: &[u8]) {
-        let (validate, expected) = (self.validate, self.expected.as_str());
-        let (lines, invalid, wrong, problems) =
-            (&mut self.lines, &mut self.invalid, &mut self.wrong_type, &mut self.problems);
-        self.splitter.feed(chunk, &mut |n, line| on_line(n, line, validate, expected, lines, invalid, wrong, problems));
+        let (tally, validate, expected) = (&mut self.tally, self.validate, self.expected.as_str());
+        self.splitter.feed(chunk, &mut |n, line| tally.line(n, line, validate, expected));
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        let (validate, expected) = (self.validate, self.expected.as_str());
-        let (lines, invalid, wrong, problems) =
-            (&mut self.lines, &mut self.invalid, &mut self.wrong_type, &mut self.problems);
-        self.splitter.finish(&mut |n, line| on_line(n, line, validate, expected, lines, invalid, wrong, problems));
+        let (tally, validate, expected) = (&mut self.tally, self.validate, self.expected.as_str());
+        self.splitter.finish(&mut |n, line| tally.line(n, line, validate, expected));
         if let Some(mut w) = self.out.take() {
             w.flush()?;
             w.get_ref().sync_data()?;
@@ -402,6 +421,7 @@ impl Verifier {
         let sha = self.hash.finish();
         let sha256 = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>();
         let problems = self
+            .tally
             .problems
             .iter()
             .map(|(line, message)| Problem {
@@ -417,42 +437,13 @@ impl Verifier {
                 url: file.url.to_string(),
                 path: file.path.clone(),
                 expected_count: file.count,
-                lines: self.lines,
+                lines: self.tally.lines,
                 bytes: self.bytes,
                 sha256,
-                invalid_lines: self.invalid,
-                wrong_type_lines: self.wrong_type,
+                invalid_lines: self.tally.invalid,
+                wrong_type_lines: self.tally.wrong_type,
             },
             problems,
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn on_line(
-    n: u64,
-    line: std::result::Result<&[u8], LineError>,
-    validate: Validate,
-    expected: &str,
-    lines: &mut u64,
-    invalid: &mut u64,
-    wrong: &mut u64,
-    problems: &mut Vec<(u64, String)>,
-) {
-    *lines += 1;
-    let res = match line {
-        Err(e) => Err(e),
-        Ok(_) if validate == Validate::Off => Ok(()),
-        Ok(l) => check_line(l, Some(expected)),
-    };
-    if let Err(e) = res {
-        if matches!(e, LineError::WrongResourceType { .. }) {
-            *wrong += 1;
-        } else {
-            *invalid += 1;
-        }
-        if problems.len() < MAX_PROBLEMS_PER_FILE {
-            problems.push((n, e.to_string()));
         }
     }
 }

@@ -37,10 +37,10 @@ pub enum Event<'a> {
         files: usize,
         resources: Option<u64>,
     },
+    /// The size follows in `DownloadLength` once the response says it.
     DownloadStarted {
         id: usize,
         file: &'a PlannedFile,
-        size: Option<u64>,
     },
     /// The file's full size, once the response says it.
     DownloadLength {
@@ -112,9 +112,7 @@ impl Reporter for Plain {
             Event::ManifestReady { files, resources } => {
                 tracing::info!(files, resources, "export complete; downloading")
             }
-            Event::DownloadStarted { file, size, .. } => {
-                tracing::debug!(path = file.path, size, "download started")
-            }
+            Event::DownloadStarted { file, .. } => tracing::debug!(path = file.path, "download started"),
             Event::DownloadProgress { .. } | Event::DownloadLength { .. } => {}
             Event::DownloadFinished { file, lines, bytes, .. } => {
                 tracing::info!(path = file.path, resources = lines, bytes, "file verified")
@@ -204,7 +202,7 @@ impl Reporter for Bars {
                 bar.set_prefix("download");
                 *self.overall.lock().expect("lock") = Some(bar);
             }
-            Event::DownloadStarted { id, file, size } => {
+            Event::DownloadStarted { id, file } => {
                 let mut slots = self.slots.lock().expect("lock");
                 let i = match slots.iter().position(|(_, s)| s.is_none()) {
                     Some(i) => i,
@@ -216,8 +214,8 @@ impl Reporter for Bars {
                 let (bar, slot) = &mut slots[i];
                 *slot = Some(*id);
                 bar.reset();
-                bar.set_length(size.unwrap_or(0));
-                bar.set_style(style(if size.is_some() { FILE_SIZED } else { FILE_UNKNOWN_SIZE }));
+                bar.set_length(0);
+                bar.set_style(style(FILE_UNKNOWN_SIZE));
                 bar.set_message(file.path.clone());
             }
             Event::DownloadLength { id, total } => self.with_bar(*id, |b| {
