@@ -8,7 +8,6 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use url::Url;
 
 use crate::download::{Downloaded, download_all};
@@ -16,6 +15,7 @@ use crate::error::{Error, Result, exit};
 use crate::eventlog::EventLog;
 use crate::export::{kickoff, manifest, member_match, poll};
 use crate::http::{Req, Session};
+use crate::job::resolve::parse_instant;
 use crate::job::{Job, Since, Validate};
 use crate::progress::{Event, Reporter, Tee};
 use crate::record::{self, FileKind, JobInfo, Problem, RunRecord, Totals};
@@ -42,11 +42,7 @@ pub struct RunOutcome {
 }
 
 pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).expect("now formats")
-}
-
-fn parse_instant(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
+    kickoff::format_instant(OffsetDateTime::now_utc())
 }
 
 /// `<dir>/<job name>`.
@@ -199,8 +195,6 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
     reporter.event(&Event::ManifestReady { files: files.len(), resources: expected });
 
     // Downloads: verified files are recorded in the state as they land, so a rerun skips them.
-    let state_for_cb = state.clone();
-    let mut inflight_cb = inflight.clone();
     let mut refreshes = 0;
     let downloaded = loop {
         let res = download_all(
@@ -209,10 +203,10 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
             &files,
             &job.download,
             m.requires_access_token,
-            &inflight_cb.done.clone(),
+            &inflight.done.clone(),
             |d: &Downloaded| {
-                inflight_cb.done.push(d.record.clone());
-                if let Err(e) = state_for_cb.save_inflight(&inflight_cb) {
+                inflight.done.push(d.record.clone());
+                if let Err(e) = state.save_inflight(&inflight) {
                     tracing::warn!(error = %e, "could not record a verified file in the state");
                 }
             },
@@ -439,9 +433,4 @@ fn params_json(k: &kickoff::Kickoff) -> serde_json::Value {
 
 fn new_export_id() -> String {
     (0..10).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
-}
-
-/// Where a job's files go, for messages.
-pub fn describe_dir(p: &Path) -> String {
-    p.display().to_string()
 }

@@ -63,17 +63,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The export finished but the files did not verify (strict validation, counts).
-    #[error("{0}")]
-    Verification(String),
-
     /// Anything else that ends a run: a protocol violation, a malformed manifest.
     #[error("{0}")]
     Failed(String),
-
-    /// A subcommand whose implementation has not landed yet.
-    #[error("`oneup-bulk {0}` is not implemented yet in this version")]
-    NotImplemented(&'static str),
 }
 
 impl Error {
@@ -90,7 +82,7 @@ impl Error {
             Error::Transient(_) | Error::Locked(_) => exit::TEMPFAIL,
             Error::Interrupted(Signal::Interrupt) => exit::SIGINT,
             Error::Interrupted(Signal::Terminate) => exit::SIGTERM,
-            Error::Io { .. } | Error::Verification(_) | Error::Failed(_) | Error::NotImplemented(_) => exit::FAILED,
+            Error::Io { .. } | Error::Failed(_) => exit::FAILED,
         }
     }
 }

@@ -112,7 +112,7 @@ fn validate(paths: &[PathBuf]) -> Result<u8, Error> {
                 println!("ok  {}  {}", p.display(), job::summary(&job));
             }
             Err(e) => {
-                worst = worst.max(report_error(&e));
+                worst = run::worst(worst, report_error(&e));
             }
         }
     }

@@ -35,14 +35,9 @@ pub fn worst(a: u8, b: u8) -> u8 {
     if rank(b) > rank(a) { b } else { a }
 }
 
-/// `--since`: an RFC 3339 instant or a date (midnight UTC).
+/// `--since`: an RFC 3339 instant or a date (midnight UTC), read like the job file's `since`.
 pub fn parse_since(s: &str) -> Result<OffsetDateTime, Error> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t);
-    }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt).map(|d| d.midnight().assume_utc()).map_err(|_| {
+    crate::job::resolve::parse_instant(s).ok_or_else(|| {
         Error::Usage(format!("--since {s:?}: expected an instant like 2024-01-31T00:00:00Z or a date like 2024-01-31"))
     })
 }
@@ -118,7 +113,7 @@ async fn run_all(jobs: Vec<Job>, opts: RunOptions, display: Arc<dyn Reporter>, p
                 );
             }
             Err(e) => {
-                eprintln!("error: job {name}: {}", strip_job_prefix(e));
+                eprintln!("error: job {name}: {e}");
                 code = worst(code, e.exit_code());
                 let _ = writeln!(table, "  {name:<24} {:>3}  {}", e.exit_code(), first_line(&e.to_string()));
             }
@@ -128,10 +123,6 @@ async fn run_all(jobs: Vec<Job>, opts: RunOptions, display: Arc<dyn Reporter>, p
         println!("\njobs (exit code, outcome):\n{table}");
     }
     code
-}
-
-fn strip_job_prefix(e: &Error) -> String {
-    e.to_string()
 }
 
 fn first_line(s: &str) -> &str {

@@ -23,7 +23,7 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
         let job = match load_job(p) {
             Ok(j) => j,
             Err(e) => {
-                code = code.max(super::report_error(&e));
+                code = super::run::worst(code, super::report_error(&e));
                 continue;
             }
         };
