@@ -418,8 +418,7 @@ impl Verifier {
     }
 
     fn into_downloaded(self, file: &PlannedFile) -> Downloaded {
-        let sha = self.hash.finish();
-        let sha256 = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let sha256 = crate::record::hex(self.hash.finish().as_ref());
         let problems = self
             .tally
             .problems

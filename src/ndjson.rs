@@ -4,6 +4,7 @@
 //! and that carry-over never grows past the maximum line length.
 
 use std::borrow::Cow;
+use std::io::{self, Read};
 
 use serde::Deserialize;
 
@@ -118,6 +119,26 @@ fn emit(line_no: u64, line: &[u8], on_line: &mut impl FnMut(u64, Result<&[u8], L
         return;
     }
     on_line(line_no, Ok(line));
+}
+
+/// Streams `r` through `splitter` in 1 MiB blocks, then finishes it (so a last line without a newline
+/// counts). `on_block` sees each block before its lines are split, and returns false to stop reading.
+pub fn read_lines(
+    r: &mut dyn Read,
+    splitter: &mut LineSplitter,
+    mut on_block: impl FnMut(&[u8]) -> bool,
+    on_line: &mut impl FnMut(u64, Result<&[u8], LineError>),
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 || !on_block(&buf[..n]) {
+            break;
+        }
+        splitter.feed(&buf[..n], on_line);
+    }
+    splitter.finish(on_line);
+    Ok(())
 }
 
 /// The fields of a resource that line checks and `inspect` look at; the rest is parsed (so the whole

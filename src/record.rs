@@ -93,6 +93,11 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Lowercase hex, for SHA-256 digests in `run.json` and `inspect`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The filesystem-safe run id for a `transactionTime`: `2024-05-01T12:00:00.123Z` → `20240501T120000.123Z`.
 pub fn run_id(transaction_time: &str) -> String {
     let mut id: String = transaction_time

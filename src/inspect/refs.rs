@@ -2,7 +2,6 @@
 //! `Type/id`; this one reads the output files again and looks up every relative `Type/id` reference.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +11,7 @@ use serde_json::Value;
 
 use super::scan::{id_hash, open, type_from_name};
 use crate::job::fhir_types::is_r4_type;
-use crate::ndjson::LineSplitter;
+use crate::ndjson::{LineSplitter, read_lines};
 
 pub type IdSet = HashSet<u64>;
 
@@ -89,7 +88,6 @@ pub(super) fn check(root: &Path, files: &[PathBuf], ids: &IdSet, threads: usize,
                     let Some(f) = outputs.get(i) else { break };
                     let Ok(mut r) = open(f) else { continue };
                     let mut splitter = LineSplitter::new(max_line);
-                    let mut buf = vec![0u8; 1 << 20];
                     let mut on_line = |_: u64, line: Result<&[u8], crate::ndjson::LineError>| {
                         let Ok(line) = line else { return };
                         let Ok(v) = serde_json::from_slice::<Value>(line) else {
@@ -121,13 +119,8 @@ pub(super) fn check(root: &Path, files: &[PathBuf], ids: &IdSet, threads: usize,
                             }
                         }
                     };
-                    while let Ok(n) = r.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        splitter.feed(&buf[..n], &mut on_line);
-                    }
-                    splitter.finish(&mut on_line);
+                    // A file that cannot be read was already reported by the first pass.
+                    let _ = read_lines(&mut *r, &mut splitter, |_| true, &mut on_line);
                 }
                 let mut t = total.lock().expect("lock");
                 t.checked += acc.checked;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{FileRole, FileSummary, InspectOptions};
 use crate::error::{Error, Result};
 use crate::job::fhir_types::is_r4_type;
-use crate::ndjson::{LineError, LineSplitter, parse_head};
+use crate::ndjson::{LineError, LineSplitter, parse_head, read_lines};
 
 /// Problems kept per file for listing (all are counted).
 const KEEP_PROBLEMS: usize = 100;
@@ -64,11 +64,31 @@ pub fn id_hash(resource_type: &str, id: &str) -> u64 {
 
 /// Opens a file for streaming: raw bytes are hashed by the caller; gzip is decoded for lines.
 pub(super) fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    let f = File::open(path)?;
+    Ok(decoded(path, File::open(path)?))
+}
+
+/// The stored bytes `raw` of `path`, decoded when the name says gzip.
+fn decoded<'a>(path: &Path, raw: impl Read + Send + 'a) -> Box<dyn Read + Send + 'a> {
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, f))))
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, raw)))
     } else {
-        Ok(Box::new(f))
+        Box::new(raw)
+    }
+}
+
+/// Hashes the stored bytes as they are read, so a file is read once whether or not it is gzip.
+struct Hashing<R> {
+    inner: R,
+    hash: Option<digest::Context>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -106,49 +126,28 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool, want_h
     let role = role(root, path);
     let mut expected = type_from_name(path);
     let raw_len = std::fs::metadata(path)?.len();
-    let mut hash = digest::Context::new(&digest::SHA256);
-    // Hash the stored bytes in a separate pass only for .gz (plain files are hashed as they stream).
-    let gz = path.extension().is_some_and(|e| e == "gz");
-    if gz && want_hash {
-        let mut f = File::open(path)?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-        }
-    }
-    let mut reader = open(path)?;
+    let mut raw = Hashing { inner: File::open(path)?, hash: want_hash.then(|| digest::Context::new(&digest::SHA256)) };
     let mut splitter = LineSplitter::new(max_line);
     let mut st = State { expected: expected.take(), ..Default::default() };
-    let mut buf = vec![0u8; 1 << 20];
     let mut last_byte = b'\n';
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if !gz && want_hash {
-            hash.update(&buf[..n]);
-        }
-        last_byte = buf[n - 1];
-        splitter.feed(&buf[..n], &mut |no, line| st.line(no, line, &rel, role, collect_ids));
-    }
-    let before = st.invalid;
-    let last_no = splitter.line_no() + 1;
-    splitter.finish(&mut |no, line| st.line(no, line, &rel, role, collect_ids));
+    read_lines(
+        &mut decoded(path, &mut raw),
+        &mut splitter,
+        |block| {
+            last_byte = block[block.len() - 1];
+            true
+        },
+        &mut |no, line| st.line(no, line, &rel, role, collect_ids),
+    )?;
     // A final line without a newline that does not parse: the file was cut short.
-    let truncated = last_byte != b'\n' && st.invalid > before && splitter.line_no() == last_no;
-    let sha = hash.finish();
+    let truncated = last_byte != b'\n' && st.last_invalid == Some(splitter.line_no());
     Ok(Scanned {
         summary: FileSummary {
             path: rel,
             resource_type: st.expected.clone().unwrap_or_else(|| "unknown".into()),
             resources: st.lines,
             bytes: raw_len,
-            sha256: want_hash.then(|| sha.as_ref().iter().map(|b| format!("{b:02x}")).collect()),
+            sha256: raw.hash.map(|h| crate::record::hex(h.finish().as_ref())),
             invalid_lines: st.invalid,
             wrong_type_lines: st.wrong,
             truncated,
@@ -169,6 +168,8 @@ struct State {
     lines: u64,
     invalid: u64,
     wrong: u64,
+    /// The number of the last invalid line (for truncation).
+    last_invalid: Option<u64>,
     earliest: Option<String>,
     latest: Option<String>,
     problems: Vec<Problem>,
@@ -189,6 +190,7 @@ impl State {
             Ok(l) => l,
             Err(e) => {
                 self.invalid += 1;
+                self.last_invalid = Some(no);
                 self.problem(file, no, e.to_string());
                 return;
             }
@@ -197,12 +199,14 @@ impl State {
             Ok(h) => h,
             Err(e) => {
                 self.invalid += 1;
+                self.last_invalid = Some(no);
                 self.problem(file, no, e.to_string());
                 return;
             }
         };
         let Some(rt) = head.resource_type.as_deref() else {
             self.invalid += 1;
+            self.last_invalid = Some(no);
             self.problem(file, no, LineError::MissingResourceType.to_string());
             return;
         };
@@ -258,7 +262,6 @@ pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> 
             }
             let mut r = open(f).map_err(|e| Error::io(f, e))?;
             let mut splitter = LineSplitter::new(opts.max_line_bytes);
-            let mut buf = vec![0u8; 1 << 16];
             let mut emit = |_: u64, line: std::result::Result<&[u8], LineError>| {
                 let Ok(line) = line else { return };
                 if printed.get() >= n {
@@ -271,14 +274,7 @@ pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> 
                     printed.set(printed.get() + 1);
                 }
             };
-            loop {
-                let k = r.read(&mut buf).map_err(|e| Error::io(f, e))?;
-                if k == 0 || printed.get() >= n {
-                    break;
-                }
-                splitter.feed(&buf[..k], &mut emit);
-            }
-            splitter.finish(&mut emit);
+            read_lines(&mut *r, &mut splitter, |_| printed.get() < n, &mut emit).map_err(|e| Error::io(f, e))?;
         }
     }
     if printed.get() == 0 {
