@@ -184,31 +184,21 @@ impl State {
         }
     }
 
+    fn invalid(&mut self, file: &str, no: u64, e: LineError) {
+        self.invalid += 1;
+        self.last_invalid = Some(no);
+        self.problem(file, no, e.to_string());
+    }
+
     fn line(&mut self, no: u64, line: std::result::Result<&[u8], LineError>, file: &str, role: FileRole, ids: bool) {
         self.lines += 1;
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                self.invalid += 1;
-                self.last_invalid = Some(no);
-                self.problem(file, no, e.to_string());
-                return;
-            }
-        };
-        let head = match parse_head(line) {
-            Ok(h) => h,
-            Err(e) => {
-                self.invalid += 1;
-                self.last_invalid = Some(no);
-                self.problem(file, no, e.to_string());
-                return;
-            }
+        let parsed = line.and_then(|l| Ok((l, parse_head(l)?)));
+        let (line, head) = match parsed {
+            Ok(x) => x,
+            Err(e) => return self.invalid(file, no, e),
         };
         let Some(rt) = head.resource_type.as_deref() else {
-            self.invalid += 1;
-            self.last_invalid = Some(no);
-            self.problem(file, no, LineError::MissingResourceType.to_string());
-            return;
+            return self.invalid(file, no, LineError::MissingResourceType);
         };
         match &self.expected {
             None => self.expected = Some(rt.to_string()),

@@ -115,7 +115,7 @@ async fn count_mismatch_is_retried_then_fails_resumably_without_a_final_file() {
     assert!(!names.iter().any(|n| n == "Patient.ndjson"), "the unverified file has no final name: {names:?}");
     assert!(!names.iter().any(|n| n == "run.json"), "{names:?}");
     // The state is kept: a rerun resumes the same export (and its manifest) instead of starting another.
-    assert!(env.out().join("t/.state/inflight.json").exists());
+    assert!(env.inflight().exists());
     let err = env.run(&job).await.unwrap_err();
     assert_eq!(err.exit_code(), 75);
     assert_eq!(env.sandbox.kickoff_count(), 1);
@@ -151,7 +151,7 @@ async fn retries_are_bounded_and_keep_the_state() {
     .await;
     let err = env.run(&env.job(EXPORT)).await.unwrap_err();
     assert_eq!(err.exit_code(), 75, "{err}");
-    assert!(env.out().join("t/.state/inflight.json").exists());
+    assert!(env.inflight().exists());
     let polls = env.sandbox.requests().iter().filter(|r| r.path.contains("$export-status")).count();
     assert_eq!(polls, 4, "one try and three retries (download.retries: 3)");
 }
@@ -164,16 +164,10 @@ fn kill9(child: &mut std::process::Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_polling_then_rerun_resumes_the_same_export() {
-    let env = Env::new(SandboxConfig {
-        polls_before_ready: 60,
-        retry_after: RetryAfterStyle::Seconds(0),
-        ..Default::default()
-    })
-    .await;
+    let env = Env::long_export(60).await;
     let path = env.write_job("k.yaml", &env.yaml("t", EXPORT, ""));
     let mut child = bin().arg("run").arg(&path).arg("-q").spawn().unwrap();
-    let inflight = env.out().join("t/.state/inflight.json");
-    wait_until("the export to be in flight", || inflight.exists()).await;
+    env.wait_in_flight().await;
     kill9(&mut child);
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;
     assert!(matches!(o.status.code(), Some(0 | 5)), "{}", text(&o));
@@ -198,7 +192,7 @@ async fn killed_while_downloading_then_rerun_keeps_verified_files() {
     let yaml = env.yaml("t", EXPORT, "").replace("  retries: 3\n", "  retries: 3\n  concurrency: 1\n");
     let path = env.write_job("k.yaml", &yaml);
     let mut child = bin().arg("run").arg(&path).arg("-q").spawn().unwrap();
-    let state = env.out().join("t/.state/inflight.json");
+    let state = env.inflight();
     wait_until("the first verified file", || std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"sha256\"")))
         .await;
     kill9(&mut child);
@@ -221,16 +215,10 @@ async fn killed_while_downloading_then_rerun_keeps_verified_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_of_the_same_job_is_refused() {
-    let env = Env::new(SandboxConfig {
-        polls_before_ready: 100,
-        retry_after: RetryAfterStyle::Seconds(0),
-        ..Default::default()
-    })
-    .await;
+    let env = Env::long_export(100).await;
     let path = env.write_job("k.yaml", &env.yaml("t", EXPORT, ""));
     let mut first = bin().arg("run").arg(&path).arg("-q").spawn().unwrap();
-    let inflight = env.out().join("t/.state/inflight.json");
-    wait_until("the first run to be in flight", || inflight.exists()).await;
+    env.wait_in_flight().await;
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;
     let t = text(&o);
     assert_eq!(o.status.code(), Some(75), "{t}");

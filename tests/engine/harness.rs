@@ -10,7 +10,7 @@ use std::sync::Arc;
 use oneup_bulk::app::{RunOptions, RunOutcome, run_job};
 use oneup_bulk::job::{self, Job};
 use oneup_bulk::progress::Silent;
-use oneup_bulk::sandbox::{Sandbox, SandboxConfig};
+use oneup_bulk::sandbox::{RetryAfterStyle, Sandbox, SandboxConfig};
 
 pub const CLIENT_ID: &str = "demo-client";
 pub const SECRET: &str = "demo-secret-not-real";
@@ -28,6 +28,27 @@ impl Env {
 
     pub async fn default() -> Env {
         Env::new(SandboxConfig::default()).await
+    }
+
+    /// A sandbox whose exports stay in progress for `polls` status checks, each answered at once.
+    pub async fn long_export(polls: u32) -> Env {
+        Env::new(SandboxConfig {
+            polls_before_ready: polls,
+            retry_after: RetryAfterStyle::Seconds(0),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The state file of job `t` that says an export is in flight.
+    pub fn inflight(&self) -> PathBuf {
+        self.out().join("t/.state/inflight.json")
+    }
+
+    /// Waits (bounded) until job `t` has an export in flight.
+    pub async fn wait_in_flight(&self) {
+        let p = self.inflight();
+        wait_until("the export to be in flight", || p.exists()).await;
     }
 
     pub fn out(&self) -> PathBuf {

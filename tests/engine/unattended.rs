@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use oneup_bulk::sandbox::{BadLine, Faults, RetryAfterStyle, SandboxConfig};
+use oneup_bulk::sandbox::{BadLine, Faults, SandboxConfig};
 
 use crate::harness::*;
 
@@ -85,16 +85,11 @@ async fn exit_codes_for_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_and_sigterm_keep_the_state() {
     for (sig, code) in [("INT", 130), ("TERM", 143)] {
-        let env = Env::new(SandboxConfig {
-            polls_before_ready: 1000,
-            retry_after: RetryAfterStyle::Seconds(0),
-            ..Default::default()
-        })
-        .await;
+        let env = Env::long_export(1000).await;
         let path = env.write_job("k.yaml", &env.yaml("t", EXPORT, ""));
         let child = bin().arg("run").arg(&path).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let inflight = env.out().join("t/.state/inflight.json");
-        wait_until("the export to be in flight", || inflight.exists()).await;
+        let inflight = env.inflight();
+        env.wait_in_flight().await;
         let pid = child.id().to_string();
         std::process::Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap();
         let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
@@ -147,18 +142,13 @@ async fn json_logs_and_event_log_for_machines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_cancel() {
-    let env = Env::new(SandboxConfig {
-        polls_before_ready: 1000,
-        retry_after: RetryAfterStyle::Seconds(0),
-        ..Default::default()
-    })
-    .await;
+    let env = Env::long_export(1000).await;
     let path = env.write_job("s.yaml", &env.yaml("t", EXPORT, ""));
     let o = run_bin(vec!["status".into(), path.display().to_string()]).await;
     assert!(text(&o).contains("last complete run: none"), "{}", text(&o));
     let mut child = bin().arg("run").arg(&path).arg("-q").spawn().unwrap();
-    let inflight = env.out().join("t/.state/inflight.json");
-    wait_until("the export to be in flight", || inflight.exists()).await;
+    let inflight = env.inflight();
+    env.wait_in_flight().await;
     let o = run_bin(vec!["status".into(), path.display().to_string()]).await;
     let t = text(&o);
     assert!(t.contains("in flight: http://127.0.0.1:"), "{t}");
