@@ -13,21 +13,14 @@ use serde_json::{Value, json};
 pub struct EventLog {
     path: PathBuf,
     export_id: String,
-    file: Mutex<Option<File>>,
+    file: Mutex<File>,
 }
 
 impl EventLog {
     /// Appends to `path` (created 0600). `export_id` ties the lines of one export together across resumes.
     pub fn open(path: &Path, export_id: &str) -> std::io::Result<Self> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let f = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        Ok(EventLog { path: path.to_path_buf(), export_id: export_id.to_string(), file: Mutex::new(Some(f)) })
-    }
-
-    /// A log that writes nothing (dry runs).
-    pub fn disabled() -> Self {
-        EventLog { path: PathBuf::new(), export_id: String::new(), file: Mutex::new(None) }
+        let f = crate::record::open_private(path, OpenOptions::new().create(true).append(true))?;
+        Ok(EventLog { path: path.to_path_buf(), export_id: export_id.to_string(), file: Mutex::new(f) })
     }
 
     pub fn path(&self) -> &Path {
@@ -42,12 +35,10 @@ impl EventLog {
             "eventId": event_id,
             "eventDetail": detail,
         });
-        if let Some(f) = &mut *self.file.lock().expect("log lock") {
-            let mut bytes = serde_json::to_vec(&line).expect("JSON serialises");
-            bytes.push(b'\n');
-            if let Err(e) = f.write_all(&bytes) {
-                tracing::warn!(error = %e, "could not write the event log");
-            }
+        let mut bytes = serde_json::to_vec(&line).expect("JSON serialises");
+        bytes.push(b'\n');
+        if let Err(e) = self.file.lock().expect("log lock").write_all(&bytes) {
+            tracing::warn!(error = %e, "could not write the event log");
         }
     }
 }

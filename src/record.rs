@@ -125,8 +125,13 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
 
 /// Opens a new file for writing with mode 0600 (set explicitly, so the umask cannot widen it).
 pub fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
+    open_private(path, fs::OpenOptions::new().write(true).create(true).truncate(true))
+}
+
+/// Opens with `opts`; a file it creates, or finds, is made owner-only (0600, set explicitly).
+pub fn open_private(path: &Path, opts: &mut fs::OpenOptions) -> std::io::Result<fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let f = opts.mode(0o600).open(path)?;
     f.set_permissions(fs::Permissions::from_mode(0o600))?;
     Ok(f)
 }

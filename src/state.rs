@@ -87,15 +87,8 @@ impl JobState {
     pub fn lock(&self) -> Result<Lock> {
         self.create()?;
         let path = self.dir.join(LOCK);
-        let mut f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let mut f = crate::record::open_private(&path, fs::OpenOptions::new().read(true).write(true).create(true))
             .map_err(|e| Error::io(&path, e))?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = f.set_permissions(fs::Permissions::from_mode(0o600));
         match f.try_lock() {
             Ok(()) => {
                 let holder = format!("pid {} since {}\n", std::process::id(), crate::app::now_rfc3339());

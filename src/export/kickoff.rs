@@ -54,7 +54,6 @@ pub struct Kickoff {
     pub url: Url,
     /// For POST: a FHIR `Parameters` resource.
     pub body: Option<Value>,
-    pub params: Vec<Param>,
     pub prefer: String,
 }
 
@@ -138,7 +137,7 @@ pub fn build(job: &Job, since: Option<OffsetDateTime>) -> Kickoff {
             "resourceType": "Parameters",
             "parameter": params.iter().map(Param::to_parameter).collect::<Vec<_>>(),
         });
-        Kickoff { method: Method::POST, url, body: Some(body), params, prefer }
+        Kickoff { method: Method::POST, url, body: Some(body), prefer }
     } else {
         if !params.is_empty() {
             let mut q = url.query_pairs_mut();
@@ -146,7 +145,7 @@ pub fn build(job: &Job, since: Option<OffsetDateTime>) -> Kickoff {
                 q.append_pair(p.name(), &p.value());
             }
         }
-        Kickoff { method: Method::GET, url, body: None, params, prefer }
+        Kickoff { method: Method::GET, url, body: None, prefer }
     }
 }
 
