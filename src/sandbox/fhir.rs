@@ -5,7 +5,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::RetryAfterStyle;
 
@@ -52,14 +51,9 @@ pub fn retry_after(mut r: Response, style: RetryAfterStyle) -> Response {
     r
 }
 
-/// A FHIR instant, or a bare date (taken as midnight UTC): both are seen in `_since` in the wild.
-pub fn parse_instant(s: &str) -> Option<OffsetDateTime> {
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Some(t);
-    }
-    let d = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
-    Some(d.midnight().assume_utc())
-}
+/// A FHIR instant, or a bare date (taken as midnight UTC): both are seen in `_since` in the wild. The
+/// client reads job files' `since` the same way.
+pub use crate::job::resolve::parse_instant;
 
 /// RFC 3339 with milliseconds, in UTC: `2025-03-01T12:00:00.123Z`.
 pub fn fmt_instant(t: OffsetDateTime) -> String {
