@@ -186,22 +186,14 @@ pub fn check_line(line: &[u8], expected: Option<&str>) -> Result<(), LineError> 
 }
 
 fn short_json_error(e: &serde_json::Error) -> String {
-    format!("{} at column {}", e.classify_name(), e.column())
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "read error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected value",
-            serde_json::error::Category::Eof => "unexpected end",
-        }
-    }
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "read error",
+        Category::Syntax => "syntax error",
+        Category::Data => "unexpected value",
+        Category::Eof => "unexpected end",
+    };
+    format!("{what} at column {}", e.column())
 }
 
 #[cfg(test)]
