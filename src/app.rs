@@ -14,11 +14,11 @@ use crate::download::{Downloaded, download_all};
 use crate::error::{Error, Result, exit};
 use crate::eventlog::EventLog;
 use crate::export::{kickoff, manifest, member_match, poll};
-use crate::http::{Req, Session};
-use crate::job::resolve::parse_instant;
+use crate::instant;
 use crate::job::{Job, Since, Validate};
 use crate::progress::{Event, Reporter, Tee};
 use crate::record::{self, FileKind, JobInfo, Problem, RunRecord, Totals};
+use crate::session::{Req, Session};
 use crate::state::{HistoryEntry, InFlight, JobState};
 
 /// Per-run choices from the command line.
@@ -41,10 +41,6 @@ pub struct RunOutcome {
     pub exit_code: u8,
 }
 
-pub fn now_rfc3339() -> String {
-    kickoff::format_instant(OffsetDateTime::now_utc())
-}
-
 /// `<dir>/<job name>`.
 pub fn job_dir(job: &Job, opts: &RunOptions) -> PathBuf {
     opts.out.as_deref().unwrap_or(&job.download.dir).join(&job.name)
@@ -58,7 +54,7 @@ pub fn resolve_since(job: &Job, opts: &RunOptions, state: &JobState) -> Result<O
     Ok(match job.export.since {
         Since::None => None,
         Since::At(t) => Some(t),
-        Since::Auto => state.checkpoint()?.transaction_time.as_deref().and_then(parse_instant),
+        Since::Auto => state.checkpoint()?.transaction_time.as_deref().and_then(instant::parse),
     })
 }
 
@@ -111,8 +107,8 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
                 status_url: status_url.to_string(),
                 request: k.url.to_string(),
                 method: k.method.to_string(),
-                started: now_rfc3339(),
-                since: since.map(kickoff::format_instant),
+                started: instant::now(),
+                since: since.map(instant::format),
                 last_progress: None,
                 run_id: None,
                 done: Vec::new(),
@@ -135,7 +131,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         }
         None => {
             let started = inflight.started.as_str();
-            let started = parse_instant(started).map(SystemTime::from).unwrap_or_else(SystemTime::now);
+            let started = instant::parse(started).map(SystemTime::from).unwrap_or_else(SystemTime::now);
             let mut last_progress = inflight.last_progress.clone();
             let res = poll::wait_for_manifest(&session, &status_url, &job.poll, started, |p| {
                 last_progress = p.map(str::to_string);
@@ -165,21 +161,21 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
             }
         }
     };
-    let manifest_received = now_rfc3339();
+    let manifest_received = instant::now();
 
     let first = manifest::parse(&manifest_bytes)?;
     let run_id = record::run_id(&first.transaction_time);
     let run_dir = state.job_dir.join(&run_id);
-    record::create_private_dir(&run_dir)?;
+    crate::private_fs::create_private_dir(&run_dir)?;
     if inflight.run_id.is_none() {
-        record::write_atomic(&run_dir.join(record::MANIFEST_FILE), &manifest_bytes)?;
+        crate::private_fs::write_atomic(&run_dir.join(record::MANIFEST_FILE), &manifest_bytes)?;
     }
     let m = collect_pages(&session, job, &status_url, &run_dir, first, true).await?;
     let mut files = manifest::plan(&m, &status_url)?;
     if inflight.run_id.is_none() {
         let mm = state.dir.join(MEMBER_MATCH_FILE);
         if let Ok(doc) = std::fs::read(&mm) {
-            record::write_atomic(&run_dir.join(MEMBER_MATCH_FILE), &doc)?;
+            crate::private_fs::write_atomic(&run_dir.join(MEMBER_MATCH_FILE), &doc)?;
         }
         inflight.run_id = Some(run_id.clone());
         state.save_inflight(&inflight)?;
@@ -292,7 +288,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         run_id: run_id.clone(),
         started: inflight.started.clone(),
         manifest_received,
-        finished: now_rfc3339(),
+        finished: instant::now(),
         since: inflight.since.clone(),
         files: downloaded.iter().map(|d| d.record.clone()).collect(),
         totals: totals.clone(),
@@ -307,7 +303,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
     // The export's log joins its run folder; run.json is written last and marks the run complete.
     let run_log = run_dir.join(record::LOG_FILE);
     std::fs::rename(log.path(), &run_log).map_err(|e| Error::io(&run_log, e))?;
-    record::write_json(&run_dir.join(record::RUN_FILE), &rec)?;
+    crate::private_fs::write_json(&run_dir.join(record::RUN_FILE), &rec)?;
     if !strict_failed {
         record::point_latest(&state.job_dir, &run_id)?;
         state.advance(HistoryEntry {
@@ -358,7 +354,7 @@ async fn collect_pages(
                 match poll::wait_for_manifest(session, &url, &job.poll, SystemTime::now(), |_| {}).await? {
                     Ok(b) => {
                         if saved {
-                            record::write_atomic(&page_file, &b)?;
+                            crate::private_fs::write_atomic(&page_file, &b)?;
                         }
                         b
                     }
@@ -384,7 +380,7 @@ async fn match_members(
     log: &EventLog,
 ) -> Result<Job> {
     let r = member_match::run(session, job, mm).await?;
-    record::write_atomic(&state.dir.join(MEMBER_MATCH_FILE), &r.document)?;
+    crate::private_fs::write_atomic(&state.dir.join(MEMBER_MATCH_FILE), &r.document)?;
     let note = format!(
         "$bulk-member-match: {} matched, {} not matched, {} consent-constrained; exporting Group/{}",
         r.matched, r.non_matched, r.consent_constrained, r.matched_group_id

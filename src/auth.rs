@@ -11,7 +11,8 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::{RetryPolicy, outcome_text, plain_attempt, retrying};
+use crate::fhir::outcome_text;
+use crate::http::{RetryPolicy, plain_attempt, retrying};
 use crate::job::{Auth, AuthMethod, Job};
 use crate::jwt::SigningKey;
 use crate::progress::{Event, Reporter};

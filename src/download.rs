@@ -8,7 +8,6 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_lc_rs::digest;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_RANGE, RANGE};
 use tokio::sync::mpsc;
@@ -16,11 +15,15 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::export::manifest::PlannedFile;
-use crate::http::{Req, Session, TokenUse, describe, outcome_text, redact_query};
+use crate::fhir::outcome_text;
+use crate::http::describe;
 use crate::job::{DownloadSettings, Validate};
 use crate::ndjson::{LineError, LineSplitter, check_line};
+use crate::private_fs::{create_private_dir, create_private_file};
 use crate::progress::Event;
-use crate::record::{FileRecord, Problem, create_private_dir, create_private_file};
+use crate::record::{FileRecord, Problem};
+use crate::redact::redact_query;
+use crate::session::{Req, Session, TokenUse};
 
 /// Problems kept per file (the counts are always exact).
 const MAX_PROBLEMS_PER_FILE: usize = 20;
@@ -334,7 +337,7 @@ impl Sink {
 /// Counts, hashes, checks and writes the decoded bytes of one file.
 struct Verifier {
     out: Option<BufWriter<File>>,
-    hash: digest::Context,
+    hash: crate::digest::Sha256,
     splitter: LineSplitter,
     expected: String,
     validate: Validate,
@@ -378,7 +381,7 @@ impl Verifier {
     fn new(settings: &DownloadSettings, expected: String) -> Self {
         Verifier {
             out: None,
-            hash: digest::Context::new(&digest::SHA256),
+            hash: crate::digest::Sha256::new(),
             splitter: LineSplitter::new(settings.max_line_bytes),
             expected,
             validate: settings.validate,
@@ -418,7 +421,7 @@ impl Verifier {
     }
 
     fn into_downloaded(self, file: &PlannedFile) -> Downloaded {
-        let sha256 = crate::record::hex(self.hash.finish().as_ref());
+        let sha256 = self.hash.finish_hex();
         let problems = self
             .tally
             .problems

@@ -19,7 +19,7 @@ pub struct EventLog {
 impl EventLog {
     /// Appends to `path` (created 0600). `export_id` ties the lines of one export together across resumes.
     pub fn open(path: &Path, export_id: &str) -> std::io::Result<Self> {
-        let f = crate::record::open_private(path, OpenOptions::new().create(true).append(true))?;
+        let f = crate::private_fs::open_private(path, OpenOptions::new().create(true).append(true))?;
         Ok(EventLog { path: path.to_path_buf(), export_id: export_id.to_string(), file: Mutex::new(f) })
     }
 
@@ -31,7 +31,7 @@ impl EventLog {
     pub fn event(&self, event_id: &str, detail: Value) {
         let line = json!({
             "exportId": self.export_id,
-            "timestamp": crate::app::now_rfc3339(),
+            "timestamp": crate::instant::now(),
             "eventId": event_id,
             "eventDetail": detail,
         });
@@ -58,19 +58,19 @@ impl crate::progress::Reporter for EventLog {
             ),
             Event::DownloadStarted { file, .. } => self.event(
                 "download_request",
-                json!({"fileUrl": crate::http::redact_query(&file.url), "itemType": item_type(file), "resourceType": file.resource_type}),
+                json!({"fileUrl": crate::redact::redact_query(&file.url), "itemType": item_type(file), "resourceType": file.resource_type}),
             ),
             Event::DownloadFinished { file, lines, bytes, .. } => self.event(
                 "download_complete",
-                json!({"fileUrl": crate::http::redact_query(&file.url), "resourceCount": lines, "fileSize": bytes}),
+                json!({"fileUrl": crate::redact::redact_query(&file.url), "resourceCount": lines, "fileSize": bytes}),
             ),
             Event::DownloadRetry { file, reason, resume_from, .. } => self.event(
                 "download_error",
-                json!({"fileUrl": crate::http::redact_query(&file.url), "message": reason, "retrying": true, "resumeFrom": resume_from}),
+                json!({"fileUrl": crate::redact::redact_query(&file.url), "message": reason, "retrying": true, "resumeFrom": resume_from}),
             ),
             Event::DownloadFailed { file, reason, .. } => self.event(
                 "download_error",
-                json!({"fileUrl": crate::http::redact_query(&file.url), "message": reason, "retrying": false}),
+                json!({"fileUrl": crate::redact::redact_query(&file.url), "message": reason, "retrying": false}),
             ),
             _ => {}
         }

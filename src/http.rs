@@ -1,22 +1,18 @@
-//! The HTTP layer every stage shares: one rustls client, one retry policy (pure decision functions plus a
-//! thin loop), bearer tokens attached only where DESIGN §1.6 allows, and redirects followed by hand so a
-//! token never crosses to another origin.
+//! The HTTP layer below authentication: one rustls client, one retry policy (pure decision functions plus
+//! a thin loop), and plain bounded requests (the token endpoint and discovery use these). The
+//! token-carrying [`crate::session::Session`] sits above [`crate::auth`] and builds on this.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, StatusCode};
-use url::{Origin, Url};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 
-use crate::auth::TokenSource;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::progress::{Event, Reporter};
-use crate::redact::Secret;
+use crate::redact::redact_query;
 
 pub const USER_AGENT: &str = concat!("oneup-bulk/", env!("CARGO_PKG_VERSION"));
 /// Redirect hops followed for one request.
@@ -78,45 +74,6 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// True when a body is an OperationOutcome with an issue whose code is `transient` or `throttled`. (Other
-/// sub-codes of transient, like `exception`, are used loosely by servers for permanent errors; a 5xx
-/// carrying them is retried anyway by its status.)
-pub fn is_transient_outcome(body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    v.get("resourceType").and_then(|t| t.as_str()) == Some("OperationOutcome")
-        && v.get("issue").and_then(|i| i.as_array()).is_some_and(|issues| {
-            issues.iter().any(|i| matches!(i.get("code").and_then(|c| c.as_str()), Some("transient" | "throttled")))
-        })
-}
-
-/// The human text of an OperationOutcome (diagnostics, else details.text, else code), or the body's start.
-pub fn outcome_text(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(issues) = v.get("issue").and_then(|i| i.as_array()) {
-            let texts: Vec<String> = issues
-                .iter()
-                .filter_map(|i| {
-                    i.get("diagnostics")
-                        .or_else(|| i.get("details").and_then(|d| d.get("text")))
-                        .or_else(|| i.get("code"))
-                        .and_then(|t| t.as_str())
-                        .map(str::to_string)
-                })
-                .collect();
-            if !texts.is_empty() {
-                return texts.join("; ");
-            }
-        }
-        if let Some(d) = v.get("error_description").or_else(|| v.get("error")).and_then(|d| d.as_str()) {
-            return d.to_string();
-        }
-    }
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
-    if text.is_empty() { "(empty body)".into() } else { text }
-}
-
 /// Builds the one HTTP client: rustls (aws-lc-rs) with the system's roots plus `tls.ca_file`, no automatic
 /// redirects (we follow them by hand), keep-alive, HTTP/2 where the server offers it.
 pub fn client(job: &Job) -> Result<reqwest::Client> {
@@ -137,208 +94,6 @@ pub fn client(job: &Job) -> Result<reqwest::Client> {
     b.build().map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))
 }
 
-/// A response read whole (bounded): token, kick-off, status, DELETE.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-/// Where the bearer token may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenUse {
-    Never,
-    /// Only when the URL's origin is the FHIR server's or one of `auth.token_origins`, and never after a
-    /// redirect to a different origin than the first URL's.
-    AllowedOrigins,
-}
-
-/// A prepared request: method, URL, headers, body. Cloned for each attempt.
-#[derive(Debug, Clone)]
-pub struct Req {
-    pub method: Method,
-    pub url: Url,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Option<Bytes>,
-    pub token: TokenUse,
-    /// What it is, for messages: "kick-off", "status", "Patient.ndjson".
-    pub what: String,
-}
-
-impl Req {
-    pub fn get(url: Url, what: impl Into<String>) -> Self {
-        Req {
-            method: Method::GET,
-            url,
-            headers: Vec::new(),
-            body: None,
-            token: TokenUse::AllowedOrigins,
-            what: what.into(),
-        }
-    }
-
-    pub fn header(mut self, name: HeaderName, value: &str) -> Self {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.push((name, v));
-        }
-        self
-    }
-}
-
-/// The shared client, token source, policy and reporter of one run.
-pub struct Session {
-    pub client: reqwest::Client,
-    pub tokens: TokenSource,
-    pub policy: RetryPolicy,
-    pub reporter: Arc<dyn Reporter>,
-    /// Origins that may receive the token (the FHIR server's + `auth.token_origins`).
-    pub token_origins: Vec<Origin>,
-    /// The job's `headers:`, sent with every FHIR request.
-    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl Session {
-    pub fn new(job: &Job, reporter: Arc<dyn Reporter>) -> Result<Self> {
-        let client = client(job)?;
-        let policy = RetryPolicy::from_job(job);
-        let mut token_origins = vec![job.fhir_base.origin()];
-        token_origins.extend(job.auth.token_origins.iter().cloned());
-        let mut extra_headers = Vec::new();
-        for (k, v) in &job.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| Error::Usage(format!("headers: {k:?} is not a valid header name")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| Error::Usage(format!("headers: the value of {k} is not a valid header value")))?;
-            extra_headers.push((name, value));
-        }
-        let tokens = TokenSource::new(job, client.clone(), policy.clone(), reporter.clone())?;
-        Ok(Session { client, tokens, policy, reporter, token_origins, extra_headers })
-    }
-
-    fn token_allowed(&self, first: &Url, current: &Url) -> bool {
-        let origin = current.origin();
-        origin == first.origin() && self.token_origins.contains(&origin)
-    }
-
-    /// Sends a request once, following redirects by hand (GET/HEAD only), attaching the token only where
-    /// allowed. Returns the final response and whether a token was sent with it.
-    #[allow(clippy::type_complexity)]
-    async fn send_once(
-        &self,
-        req: &Req,
-    ) -> Result<std::result::Result<(reqwest::Response, Option<Secret>), reqwest::Error>> {
-        // A token is fetched (or renewed) before the request; a refused secret ends here with exit 3.
-        let token = if req.token == TokenUse::AllowedOrigins && self.token_allowed(&req.url, &req.url) {
-            self.tokens.bearer().await?
-        } else {
-            None
-        };
-        let mut url = req.url.clone();
-        let mut hops = 0;
-        loop {
-            let mut rb = self.client.request(req.method.clone(), url.clone());
-            for (k, v) in self.extra_headers.iter().chain(req.headers.iter()) {
-                rb = rb.header(k, v);
-            }
-            if let Some(b) = &req.body {
-                rb = rb.body(b.clone());
-            }
-            let mut sent = None;
-            if let Some(t) = token.as_ref().filter(|_| self.token_allowed(&req.url, &url)) {
-                rb = rb.bearer_auth(t.expose());
-                sent = Some(t.clone());
-            }
-            let resp = match rb.send().await {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(e)),
-            };
-            let follow = resp.status().is_redirection()
-                && matches!(req.method, Method::GET | Method::HEAD)
-                && hops < MAX_REDIRECTS;
-            let next = follow
-                .then(|| resp.headers().get(reqwest::header::LOCATION))
-                .flatten()
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| url.join(l).ok());
-            match next {
-                Some(n) if matches!(n.scheme(), "http" | "https") => {
-                    tracing::debug!(from = %url, to = %redact_query(&n), "following redirect");
-                    url = n;
-                    hops += 1;
-                }
-                _ => return Ok(Ok((resp, sent))),
-            }
-        }
-    }
-
-    /// One try: a connection error is a retry, and the first 401 for a token we sent renews the token
-    /// and repeats the request without counting as a retry.
-    async fn try_once(&self, req: &Req, reauthed: &AtomicBool) -> Result<Attempt<reqwest::Response>> {
-        let (resp, sent) = match self.send_once(req).await? {
-            Ok(r) => r,
-            Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
-        };
-        if resp.status() == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
-            tracing::debug!(what = %req.what, "401: renewing the access token and repeating the request");
-            self.tokens.invalidate(sent.as_ref()).await;
-            return Ok(Attempt::Again);
-        }
-        Ok(Attempt::Done(resp))
-    }
-
-    /// Sends with the retry policy: retryable statuses, transient OperationOutcomes and connection errors
-    /// are retried with backoff (honouring `Retry-After`); one 401 renews the token without counting as a
-    /// retry. The body is read whole, up to `limit` bytes. Other statuses are returned to the caller.
-    pub async fn send(&self, req: &Req, limit: usize) -> Result<Reply> {
-        let reauthed = AtomicBool::new(false);
-        retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let resp = match self.try_once(req, &reauthed).await? {
-                Attempt::Done(r) => r,
-                other => return Ok(other.not_done()),
-            };
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = match read_limited(resp, limit).await {
-                Ok(b) => b,
-                Err(ReadError::TooLarge) => {
-                    return Err(Error::Failed(format!("{}: response larger than {limit} bytes", req.what)));
-                }
-                Err(ReadError::Http(e)) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
-            };
-            if is_retryable_status(status) || (status.as_u16() >= 400 && is_transient_outcome(&body)) {
-                return Ok(Attempt::Retry {
-                    reason: format!("HTTP {} {}", status.as_u16(), outcome_text(&body)),
-                    retry_after: retry_after(&headers, SystemTime::now()),
-                });
-            }
-            Ok(Attempt::Done(Reply { status, headers, body }))
-        })
-        .await
-    }
-
-    /// Like [`Session::send`] but returns the response with its body unread, for streaming downloads.
-    /// Retryable statuses and connection errors are retried; other statuses are returned.
-    pub async fn send_streaming(&self, req: &Req) -> Result<reqwest::Response> {
-        let reauthed = AtomicBool::new(false);
-        retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let resp = match self.try_once(req, &reauthed).await? {
-                Attempt::Done(r) => r,
-                other => return Ok(other.not_done()),
-            };
-            let status = resp.status();
-            if is_retryable_status(status) {
-                return Ok(Attempt::Retry {
-                    reason: format!("HTTP {}", status.as_u16()),
-                    retry_after: retry_after(resp.headers(), SystemTime::now()),
-                });
-            }
-            Ok(Attempt::Done(resp))
-        })
-        .await
-    }
-}
-
 /// One attempt's outcome inside [`retrying`].
 pub enum Attempt<T> {
     Done(T),
@@ -353,7 +108,7 @@ pub enum Attempt<T> {
 
 impl<T> Attempt<T> {
     /// A `Retry` or `Again` carried over to another result type (panics on `Done`).
-    fn not_done<U>(self) -> Attempt<U> {
+    pub(crate) fn not_done<U>(self) -> Attempt<U> {
         match self {
             Attempt::Retry { reason, retry_after } => Attempt::Retry { reason, retry_after },
             Attempt::Again => Attempt::Again,
@@ -451,18 +206,10 @@ pub fn describe(e: &reqwest::Error) -> String {
     if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
 }
 
-/// A URL for logs: the query is dropped (it may hold a signature).
-pub fn redact_query(url: &Url) -> String {
-    let mut u = url.clone();
-    if u.query().is_some() {
-        u.set_query(Some("…"));
-    }
-    u.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     #[test]
     fn retry_after_seconds_and_http_date() {
@@ -511,18 +258,5 @@ mod tests {
         for s in [400, 401, 403, 404, 410, 422, 501] {
             assert!(!is_retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
-    }
-
-    #[test]
-    fn transient_outcomes_and_their_text() {
-        let oo = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient","diagnostics":"busy"}]}"#;
-        assert!(is_transient_outcome(oo));
-        assert_eq!(outcome_text(oo), "busy");
-        let fatal = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-supported","details":{"text":"no _typeFilter"}}]}"#;
-        assert!(!is_transient_outcome(fatal));
-        assert_eq!(outcome_text(fatal), "no _typeFilter");
-        assert_eq!(outcome_text(br#"{"error":"invalid_client","error_description":"bad secret"}"#), "bad secret");
-        assert_eq!(outcome_text(b"<html>oops</html>"), "<html>oops</html>");
-        assert!(!is_transient_outcome(b"not json"));
     }
 }

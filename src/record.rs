@@ -2,8 +2,7 @@
 //! `run.json`, the run summary that is written last and marks a run complete.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -93,11 +92,6 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Lowercase hex, for SHA-256 digests in `run.json` and `inspect`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The filesystem-safe run id for a `transactionTime`: `2024-05-01T12:00:00.123Z` → `20240501T120000.123Z`.
 pub fn run_id(transaction_time: &str) -> String {
     let mut id: String = transaction_time
@@ -114,60 +108,6 @@ pub fn run_id(transaction_time: &str) -> String {
         id.insert_str(0, "run");
     }
     id
-}
-
-/// Creates a folder (and parents) readable by the owner only, whatever the umask.
-pub fn create_private_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| Error::io(path, e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(path, e))
-}
-
-/// Opens a new file for writing with mode 0600 (set explicitly, so the umask cannot widen it).
-pub fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
-    open_private(path, fs::OpenOptions::new().write(true).create(true).truncate(true))
-}
-
-/// Opens with `opts`; a file it creates, or finds, is made owner-only (0600, set explicitly).
-pub fn open_private(path: &Path, opts: &mut fs::OpenOptions) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let f = opts.mode(0o600).open(path)?;
-    f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    Ok(f)
-}
-
-/// Writes a whole file atomically: `path.tmp`, fsync, rename. Owner-only.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let res = (|| {
-        let mut f = create_private_file(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            // Make the rename itself durable.
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    res.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Failed(e.to_string()))?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
 }
 
 /// Points `<job dir>/latest` at a run folder (a relative symlink, replaced atomically).

@@ -1,7 +1,10 @@
 //! Secrets (client secrets, private keys, access tokens) as a type whose `Debug` and `Display`
-//! print `[redacted]`, so that logging a job, a request or an error can never leak one.
+//! print `[redacted]`, so that logging a job, a request or an error can never leak one; and URLs with
+//! their query (where signed URLs carry credentials) dropped for logs.
 
 use std::fmt;
+
+use url::Url;
 
 /// A secret string. The only way to read it is [`Secret::expose`], which makes every use greppable.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -32,6 +35,15 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
+}
+
+/// A URL for logs: the query is dropped (it may hold a signature).
+pub fn redact_query(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.query().is_some() {
+        u.set_query(Some("…"));
+    }
+    u.to_string()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::record::{FileRecord, create_private_dir, write_json};
+use crate::private_fs::{create_private_dir, write_json};
+use crate::record::FileRecord;
 
 pub const STATE_DIR: &str = ".state";
 const INFLIGHT: &str = "inflight.json";
@@ -87,11 +88,11 @@ impl JobState {
     pub fn lock(&self) -> Result<Lock> {
         self.create()?;
         let path = self.dir.join(LOCK);
-        let mut f = crate::record::open_private(&path, fs::OpenOptions::new().read(true).write(true).create(true))
+        let mut f = crate::private_fs::open_private(&path, fs::OpenOptions::new().read(true).write(true).create(true))
             .map_err(|e| Error::io(&path, e))?;
         match f.try_lock() {
             Ok(()) => {
-                let holder = format!("pid {} since {}\n", std::process::id(), crate::app::now_rfc3339());
+                let holder = format!("pid {} since {}\n", std::process::id(), crate::instant::now());
                 let _ = f.set_len(0);
                 let _ = f.rewind();
                 let _ = f.write_all(holder.as_bytes());

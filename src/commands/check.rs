@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::cli::Global;
 use crate::error::{Error, exit};
-use crate::http::{Req, Session, TokenUse};
 use crate::job::{AuthMethod, Job, JwtAlgorithm};
 use crate::progress::Silent;
+use crate::session::{Req, Session, TokenUse};
 
 use super::load_job;
 
@@ -63,7 +63,7 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
         return Err(Error::ServerRejected(format!(
             "GET metadata answered HTTP {}: {}",
             r.status.as_u16(),
-            crate::http::outcome_text(&r.body)
+            crate::fhir::outcome_text(&r.body)
         )));
     }
     let cs: Value = serde_json::from_slice(&r.body)

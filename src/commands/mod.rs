@@ -149,9 +149,9 @@ fn keygen(alg: crate::cli::KeyAlgorithm, kid: &str, out: &Path) -> Result<u8, Er
         return Err(Error::Usage(format!("{} exists; not overwriting a key", key_path.display())));
     }
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::record::create_private_dir(dir)?;
+        crate::private_fs::create_private_dir(dir)?;
     }
-    let mut f = crate::record::create_private_file(&key_path).map_err(|e| Error::io(&key_path, e))?;
+    let mut f = crate::private_fs::create_private_file(&key_path).map_err(|e| Error::io(&key_path, e))?;
     f.write_all(pem.as_bytes()).map_err(|e| Error::io(&key_path, e))?;
     std::fs::write(&jwks_path, format!("{jwks}\n")).map_err(|e| Error::io(&jwks_path, e))?;
     println!("private key: {} (keep it secret; job: auth.private_key_file)", key_path.display());

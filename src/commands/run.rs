@@ -37,7 +37,7 @@ pub fn worst(a: u8, b: u8) -> u8 {
 
 /// `--since`: an RFC 3339 instant or a date (midnight UTC), read like the job file's `since`.
 pub fn parse_since(s: &str) -> Result<OffsetDateTime, Error> {
-    crate::job::resolve::parse_instant(s).ok_or_else(|| {
+    crate::instant::parse(s).ok_or_else(|| {
         Error::Usage(format!("--since {s:?}: expected an instant like 2024-01-31T00:00:00Z or a date like 2024-01-31"))
     })
 }

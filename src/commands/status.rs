@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::app::{RunOptions, delete_export, job_dir};
 use crate::cli::Global;
 use crate::error::{Error, exit};
-use crate::http::Session;
+use crate::session::Session;
 use crate::state::JobState;
 
 use super::{load_job, reporter};

@@ -6,12 +6,13 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_LOCATION, CONTENT_TYPE, HeaderName};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::{MAX_SMALL_BODY, Req, Session, TokenUse, outcome_text};
+use crate::fhir::outcome_text;
+use crate::http::MAX_SMALL_BODY;
 use crate::job::{Job, KickoffMethod, Level, Operation};
+use crate::session::{Req, Session, TokenUse};
 
 /// One kick-off parameter. Values are strings on the wire; the kind decides the `Parameters` value[x].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +58,6 @@ pub struct Kickoff {
     pub prefer: String,
 }
 
-pub fn format_instant(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).expect("an OffsetDateTime formats as RFC 3339")
-}
-
 /// The operation path relative to the FHIR base.
 pub fn operation_path(job: &Job) -> String {
     let op = match job.export.operation {
@@ -94,10 +91,10 @@ pub fn params(job: &Job, since: Option<OffsetDateTime>) -> Vec<Param> {
         p.push(Param::String("_type", e.types.join(",")));
     }
     if let Some(s) = since {
-        p.push(Param::Instant("_since", format_instant(s)));
+        p.push(Param::Instant("_since", crate::instant::format(s)));
     }
     if let Some(u) = e.until {
-        p.push(Param::Instant("_until", format_instant(u)));
+        p.push(Param::Instant("_until", crate::instant::format(u)));
     }
     if !e.elements.is_empty() {
         p.push(Param::String("_elements", e.elements.join(",")));

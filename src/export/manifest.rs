@@ -100,7 +100,7 @@ pub fn parse(body: &[u8]) -> Result<Manifest> {
             "the manifest lists {entries} files, more than the {MAX_ENTRIES} accepted"
         )));
     }
-    time::OffsetDateTime::parse(&m.transaction_time, &time::format_description::well_known::Rfc3339).map_err(|_| {
+    crate::instant::parse_strict(&m.transaction_time).ok_or_else(|| {
         Error::ServerRejected(format!("the manifest's transactionTime {:?} is not an instant", m.transaction_time))
     })?;
     Ok(m)

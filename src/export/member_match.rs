@@ -11,8 +11,10 @@ use reqwest::header::{ACCEPT, CONTENT_LOCATION, CONTENT_TYPE, HeaderName};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::http::{MAX_SMALL_BODY, Req, Session, TokenUse, outcome_text};
+use crate::fhir::outcome_text;
+use crate::http::MAX_SMALL_BODY;
 use crate::job::{Job, MemberMatch};
+use crate::session::{Req, Session, TokenUse};
 
 /// What came back: the group to export and the whole result document.
 #[derive(Debug, Clone)]

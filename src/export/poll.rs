@@ -9,9 +9,11 @@ use reqwest::header::{ACCEPT, HeaderMap};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::{MAX_SMALL_BODY, Req, Session, backoff, outcome_text, retry_after};
+use crate::fhir::outcome_text;
+use crate::http::{MAX_SMALL_BODY, backoff, retry_after};
 use crate::job::PollSettings;
 use crate::progress::Event;
+use crate::session::{Req, Session};
 
 /// What to do after one status response.
 #[derive(Debug)]

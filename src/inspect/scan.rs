@@ -7,7 +7,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aws_lc_rs::digest;
 use serde::Serialize;
 
 use super::{FileRole, FileSummary, InspectOptions};
@@ -79,7 +78,7 @@ fn decoded<'a>(path: &Path, raw: impl Read + Send + 'a) -> Box<dyn Read + Send +
 /// Hashes the stored bytes as they are read, so a file is read once whether or not it is gzip.
 struct Hashing<R> {
     inner: R,
-    hash: Option<digest::Context>,
+    hash: Option<crate::digest::Sha256>,
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -126,7 +125,7 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool, want_h
     let role = role(root, path);
     let mut expected = type_from_name(path);
     let raw_len = std::fs::metadata(path)?.len();
-    let mut raw = Hashing { inner: File::open(path)?, hash: want_hash.then(|| digest::Context::new(&digest::SHA256)) };
+    let mut raw = Hashing { inner: File::open(path)?, hash: want_hash.then(crate::digest::Sha256::new) };
     let mut splitter = LineSplitter::new(max_line);
     let mut st = State { expected: expected.take(), ..Default::default() };
     let mut last_byte = b'\n';
@@ -147,7 +146,7 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool, want_h
             resource_type: st.expected.clone().unwrap_or_else(|| "unknown".into()),
             resources: st.lines,
             bytes: raw_len,
-            sha256: raw.hash.map(|h| crate::record::hex(h.finish().as_ref())),
+            sha256: raw.hash.map(crate::digest::Sha256::finish_hex),
             invalid_lines: st.invalid,
             wrong_type_lines: st.wrong,
             truncated,

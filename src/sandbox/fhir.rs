@@ -52,8 +52,21 @@ pub fn retry_after(mut r: Response, style: RetryAfterStyle) -> Response {
 }
 
 /// A FHIR instant, or a bare date (taken as midnight UTC): both are seen in `_since` in the wild. The
-/// client reads job files' `since` the same way.
-pub use crate::job::resolve::parse_instant;
+/// sandbox parses on its own (not with the client's parser), so a parsing bug cannot pass on both sides.
+pub fn parse_instant(s: &str) -> Option<OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    let (y, rest) = s.split_once('-')?;
+    let (m, d) = rest.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
+    let date = time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
+    Some(date.midnight().assume_utc())
+}
 
 /// RFC 3339 with milliseconds, in UTC: `2025-03-01T12:00:00.123Z`.
 pub fn fmt_instant(t: OffsetDateTime) -> String {
