@@ -14,13 +14,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
-use crate::export::manifest::PlannedFile;
 use crate::fhir::outcome_text;
 use crate::http::describe;
 use crate::job::{DownloadSettings, Validate};
 use crate::ndjson::{LineError, LineSplitter, check_line};
 use crate::private_fs::{create_private_dir, create_private_file};
 use crate::progress::Event;
+use crate::record::PlannedFile;
 use crate::record::{FileRecord, Problem};
 use crate::redact::redact_query;
 use crate::session::{Req, Session, TokenUse};
@@ -38,6 +38,16 @@ const PROGRESS_STEP: u64 = 256 * 1024;
 pub struct Downloaded {
     pub record: FileRecord,
     pub problems: Vec<Problem>,
+}
+
+/// How a batch of downloads ended.
+#[derive(Debug)]
+pub enum Batch {
+    /// Every file verified (those verified earlier included), in manifest order.
+    Complete(Vec<Downloaded>),
+    /// A file host refused a tokenless download (401/403): signed URLs that expired. Files verified so
+    /// far were reported through `on_verified`; the caller fetches fresh URLs and calls again.
+    UrlsExpired { file: String },
 }
 
 /// How a download attempt ended when it did not produce a verified file.
@@ -65,7 +75,7 @@ pub async fn download_all(
     requires_token: bool,
     done: &[FileRecord],
     mut on_verified: impl FnMut(&Downloaded),
-) -> Result<Vec<Downloaded>> {
+) -> Result<Batch> {
     let mut results: Vec<Option<Downloaded>> = vec![None; files.len()];
     let mut queue = Vec::new();
     for (i, f) in files.iter().enumerate() {
@@ -109,10 +119,11 @@ pub async fn download_all(
             }
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some(Error::UrlExpired(file)) => Ok(Batch::UrlsExpired { file }),
+        Some(e) => Err(e),
+        None => Ok(Batch::Complete(results.into_iter().map(|r| r.expect("every file downloaded")).collect())),
     }
-    Ok(results.into_iter().map(|r| r.expect("every file downloaded")).collect())
 }
 
 async fn download_one(

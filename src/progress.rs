@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::export::manifest::PlannedFile;
+use crate::record::PlannedFile;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// What happened. Borrowed data only: reporting must cost nothing when nobody listens.

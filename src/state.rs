@@ -8,10 +8,13 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use url::Url;
 
 use crate::error::{Error, Result};
 use crate::private_fs::{create_private_dir, write_json};
-use crate::record::FileRecord;
+use crate::progress::{Event, Reporter};
+use crate::record::{FileRecord, RunRecord};
 
 pub const STATE_DIR: &str = ".state";
 const INFLIGHT: &str = "inflight.json";
@@ -39,6 +42,34 @@ pub struct InFlight {
     pub done: Vec<FileRecord>,
 }
 
+impl InFlight {
+    /// A new export, just accepted by the server.
+    pub fn new(
+        export_id: String,
+        status_url: &Url,
+        request: &Url,
+        method: &str,
+        since: Option<OffsetDateTime>,
+    ) -> Self {
+        InFlight {
+            export_id,
+            status_url: status_url.to_string(),
+            request: request.to_string(),
+            method: method.to_string(),
+            started: crate::instant::now(),
+            since: since.map(crate::instant::format),
+            last_progress: None,
+            run_id: None,
+            done: Vec::new(),
+        }
+    }
+
+    pub fn status_url(&self) -> Result<Url> {
+        Url::parse(&self.status_url)
+            .map_err(|e| Error::Failed(format!("the state holds a bad status URL ({e}); run with --restart")))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Checkpoint {
     /// `transactionTime` of the last complete run: the next `since: auto`.
@@ -59,6 +90,20 @@ pub struct HistoryEntry {
     pub resources: u64,
     pub bytes: u64,
     pub exit_code: u8,
+}
+
+impl HistoryEntry {
+    pub fn of(rec: &RunRecord, exit_code: u8) -> Self {
+        HistoryEntry {
+            run_id: rec.run_id.clone(),
+            transaction_time: rec.transaction_time.clone(),
+            finished: rec.finished.clone(),
+            files: rec.totals.files,
+            resources: rec.totals.resources,
+            bytes: rec.totals.bytes,
+            exit_code,
+        }
+    }
 }
 
 /// The state folder of one job.
@@ -131,6 +176,31 @@ impl JobState {
 
     pub fn save_inflight(&self, s: &InFlight) -> Result<()> {
         write_json(&self.dir.join(INFLIGHT), s)
+    }
+
+    /// `--restart`: forgets the export in flight (and its event log), if there is one.
+    pub fn forget_inflight(&self, reporter: &dyn Reporter) -> Result<()> {
+        if let Some(old) = self.inflight()? {
+            let message = format!("--restart: forgetting the export at {}", old.status_url);
+            reporter.event(&Event::Note { message: &message });
+            self.clear_inflight()?;
+            let _ = fs::remove_file(self.log_path());
+        }
+        Ok(())
+    }
+
+    /// The manifest an earlier attempt saved in run folder `run_id`.
+    pub fn saved_manifest(&self, run_id: &str) -> Result<bytes::Bytes> {
+        let p = self.job_dir.join(run_id).join(crate::record::MANIFEST_FILE);
+        Ok(fs::read(&p).map_err(|e| Error::io(&p, e))?.into())
+    }
+
+    /// Copies a file kept in the state folder (a `$bulk-member-match` result) into the run folder.
+    pub fn keep_in_run(&self, run_dir: &Path, name: &str) -> Result<()> {
+        match fs::read(self.dir.join(name)) {
+            Ok(doc) => crate::private_fs::write_atomic(&run_dir.join(name), &doc),
+            Err(_) => Ok(()),
+        }
     }
 
     pub fn clear_inflight(&self) -> Result<()> {

@@ -17,7 +17,7 @@ use crate::session::{Req, Session, TokenUse};
 use super::load_job;
 
 pub async fn check(path: &Path, _g: &Global) -> Result<u8, Error> {
-    let job = load_job(path)?;
+    let job = load_job(path, &Default::default())?;
     let report = check_job(&job).await?;
     print!("{report}");
     Ok(exit::OK)

@@ -8,6 +8,7 @@ use crate::app::{RunOptions, run_job};
 use crate::cli::Global;
 use crate::error::{Error, exit};
 use crate::job;
+use crate::job::Overrides;
 use crate::sandbox::{Sandbox, SandboxConfig, serve_until};
 
 use super::{reporter, signal};
@@ -48,7 +49,8 @@ pub async fn demo(out: &Path, data_scale: u32, g: &Global) -> Result<u8, Error> 
     job.auth.token_url = Some(sb.token_url());
     eprintln!("demo: a local Bulk Data server is running at {} with synthetic data", sb.fhir_base());
     eprintln!("demo: running examples/sandbox.yaml against it (token → kick-off → poll → download → record)\n");
-    let opts = RunOptions { out: Some(out.to_path_buf()), ..Default::default() };
+    job.apply(&Overrides { out: Some(out.to_path_buf()), ..Default::default() });
+    let opts = RunOptions::default();
     let display = reporter(g);
     let res = tokio::select! {
         r = run_job(&job, &opts, display.clone()) => r,

@@ -91,9 +91,10 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Loads a job file with the process environment.
-pub fn load_job(path: &Path) -> Result<Job, Error> {
-    let job = job::load(path, &env_var).map_err(Error::from)?;
+/// Loads a job file with the process environment, and applies the command line's overrides.
+pub fn load_job(path: &Path, overrides: &job::Overrides) -> Result<Job, Error> {
+    let mut job = job::load(path, &env_var).map_err(Error::from)?;
+    job.apply(overrides);
     for w in &job.warnings {
         tracing::warn!("{}: {w}", path.display());
     }

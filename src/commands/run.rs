@@ -47,11 +47,12 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         Ok(s) => s,
         Err(e) => return report_error(&e),
     };
+    let overrides = crate::job::Overrides { out: args.out.clone(), since };
     // Every job file is checked before anything is sent.
     let mut jobs = Vec::new();
     let mut code = exit::OK;
     for p in &args.jobs {
-        match load_job(p) {
+        match load_job(p, &overrides) {
             Ok(j) => jobs.push(j),
             Err(e) => code = worst(code, report_error(&e)),
         }
@@ -59,10 +60,10 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
     if code != exit::OK {
         return code;
     }
-    let opts = RunOptions { out: args.out.clone(), since, restart: args.restart };
+    let opts = RunOptions { restart: args.restart };
     if args.dry_run {
         for j in &jobs {
-            print!("{}", dry_run(j, &opts));
+            print!("{}", dry_run(j));
         }
         return exit::OK;
     }
@@ -172,9 +173,9 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
 }
 
 /// `--dry-run`: the token request and the kick-off as they would be sent, secrets redacted.
-pub fn dry_run(job: &Job, opts: &RunOptions) -> String {
-    let state = crate::state::JobState::new(&crate::app::job_dir(job, opts));
-    let since = crate::app::resolve_since(job, opts, &state).ok().flatten();
+pub fn dry_run(job: &Job) -> String {
+    let state = crate::state::JobState::new(&job.job_dir());
+    let since = crate::export::inflight::resolve_since(job, &state).ok().flatten();
     let k = kickoff::build(job, since);
     let mut s = String::new();
     let _ = writeln!(
@@ -235,7 +236,7 @@ pub fn dry_run(job: &Job, opts: &RunOptions) -> String {
     let _ = writeln!(
         s,
         "\n# then: poll the status URL, download the manifest's files into {}/<run-id>/",
-        crate::app::job_dir(job, opts).display()
+        job.job_dir().display()
     );
     s
 }

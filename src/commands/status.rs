@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::app::{RunOptions, delete_export, job_dir};
 use crate::cli::Global;
 use crate::error::{Error, exit};
+use crate::export::delete::delete_export;
+use crate::job::Overrides;
 use crate::session::Session;
 use crate::state::JobState;
 
@@ -17,17 +18,17 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
     if paths.is_empty() {
         return Err(Error::Usage("name the job files: oneup-bulk status jobs/*.yaml".into()));
     }
-    let opts = RunOptions { out: out.map(Path::to_path_buf), ..Default::default() };
+    let overrides = Overrides { out: out.map(Path::to_path_buf), ..Default::default() };
     let mut code = exit::OK;
     for p in paths {
-        let job = match load_job(p) {
+        let job = match load_job(p, &overrides) {
             Ok(j) => j,
             Err(e) => {
                 code = super::run::worst(code, super::report_error(&e));
                 continue;
             }
         };
-        let state = JobState::new(&job_dir(&job, &opts));
+        let state = JobState::new(&job.job_dir());
         print!("{}", describe(&job.name, &state)?);
     }
     Ok(code)
@@ -76,9 +77,9 @@ pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
 }
 
 pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, Error> {
-    let job = load_job(path)?;
-    let opts = RunOptions { out: out.map(Path::to_path_buf), ..Default::default() };
-    let state = JobState::new(&job_dir(&job, &opts));
+    let overrides = Overrides { out: out.map(Path::to_path_buf), ..Default::default() };
+    let job = load_job(path, &overrides)?;
+    let state = JobState::new(&job.job_dir());
     let _lock = state.lock()?;
     let Some(f) = state.inflight()? else {
         println!("{}: no export in flight; nothing to cancel", job.name);

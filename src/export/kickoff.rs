@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, CONTENT_LOCATION, CONTENT_TYPE, HeaderName};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use url::Url;
@@ -56,6 +56,13 @@ pub struct Kickoff {
     /// For POST: a FHIR `Parameters` resource.
     pub body: Option<Value>,
     pub prefer: String,
+}
+
+impl Kickoff {
+    /// The parameters as the event log records them: the `Parameters` body of a POST, else the query.
+    pub fn logged_parameters(&self) -> Value {
+        self.body.clone().unwrap_or_else(|| json!(self.url.query().unwrap_or("")))
+    }
 }
 
 /// The operation path relative to the FHIR base.
@@ -164,17 +171,7 @@ pub async fn send(session: &Session, k: &Kickoff) -> Result<Url> {
     let reply = session.send(&req, MAX_SMALL_BODY).await?;
     let status = reply.status.as_u16();
     match status {
-        202 => {
-            let loc = reply.headers.get(CONTENT_LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-                Error::ServerRejected("the kick-off answered 202 without a Content-Location header".into())
-            })?;
-            // The spec says absolute; accept a relative one the way a browser would.
-            let status_url = k.url.join(loc).map_err(|e| {
-                Error::ServerRejected(format!("the kick-off's Content-Location {loc:?} is not a URL: {e}"))
-            })?;
-            crate::job::check_url_scheme(&status_url).map_err(Error::ServerRejected)?;
-            Ok(status_url)
-        }
+        202 => super::poll::status_location(&reply.headers, &k.url, "kick-off"),
         401 | 403 => Err(Error::AuthRefused {
             url: k.url.to_string(),
             detail: format!("HTTP {status} on kick-off: {}", outcome_text(&reply.body)),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::record::FileKind;
+use crate::record::{FileKind, PlannedFile};
 
 /// More entries than this is not a manifest we trust.
 pub const MAX_ENTRIES: usize = 100_000;
@@ -76,18 +76,6 @@ pub struct Entry {
 pub struct Link {
     pub relation: String,
     pub url: String,
-}
-
-/// One file to download, with its place in the run folder.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedFile {
-    pub kind: FileKind,
-    pub resource_type: String,
-    pub url: Url,
-    pub count: Option<u64>,
-    /// Relative to the run folder, `/`-separated: `Patient.ndjson`, `Patient.002.ndjson`,
-    /// `error/OperationOutcome.ndjson`, `deleted/Bundle.ndjson`.
-    pub path: String,
 }
 
 /// Parses and checks a manifest body.

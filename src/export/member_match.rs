@@ -7,13 +7,15 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, CONTENT_LOCATION, CONTENT_TYPE, HeaderName};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::eventlog::{EventLog, LogEvent};
 use crate::fhir::outcome_text;
 use crate::http::MAX_SMALL_BODY;
 use crate::job::{Job, MemberMatch};
+use crate::progress::Event;
 use crate::session::{Req, Session, TokenUse};
 
 /// What came back: the group to export and the whole result document.
@@ -77,17 +79,10 @@ pub async fn run(session: &Session, job: &Job, mm: &MemberMatch) -> Result<Match
     let doc = match reply.status.as_u16() {
         200 => reply.body,
         202 => {
-            let loc = reply
-                .headers
-                .get(CONTENT_LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|l| url.join(l).ok())
-                .ok_or_else(|| {
-                    Error::ServerRejected("$bulk-member-match answered 202 without a Content-Location".into())
-                })?;
-            match super::poll::wait_for_manifest(session, &loc, &job.poll, SystemTime::now(), |_| {}).await? {
-                Ok(b) => b,
-                Err(gone) => {
+            let status_url = super::poll::status_location(&reply.headers, &url, "$bulk-member-match")?;
+            match super::poll::wait(session, &status_url, &job.poll, SystemTime::now(), |_| {}).await? {
+                super::poll::Polled::Ready(b) => b,
+                super::poll::Polled::Gone(gone) => {
                     return Err(Error::ServerRejected(format!("$bulk-member-match: {gone}")));
                 }
             }
@@ -106,6 +101,41 @@ pub async fn run(session: &Session, job: &Job, mm: &MemberMatch) -> Result<Match
         }
     };
     parse_result(&doc)
+}
+
+/// Where the `$bulk-member-match` result is kept (the state folder while in flight, then the run folder).
+pub const RESULT_FILE: &str = "member-match.json";
+
+/// Payer-to-Payer: matches the members, keeps the result as `keep_dir/member-match.json`, and returns
+/// the job that exports the `MatchedMembers` group.
+pub async fn matched_members_job(
+    session: &Session,
+    job: &Job,
+    mm: &MemberMatch,
+    keep_dir: &std::path::Path,
+    log: &EventLog,
+) -> Result<Job> {
+    let r = run(session, job, mm).await?;
+    let kept = keep_dir.join(RESULT_FILE);
+    crate::private_fs::write_atomic(&kept, &r.document)?;
+    let note = format!(
+        "$bulk-member-match: {} matched, {} not matched, {} consent-constrained; exporting Group/{}",
+        r.matched, r.non_matched, r.consent_constrained, r.matched_group_id
+    );
+    session.reporter.event(&Event::Note { message: &note });
+    log.write(&LogEvent::MemberMatch {
+        matched: r.matched,
+        non_matched: r.non_matched,
+        consent_constrained: r.consent_constrained,
+        group_id: &r.matched_group_id,
+    });
+    if r.matched == 0 {
+        return Err(Error::Failed(format!("no member matched, so there is nothing to export; see {}", kept.display())));
+    }
+    let mut j = job.clone();
+    j.export.level = crate::job::Level::Group;
+    j.export.group_id = Some(r.matched_group_id);
+    Ok(j)
 }
 
 #[cfg(test)]

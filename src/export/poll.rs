@@ -1,11 +1,12 @@
-//! Polling the status URL (DESIGN §1.4): [`next_step`] is the pure decision (status, headers, elapsed
-//! time → wait, done, expired or failed); [`wait_for_manifest`] is the thin loop around it. Faults (429,
+//! Polling a status URL (DESIGN §1.4): [`next_step`] is the pure decision (status, headers, elapsed
+//! time → wait, done, expired or failed); [`wait`] is the thin loop around it, for every asynchronous
+//! request the tool makes (the export, its manifest pages, `$bulk-member-match`). Faults (429,
 //! 5xx, cut connections, transient OperationOutcomes) are retried below this, by the shared session.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, HeaderMap};
+use reqwest::header::{ACCEPT, CONTENT_LOCATION, HeaderMap};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -102,16 +103,26 @@ pub fn next_step(status: u16, headers: &HeaderMap, body: &Bytes, clock: Clock, s
     }
 }
 
-/// Polls until the manifest is ready. `started` is when the export was kicked off (it may be a previous
-/// process's, for a resumed run), so `poll.timeout` counts from the kick-off. `on_progress` sees each
-/// X-Progress (for the state file).
-pub async fn wait_for_manifest(
+/// How an asynchronous request ended.
+#[derive(Debug)]
+pub enum Polled {
+    /// The body of the final `200`: a manifest, a manifest page, a `$bulk-member-match` result.
+    Ready(Bytes),
+    /// The status URL answered 404/410: the server no longer has this request.
+    Gone(String),
+}
+
+/// The FHIR asynchronous request pattern: polls `status_url` until it answers with the result. Used for
+/// the export's manifest, manifest pages, fresh file URLs and `$bulk-member-match`. `started` is when the
+/// request was made (it may be a previous process's, for a resumed run), so `poll.timeout` counts from
+/// there. `on_progress` sees each X-Progress (for the state file).
+pub async fn wait(
     session: &Session,
     status_url: &Url,
     settings: &PollSettings,
     started: SystemTime,
     mut on_progress: impl FnMut(Option<&str>),
-) -> Result<std::result::Result<Bytes, String>> {
+) -> Result<Polled> {
     let req = Req::get(status_url.clone(), "status").header(ACCEPT, "application/json");
     let local_start = Instant::now();
     let already = SystemTime::now().duration_since(started).unwrap_or_default();
@@ -120,10 +131,9 @@ pub async fn wait_for_manifest(
         let reply = session.send(&req, MAX_SMALL_BODY).await?;
         let elapsed = already + local_start.elapsed();
         let clock = Clock { elapsed, polls, now: SystemTime::now(), jitter: fastrand::f64() };
-        let step = next_step(reply.status.as_u16(), &reply.headers, &reply.body, clock, settings);
-        match step {
-            Step::Done(body) => return Ok(Ok(body)),
-            Step::Expired(why) => return Ok(Err(why)),
+        match next_step(reply.status.as_u16(), &reply.headers, &reply.body, clock, settings) {
+            Step::Done(body) => return Ok(Polled::Ready(body)),
+            Step::Expired(why) => return Ok(Polled::Gone(why)),
             Step::Failed(e) => return Err(e),
             Step::Wait { after, progress } => {
                 on_progress(progress.as_deref());
@@ -133,6 +143,21 @@ pub async fn wait_for_manifest(
             }
         }
     }
+}
+
+/// The status URL of an accepted asynchronous request: its `Content-Location`, resolved against the
+/// request URL (the spec says absolute; a relative one is accepted the way a browser would), and only
+/// https (or http to loopback), like every URL a server hands us. `what` names the request.
+pub fn status_location(headers: &HeaderMap, request_url: &Url, what: &str) -> Result<Url> {
+    let loc = headers
+        .get(CONTENT_LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::ServerRejected(format!("the {what} answered 202 without a Content-Location header")))?;
+    let url = request_url
+        .join(loc)
+        .map_err(|e| Error::ServerRejected(format!("the {what}'s Content-Location {loc:?} is not a URL: {e}")))?;
+    crate::job::check_url_scheme(&url).map_err(Error::ServerRejected)?;
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -225,5 +250,22 @@ mod tests {
             Step::Failed(e) => assert_eq!(e.exit_code(), 3),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn status_locations_are_resolved_and_checked_for_every_async_request() {
+        let base = Url::parse("https://fhir.example/r4/Group/$bulk-member-match").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LOCATION, HeaderValue::from_static("/status/7"));
+        assert_eq!(status_location(&h, &base, "$bulk-member-match").unwrap().as_str(), "https://fhir.example/status/7");
+        h.insert(CONTENT_LOCATION, HeaderValue::from_static("http://fhir.example/status/7"));
+        let e = status_location(&h, &base, "$bulk-member-match").unwrap_err();
+        assert_eq!(e.exit_code(), 4);
+        assert!(e.to_string().contains("plain http to a remote host"), "{e}");
+        let e = status_location(&HeaderMap::new(), &base, "kick-off").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the server rejected the export: the kick-off answered 202 without a Content-Location header"
+        );
     }
 }

@@ -6,9 +6,11 @@ pub mod diag;
 pub mod fhir_types;
 pub mod locate;
 pub mod model;
+pub mod overrides;
 pub mod raw;
 pub mod resolve;
 
 pub use diag::{Diagnostic, JobError};
 pub use model::*;
+pub use overrides::Overrides;
 pub use resolve::{load, parse, summary};

@@ -121,7 +121,7 @@ async fn count_mismatch_is_retried_then_fails_resumably_without_a_final_file() {
     assert_eq!(env.sandbox.kickoff_count(), 1);
     // Verified files were kept; `--restart` is the way out of a manifest that stays wrong.
     env.sandbox.faults().clear();
-    let opts = oneup_bulk::app::RunOptions { restart: true, ..Default::default() };
+    let opts = oneup_bulk::app::RunOptions { restart: true };
     let out = oneup_bulk::app::run_job(&job, &opts, std::sync::Arc::new(oneup_bulk::progress::Silent)).await.unwrap();
     assert_eq!(env.sandbox.kickoff_count(), 2);
     assert!(out.record.complete);

@@ -114,7 +114,7 @@ async fn json_logs_and_event_log_for_machines() {
         assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{line}");
     }
     assert!(!stderr.contains('\u{1b}'), "no escape codes when stderr is not a terminal");
-    let log = std::fs::read_to_string(env.out().join("t/latest/log.ndjson")).unwrap();
+    let log = std::fs::read_to_string(env.out().join("t/latest/log/events.ndjson")).unwrap();
     let events: Vec<String> = log
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["eventId"].as_str().unwrap().to_string())

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod summarize;
+pub use summarize::{Summary, summarize};
+
 pub const RUN_FILE: &str = "run.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const LOG_FILE: &str = "log.ndjson";
@@ -46,12 +49,35 @@ pub struct JobInfo {
     pub fhir_base: String,
 }
 
+impl JobInfo {
+    pub fn of(job: &crate::job::Job) -> Self {
+        JobInfo {
+            name: job.name.clone(),
+            file: job.source.as_ref().map(|p| p.display().to_string()),
+            access: job.access.as_str().to_string(),
+            fhir_base: job.fhir_base.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
     Output,
     Error,
     Deleted,
+}
+
+/// One file to download, with its place in the run folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedFile {
+    pub kind: FileKind,
+    pub resource_type: String,
+    pub url: url::Url,
+    pub count: Option<u64>,
+    /// Relative to the run folder, `/`-separated: `Patient.ndjson`, `Patient.002.ndjson`,
+    /// `error/OperationOutcome.ndjson`, `deleted/Bundle.ndjson`.
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
