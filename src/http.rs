@@ -151,7 +151,7 @@ where
 pub async fn plain_attempt(rb: reqwest::RequestBuilder, limit: usize) -> Result<Attempt<(StatusCode, Bytes)>> {
     let resp = match rb.send().await {
         Ok(r) => r,
-        Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+        Err(e) => return send_failed(&e),
     };
     let status = resp.status();
     if is_retryable_status(status) {
@@ -186,8 +186,45 @@ pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> std::res
     Ok(buf.freeze())
 }
 
-/// A reqwest error without the URL's query (signed URLs carry credentials in it).
+/// A request that could not be sent, as a step of [`retrying`]: a certificate the client refused ends
+/// the run at once (exit 1), since no retry changes a certificate; anything else is retried.
+pub fn send_failed<T>(e: &reqwest::Error) -> Result<Attempt<T>> {
+    if matches!(tls_error(e), Some(rustls::Error::InvalidCertificate(_))) {
+        return Err(Error::Failed(describe(e)));
+    }
+    Ok(Attempt::Retry { reason: describe(e), retry_after: None })
+}
+
+/// The rustls error inside a request error, if TLS is what failed.
+fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        // An io::Error's source() skips the error it wraps, and the connector nests io::Errors, so
+        // unwrap them by hand to reach the one rustls made.
+        let mut node: &(dyn std::error::Error + 'static) = s;
+        while let Some(inner) = node.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            node = inner;
+        }
+        if let Some(t) = node.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// A reqwest error without the URL's query (signed URLs carry credentials in it). A TLS failure names
+/// the host and port and the reason: `TLS handshake with HOST:PORT failed: invalid peer certificate: …`.
 pub fn describe(e: &reqwest::Error) -> String {
+    if let Some(t) = tls_error(e) {
+        let peer = e.url().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+        let peer = peer.unwrap_or_else(|| "the server".into());
+        return if e.is_connect() {
+            format!("TLS handshake with {peer} failed: {t}")
+        } else {
+            format!("TLS error from {peer}: {t}")
+        };
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

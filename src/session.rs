@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::fhir::{is_transient_outcome, outcome_text};
 use crate::http::{
     Attempt, MAX_REDIRECTS, ReadError, RetryPolicy, client, describe, is_retryable_status, read_limited, retry_after,
-    retrying,
+    retrying, send_failed,
 };
 use crate::job::Job;
 use crate::progress::Reporter;
@@ -162,7 +162,7 @@ impl Session {
     async fn try_once(&self, req: &Req, reauthed: &AtomicBool) -> Result<Attempt<reqwest::Response>> {
         let (resp, sent) = match self.send_once(req).await? {
             Ok(r) => r,
-            Err(e) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+            Err(e) => return send_failed(&e),
         };
         if resp.status() == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
             tracing::debug!(what = %req.what, "401: renewing the access token and repeating the request");

@@ -1,42 +1,20 @@
 //! The token endpoint (OAuth 2.0 client credentials) and bearer-token checks on FHIR requests.
 //!
-//! Accepts `client_secret_post`, `client_secret_basic`, and `private_key_jwt` assertions when the
-//! configured hook says yes. TODO: verify assertion signatures (RS384/ES384 against a JWKS) instead of
-//! delegating the decision to the hook; today the claims are decoded but not authenticated.
+//! Accepts `client_secret_post`, `client_secret_basic`, and `private_key_jwt` assertions, which
+//! `assertion.rs` verifies against the client's registered keys; every assertion is recorded with its
+//! verdict.
 
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::assertion::CheckedAssertion;
 use super::fhir::{json_response, oo};
 use super::{Shared, lock};
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// A `client_assertion` as received, decoded but NOT verified, for [`super::AssertionHook`].
-#[derive(Debug, Clone)]
-pub struct ClientAssertion {
-    /// The `client_id` form field, if sent (it is optional with assertions).
-    pub client_id: Option<String>,
-    pub jwt: String,
-    /// The JOSE header (`alg`, `kid`, `typ`), `Null` if undecodable.
-    pub header: Value,
-    /// The claims (`iss`, `sub`, `aud`, `exp`, `jti`), `Null` if undecodable.
-    pub claims: Value,
-}
-
-impl ClientAssertion {
-    fn decode(client_id: Option<String>, jwt: &str) -> Self {
-        let mut parts = jwt.split('.');
-        let mut part =
-            || parts.next().and_then(b64_decode).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
-        let header = part();
-        let claims = part();
-        Self { client_id, jwt: jwt.to_string(), header, claims }
-    }
-}
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut r = json_response(status, "application/json", &json!({"error": error, "error_description": description}));
@@ -80,17 +58,19 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
                 "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             );
         }
-        let a = ClientAssertion::decode(field("client_id"), &assertion);
-        match &cfg.client_assertion_hook {
-            Some(hook) => hook(&a),
-            None => {
-                return oauth_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    "this sandbox accepts no client assertions (no key configured)",
-                );
-            }
+        let mut checked = CheckedAssertion::decode(field("client_id"), &assertion);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let verdict = shared.verifier.check(checked.client_id.as_deref(), &assertion, shared.token_url().as_str(), now);
+        checked.refused = verdict.as_ref().err().cloned();
+        lock(&shared.assertions).push(checked);
+        if let Err(why) = verdict {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                &format!("client assertion refused: {why}"),
+            );
         }
+        true
     } else {
         field("client_id").as_deref() == Some(cfg.client_id.as_str())
             && field("client_secret").as_deref() == Some(cfg.client_secret.as_str())

@@ -3,6 +3,11 @@
 //! [`Faults`] is plain data (it is also part of [`super::SandboxConfig`]); [`FaultHandle`] is the live,
 //! shared copy the server consults on every request, so a test can change switches while an export runs.
 //! Counters count down: `kickoff_429: 2` answers 429 twice, then accepts.
+//!
+//! To add a switch: a field here with a doc comment saying what the server does while it is on (off
+//! is `Default`), then one check where the server answers: `shared.faults.get().switch` for a switch
+//! that stays on, `shared.faults.take(|f| &mut f.counter)` for a countdown, or a `take_*` method
+//! below for one that fires once. Nothing else needs to change.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -52,6 +57,12 @@ pub struct Faults {
     pub manifest_override: Option<String>,
     /// Serve file bodies at about this many bytes per second (so a test can stop a client mid-download).
     pub file_bytes_per_sec: Option<u64>,
+    /// Answer accepted kick-offs (and `$bulk-member-match`) with this `Content-Location` instead of the
+    /// real status URL: a server handing back a wrong or plain-http URL (while on).
+    pub content_location: Option<String>,
+    /// Advertise this `token_endpoint` in `.well-known/smart-configuration` instead of the real one
+    /// (while on).
+    pub discovery_token_endpoint: Option<String>,
 }
 
 /// Cut the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.

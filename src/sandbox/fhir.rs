@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::RetryAfterStyle;
+use super::config::RetryAfterStyle;
 
 pub const FHIR_JSON: &str = "application/fhir+json";
 pub const NDJSON: &str = "application/fhir+ndjson";

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::data::{DataSpec, Selection};
-use super::export::ExportParams;
 use super::faults::BadLine;
 use super::fhir::{FHIR_JSON, empty, fmt_instant, json_response, oo, retry_after};
+use super::params::ExportParams;
 use super::{Shared, auth, lock};
 
 /// One NDJSON file as served. `gz` is filled on the first gzip request.

@@ -14,8 +14,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::export::{ExportLevel, kickoff};
+use super::export::kickoff;
 use super::fhir::{FHIR_JSON, json_response, oo};
+use super::params::ExportLevel;
 use super::{Listener, RecordedRequest, Shared, auth, files, jobs, lock, member_match};
 
 const RECORDED_BODY_MAX: usize = 64 * 1024;
@@ -36,6 +37,7 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     lock(&shared.requests).push(RecordedRequest {
         listener,
+        version: parts.version,
         method: parts.method.to_string(),
         path: path_and_query.clone(),
         headers: parts
@@ -119,13 +121,13 @@ impl Req<'_> {
 }
 
 fn smart_configuration(shared: &Shared) -> Response {
-    let token = shared.main_base.join("auth/token").expect("static path");
+    let token = shared.faults.get().discovery_token_endpoint.unwrap_or_else(|| shared.token_url().to_string());
     json_response(
         StatusCode::OK,
         "application/json",
         &json!({
             "issuer": shared.main_base.as_str(),
-            "token_endpoint": token.as_str(),
+            "token_endpoint": token,
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "grant_types_supported": ["client_credentials"],
@@ -167,7 +169,7 @@ fn metadata(shared: &Shared) -> Response {
                 "security": {
                     "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
                     "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": [
-                        {"url": "token", "valueUri": shared.main_base.join("auth/token").expect("static path").as_str()}]}]
+                        {"url": "token", "valueUri": shared.token_url().as_str()}]}]
                 },
                 "resource": resources,
                 "operation": [op("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export")],

@@ -7,4 +7,5 @@ mod faults;
 mod flow;
 mod security;
 mod servers;
+mod tls;
 mod unattended;

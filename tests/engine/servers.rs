@@ -2,93 +2,84 @@
 //! open servers, `Prefer: handling=lenient`, extra headers, and `check`.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lc_rs::signature;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oneup_bulk::job::JwtAlgorithm;
-use oneup_bulk::sandbox::{AssertionHook, ClientAssertion, RetryAfterStyle, SandboxConfig};
+use oneup_bulk::sandbox::{JwtClient, RetryAfterStyle, SandboxConfig};
 
 use crate::harness::*;
 
 const EXPORT: &str = "  level: system\n  types: [Patient, Coverage]\n";
 
-/// A server-side check of a client assertion, as a real authorization server does it.
-fn verifier(jwks: &str, token_url: Arc<Mutex<String>>, seen: Arc<Mutex<HashSet<String>>>) -> AssertionHook {
-    let jwk: serde_json::Value = serde_json::from_str::<serde_json::Value>(jwks).unwrap()["keys"][0].clone();
-    Arc::new(move |a: &ClientAssertion| {
-        let d = |f: &str| URL_SAFE_NO_PAD.decode(jwk[f].as_str().unwrap()).unwrap();
-        let parts: Vec<&str> = a.jwt.split('.').collect();
-        let input = format!("{}.{}", parts[0], parts[1]);
-        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-        let ok_sig = match jwk["kty"].as_str() {
-            Some("RSA") => signature::RsaPublicKeyComponents { n: d("n"), e: d("e") }
-                .verify(&signature::RSA_PKCS1_2048_8192_SHA384, input.as_bytes(), &sig)
-                .is_ok(),
-            _ => {
-                let mut p = vec![4u8];
-                p.extend(d("x"));
-                p.extend(d("y"));
-                signature::UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, p)
-                    .verify(input.as_bytes(), &sig)
-                    .is_ok()
-            }
-        };
-        let c = &a.claims;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let exp = c["exp"].as_i64().unwrap_or(0);
-        let fresh_jti = seen.lock().unwrap().insert(c["jti"].as_str().unwrap_or("").to_string());
-        ok_sig
-            && a.header["typ"] == "JWT"
-            && a.header["kid"] == "test-key"
-            && c["iss"] == "backend-client"
-            && c["sub"] == "backend-client"
-            && c["aud"].as_str() == Some(token_url.lock().unwrap().as_str())
-            && exp > now
-            && exp <= now + 300
-            && fresh_jti
+/// A sandbox that registered `jwks` for `backend-client`, with 1 s tokens so a run renews them, and a
+/// job file that signs with `pem` (written owner-only beside it); no token_url: SMART discovery.
+async fn backend_services(jwks: &str, pem: &str, alg: &str) -> (Env, String) {
+    let env = Env::new(SandboxConfig {
+        jwt_clients: vec![JwtClient { client_id: "backend-client".into(), jwks: serde_json::from_str(jwks).unwrap() }],
+        token_ttl: Duration::from_secs(1),
+        polls_before_ready: 25,
+        retry_after: RetryAfterStyle::None,
+        ..Default::default()
     })
+    .await;
+    let key = env.dir.path().join("backend.pem");
+    std::fs::write(&key, pem).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let yaml = format!(
+        "name: t\naccess: bulk-data\nfhir_base: {}\nauth:\n  client_id: backend-client\n  method: private-key-jwt\n  private_key_file: backend.pem\n  key_id: test-key\n  algorithm: {alg}\nexport:\n{EXPORT}poll:\n  min_interval: 10ms\n  max_interval: 100ms\ndownload:\n  dir: {}\n",
+        env.sandbox.fhir_base(),
+        env.out().display()
+    );
+    (env, yaml)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smart_backend_services_with_discovery_and_short_tokens() {
     for (alg, name) in [(JwtAlgorithm::Rs384, "RS384"), (JwtAlgorithm::Es384, "ES384")] {
         let (pem, jwks) = oneup_bulk::jwt::generate(alg, "test-key").unwrap();
-        let token_url = Arc::new(Mutex::new(String::new()));
-        let seen = Arc::new(Mutex::new(HashSet::new()));
-        let env = Env::new(SandboxConfig {
-            client_assertion_hook: Some(verifier(&jwks, token_url.clone(), seen.clone())),
-            token_ttl: Duration::from_secs(1),
-            polls_before_ready: 25,
-            retry_after: RetryAfterStyle::None,
-            ..Default::default()
-        })
-        .await;
-        *token_url.lock().unwrap() = env.sandbox.token_url().to_string();
-        let key = env.dir.path().join("backend.pem");
-        std::fs::write(&key, &pem).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        // No token_url: discovered from .well-known/smart-configuration.
-        let yaml = format!(
-            "name: t\naccess: bulk-data\nfhir_base: {}\nauth:\n  client_id: backend-client\n  method: private-key-jwt\n  private_key_file: backend.pem\n  key_id: test-key\n  algorithm: {name}\nexport:\n{EXPORT}poll:\n  min_interval: 10ms\n  max_interval: 100ms\ndownload:\n  dir: {}\n",
-            env.sandbox.fhir_base(),
-            env.out().display()
-        );
+        let (env, yaml) = backend_services(&jwks, &pem, name).await;
         let out = env.run(&env.job_from(&yaml)).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(out.record.totals.resources > 0);
         let reqs = env.sandbox.requests();
         assert!(reqs.iter().any(|r| r.path == "/fhir/.well-known/smart-configuration"), "{name}: discovery");
-        let assertions = reqs.iter().filter(|r| r.path == "/auth/token").count();
-        assert!(assertions >= 2, "{name}: short tokens renewed with fresh assertions ({assertions})");
-        assert_eq!(seen.lock().unwrap().len(), assertions, "{name}: every jti unique");
+        let token_requests = reqs.iter().filter(|r| r.path == "/auth/token").count();
+        assert!(token_requests >= 2, "{name}: short tokens renewed with fresh assertions ({token_requests})");
+        // The sandbox verified each one itself (signature, kid, claims, jti) and accepted it.
+        let seen = env.sandbox.client_assertions();
+        assert_eq!(seen.len(), token_requests, "{name}");
+        for a in &seen {
+            assert_eq!(a.refused, None, "{name}: {:?}", a.claims);
+            assert_eq!(a.header["alg"], name);
+            assert_eq!(a.header["kid"], "test-key");
+        }
+        let jtis: HashSet<&str> = seen.iter().map(|a| a.claims["jti"].as_str().unwrap()).collect();
+        assert_eq!(jtis.len(), seen.len(), "{name}: every jti unique");
         let form = String::from_utf8_lossy(&reqs.iter().find(|r| r.path == "/auth/token").unwrap().body).to_string();
         assert!(
             form.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"),
             "{form}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_signed_with_an_unregistered_key_is_refused_with_exit_3() {
+    for (alg, name) in [(JwtAlgorithm::Rs384, "RS384"), (JwtAlgorithm::Es384, "ES384")] {
+        let (_, registered) = oneup_bulk::jwt::generate(alg, "test-key").unwrap();
+        let (other_pem, _) = oneup_bulk::jwt::generate(alg, "test-key").unwrap();
+        let (env, yaml) = backend_services(&registered, &other_pem, name).await;
+        let path = env.write_job("t.yaml", &yaml);
+        let o = run_bin(vec!["run".into(), "--no-progress".into(), path.display().to_string()]).await;
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{name}: {t}");
+        let why = "client assertion refused: the signature does not verify with the registered key \"test-key\"";
+        let want = format!("authorization refused by {}: HTTP 401 invalid_client: {why}", env.sandbox.token_url());
+        assert_eq!(t.trim_end(), format!("error: job t: {want}"), "{name}");
+        let seen = env.sandbox.client_assertions();
+        assert_eq!(seen.len(), 1, "{name}: refused once, not retried");
+        assert_eq!(seen[0].refused.as_deref(), Some(&why["client assertion refused: ".len()..]));
+        assert_eq!(env.sandbox.kickoff_count(), 0);
     }
 }
 

@@ -1,85 +1,12 @@
-//! Endpoint tests over real HTTP on 127.0.0.1:0, with reqwest as the client, and the helpers the fault
-//! tests share. No test sleeps (but one token-expiry wait): the
-//! sandbox answers `Retry-After: 0` and faults are flipped through the live handle.
+//! Endpoint behaviour over HTTP: the whole export flow, the token endpoint, kick-off validation,
+//! `$bulk-member-match` and discovery.
 
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
+use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::*;
-
-/// reqwest's `json` feature is off in this crate; decode by hand.
-pub(super) trait Js {
-    #[allow(async_fn_in_trait)]
-    async fn js(self) -> Value;
-}
-
-impl Js for reqwest::Response {
-    async fn js(self) -> Value {
-        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
-    }
-}
-
-pub(super) fn cfg() -> SandboxConfig {
-    SandboxConfig {
-        retry_after: RetryAfterStyle::Seconds(0),
-        data_anchor: Some(1_735_689_600),
-        ..SandboxConfig::default()
-    }
-}
-
-pub(super) fn client() -> Client {
-    Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
-pub(super) async fn token(sb: &Sandbox, c: &Client) -> String {
-    let r = c
-        .post(sb.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "demo-client"),
-            ("client_secret", "demo-secret-not-real"),
-            ("scope", "system/*.read"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.js().await;
-    assert_eq!(v["token_type"], "bearer");
-    assert_eq!(v["expires_in"], 3600);
-    v["access_token"].as_str().unwrap().to_string()
-}
-
-pub(super) fn kick(c: &Client, url: url::Url, tok: &str) -> reqwest::RequestBuilder {
-    c.get(url).bearer_auth(tok).header("accept", "application/fhir+json").header("prefer", "respond-async")
-}
-
-/// Poll until 200 and return the body; asserts the 202s carry X-Progress.
-pub(super) async fn poll(c: &Client, status_url: &str, tok: &str) -> Value {
-    for _ in 0..50 {
-        let r = c.get(status_url).bearer_auth(tok).send().await.unwrap();
-        match r.status() {
-            StatusCode::ACCEPTED => {
-                assert!(r.headers()["x-progress"].to_str().unwrap().starts_with("in progress"));
-                assert_eq!(r.headers()["retry-after"], "0");
-                tokio::task::yield_now().await;
-            }
-            StatusCode::OK => return r.js().await,
-            s => panic!("status {s}: {}", r.text().await.unwrap()),
-        }
-    }
-    panic!("never ready");
-}
-
-pub(super) async fn export(sb: &Sandbox, c: &Client, tok: &str, path: &str) -> Value {
-    let r = kick(c, sb.fhir_base().join(path).unwrap(), tok).send().await.unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let loc = r.headers()["content-location"].to_str().unwrap().to_string();
-    assert!(loc.starts_with(sb.fhir_base().as_str()), "absolute: {loc}");
-    poll(c, &loc, tok).await
-}
 
 #[tokio::test]
 async fn full_export_flow() {
@@ -144,18 +71,23 @@ async fn token_endpoint_methods_and_expiry() {
     assert_eq!(r.status(), 401);
     let v: Value = r.js().await;
     assert_eq!(v["error"], "invalid_client");
-    // No hook: assertions are refused.
+    // No JWT client registered: assertions are refused, saying why.
     let r = c
         .post(sb.token_url())
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_assertion_type", auth::ASSERTION_TYPE),
-            ("client_assertion", "eyJhbGciOiJSUzM4NCJ9.eyJpc3MiOiJkZW1vLWNsaWVudCJ9.c2ln"),
+            // {"alg":"RS384","typ":"JWT","kid":"k1"} . {"iss":"demo-client","sub":"demo-client"} . "sig"
+            ("client_assertion", "eyJhbGciOiJSUzM4NCIsInR5cCI6IkpXVCIsImtpZCI6ImsxIn0.eyJpc3MiOiJkZW1vLWNsaWVudCIsInN1YiI6ImRlbW8tY2xpZW50In0.c2ln"),
         ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.js().await,
+        json!({"error": "invalid_client", "error_description": "client assertion refused: unknown client \"demo-client\": no public keys registered"})
+    );
     // A token works, then the fault forgets it, then real expiry.
     let meta = sb.fhir_base().join("Group/attributed-members").unwrap();
     assert_eq!(c.get(meta.clone()).bearer_auth(tok).send().await.unwrap().status(), 200);
@@ -178,28 +110,6 @@ async fn token_basic(sb: &Sandbox, c: &Client) -> String {
         .await
         .unwrap();
     r.js().await["access_token"].as_str().unwrap().to_string()
-}
-
-#[tokio::test]
-async fn assertion_hook_decides() {
-    let hook: AssertionHook =
-        Arc::new(|a: &ClientAssertion| a.claims["iss"] == "demo-client" && a.header["alg"] == "ES384");
-    let sb = Sandbox::start(SandboxConfig { client_assertion_hook: Some(hook), ..cfg() }).await.unwrap();
-    let c = client();
-    // {"alg":"ES384"} . {"iss":"demo-client"} . sig
-    let jwt = "eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJkZW1vLWNsaWVudCJ9.c2ln";
-    let r = c
-        .post(sb.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", auth::ASSERTION_TYPE),
-            ("client_assertion", jwt),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    sb.shutdown().await;
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Manual performance checks, `#[ignore]`d so the suite stays fast. Run on a release build:
 //!
 //! ```text
-//! SANDBOX_SCALE=6000 cargo test --release --lib sandbox::perf -- --ignored --nocapture generation
-//! SANDBOX_SCALE=6000 SANDBOX_HOLD=60 cargo test --release --lib sandbox::perf -- --ignored --nocapture serve
+//! SANDBOX_SCALE=6000 cargo test --release --lib sandbox::tests::perf -- --ignored --nocapture generation
+//! SANDBOX_SCALE=6000 SANDBOX_HOLD=60 cargo test --release --lib sandbox::tests::perf -- --ignored --nocapture serve
 //! ```
 //! The second prints a bearer token and the manifest's file URLs, then keeps serving so `curl` can
 //! measure download throughput from outside the process.

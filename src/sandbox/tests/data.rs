@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::data::{DataSpec, ResourceType, Selection};
+use super::super::data::{DataSpec, ResourceType, Selection};
 
 const ANCHOR: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
 
@@ -92,7 +92,7 @@ fn generation_is_deterministic_and_filters_keep_the_rest_unchanged() {
     let since = ANCHOR - 120 * 86_400;
     let since_str = {
         let mut v = Vec::new();
-        super::resources::instant(&mut v, since);
+        super::super::resources::instant(&mut v, since);
         String::from_utf8(v).unwrap()
     };
     let filtered = s.generate(&all(Some(since)));
@@ -142,9 +142,9 @@ fn patient_subsets_and_type_selection() {
 #[test]
 fn dates_are_civil() {
     let mut v = Vec::new();
-    super::resources::instant(&mut v, 951_825_600); // 2000-02-29T12:00:00Z
+    super::super::resources::instant(&mut v, 951_825_600); // 2000-02-29T12:00:00Z
     assert_eq!(v, b"2000-02-29T12:00:00Z");
     v.clear();
-    super::resources::date(&mut v, -1);
+    super::super::resources::date(&mut v, -1);
     assert_eq!(v, b"1969-12-31");
 }

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 
-use super::tests_http::{cfg, client, export, kick, poll, token};
 use super::*;
 
 fn gunzip(b: &[u8]) -> String {
