@@ -40,6 +40,8 @@ proptest! {
         let text = mutate(JOB, &edits);
         if let Err(e) = oneup_bulk::job::parse(&text, "x.yaml", Path::new("."), &|_| Some("v".into())) {
             prop_assert!(e.to_string().starts_with("error: "));
+            // Never an empty error, and with an environment never a note: every problem is an error.
+            prop_assert!(!e.diagnostics.is_empty() && e.diagnostics.iter().all(|d| d.is_error()), "{e}");
         }
     }
 
