@@ -95,6 +95,7 @@ fn every_key_is_accepted_and_resolved() {
     assert_eq!(j.download.validate, Validate::Report);
     assert_eq!(j.download.max_line_bytes, 8 << 20);
     assert_eq!(j.download.max_file_bytes, 2_000_000_000);
+    assert!(j.download.accept_count_mismatch);
     assert_eq!(j.headers, [("X-Tenant".to_string(), "client-1".to_string())]);
     assert_eq!(j.tls.ca_file.as_deref(), Some(dir.path().join("ca.pem").as_path()));
     assert_eq!(j.tls.ca_pem.as_deref(), Some(ca.as_slice()), "the CA roots are read at resolution");
@@ -122,6 +123,7 @@ fn access_type_defaults() {
     assert_eq!(j.auth.scope, None);
     assert_eq!(j.export.since, Since::None);
     assert!(j.tls.ca_file.is_none() && j.tls.ca_pem.is_none());
+    assert!(!j.download.accept_count_mismatch, "off unless asked for");
 }
 
 #[test]

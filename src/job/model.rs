@@ -164,6 +164,8 @@ pub struct DownloadSettings {
     pub max_line_bytes: usize,
     /// A file (after gzip decoding) larger than this is cut off and reported.
     pub max_file_bytes: u64,
+    /// A data file whose line count never matches the manifest's `count` is a warning, not a failure.
+    pub accept_count_mismatch: bool,
 }
 
 choices! {

@@ -90,6 +90,7 @@ pub struct RawDownload {
     pub delete_on_success: Field<bool>,
     pub max_line_bytes: Field<Size>,
     pub max_file_bytes: Field<Size>,
+    pub accept_count_mismatch: Field<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -138,6 +138,9 @@ impl Resolver<'_> {
             delete_on_success: self.take("download.delete_on_success", d.delete_on_success).unwrap_or(false),
             max_line_bytes: self.size("download.max_line_bytes", d.max_line_bytes, 64 << 20) as usize,
             max_file_bytes: self.size("download.max_file_bytes", d.max_file_bytes, 100 << 30),
+            accept_count_mismatch: self
+                .take("download.accept_count_mismatch", d.accept_count_mismatch)
+                .unwrap_or(false),
         }
     }
 
