@@ -358,6 +358,16 @@ fn lint_no_env_without_a_buildable_job() {
         }
         other => panic!("{other:?}"),
     }
+    // A member match whose file comes from a variable still sets the export's defaults.
+    let g = dir.path().join("p2p.yaml");
+    std::fs::write(&g, "access: payer-to-payer\nfhir_base: https://p.example/fhir\nauth:\n  client_id: ${ID}\n  client_secret: ${SECRET}\nmember_match:\n  parameters_file: ${MEMBERS}\n").unwrap();
+    match job::lint(&g, Env::Unchecked).unwrap_or_else(|e| panic!("{e}")) {
+        Lint::Job { summary, notes, .. } => {
+            assert_eq!(notes.len(), 3);
+            assert_eq!(summary, None, "no member match file, no job to summarise");
+        }
+        other => panic!("{other:?}"),
+    }
     // With the environment (where they are unset), the same file is an error.
     let e = job::lint(&f, Env::Vars(&env)).unwrap_err();
     assert!(e.diagnostics.iter().all(|d| d.is_error()));

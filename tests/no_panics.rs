@@ -46,6 +46,18 @@ proptest! {
     }
 
     #[test]
+    fn job_linter_never_panics_without_the_environment(edits in proptest::collection::vec((0usize..400, 0u8..128), 1..6)) {
+        // `validate --no-env` on mutated jobs (with a variable in them): no panic, an error is an error.
+        let text = mutate(&JOB.replace("client_id: a", "client_id: ${ID}"), &edits);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.yaml");
+        std::fs::write(&path, &text).unwrap();
+        if let Err(e) = oneup_bulk::job::lint(&path, oneup_bulk::job::Env::Unchecked) {
+            prop_assert!(e.diagnostics.iter().any(|d| d.is_error()), "{e}");
+        }
+    }
+
+    #[test]
     fn manifest_parser_never_panics(edits in proptest::collection::vec((0usize..300, 0u8..128), 0..6)) {
         let text = mutate(MANIFEST, &edits);
         if let Ok(m) = manifest::parse(text.as_bytes()) {

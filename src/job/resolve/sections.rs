@@ -60,12 +60,16 @@ impl Resolver<'_> {
         self.loopback_base = fhir_base.as_ref().is_some_and(is_loopback);
         let auth = self.take("auth", raw.auth).unwrap_or_default();
         let auth = self.auth(auth, access);
-        let member_match = self.take("member_match", raw.member_match).and_then(|m| self.member_match(m));
-        if member_match.is_some() && access != Some(Access::PayerToPayer) && access.is_some() {
+        let member_match = self.take("member_match", raw.member_match);
+        // The export's defaults follow a member match that is asked for, even if its file is not usable
+        // (reported there) or not checked (`--no-env`).
+        let match_asked = member_match.as_ref().is_some_and(|m| m.parameters_file.is_given());
+        let member_match = member_match.and_then(|m| self.member_match(m));
+        if match_asked && access != Some(Access::PayerToPayer) && access.is_some() {
             self.err("member_match", "member_match is for `access: payer-to-payer`", None);
         }
         let export = self.take("export", raw.export).unwrap_or_default();
-        let export = self.export(export, access, member_match.is_some());
+        let export = self.export(export, access, match_asked);
         let poll = self.take("poll", raw.poll).unwrap_or_default();
         let poll = self.poll(poll);
         let download = self.take("download", raw.download).unwrap_or_default();
@@ -73,6 +77,9 @@ impl Resolver<'_> {
         let headers = self.headers(raw.headers);
         let tls = self.take("tls", raw.tls).unwrap_or_default();
         let tls = self.tls(tls);
+        if match_asked && member_match.is_none() {
+            return None; // a job without its member match would be another job
+        }
         Some(Job {
             name,
             source: None,
