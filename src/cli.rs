@@ -57,11 +57,14 @@ pub enum Command {
     Run(RunArgs),
     /// Check job files offline; non-zero on any problem.
     #[command(
-        after_help = "Examples:\n  oneup-bulk validate jobs/provider.yaml\n  ONEUP_CLIENT_ID=x ONEUP_CLIENT_SECRET=y oneup-bulk validate jobs/*.yaml"
+        after_help = "Examples:\n  oneup-bulk validate jobs/provider.yaml\n  ONEUP_CLIENT_ID=x ONEUP_CLIENT_SECRET=y oneup-bulk validate jobs/*.yaml\n  oneup-bulk validate --no-env jobs/*.yaml examples/*.yaml examples/*/*.yaml   (CI, without secrets)\n\nYAML that is not a job file (a Kubernetes manifest: apiVersion/kind) is skipped with a `skip` line."
     )]
     Validate {
         #[arg(required = true, value_name = "JOB.yaml")]
         jobs: Vec<PathBuf>,
+        /// Read no environment variables: each `${VAR}` is a note ("not checked"), not an error.
+        #[arg(long)]
+        no_env: bool,
     },
     /// Last runs, exports in flight, checkpoints and lock holders.
     #[command(

@@ -83,10 +83,10 @@ pub fn client(job: &Job) -> Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(300))
         .pool_idle_timeout(Duration::from_secs(60));
-    if let Some(ca) = &job.tls.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| Error::Usage(format!("tls.ca_file {}: {e}", ca.display())))?;
+    // Read and checked when the job was resolved; the file is not read again.
+    if let Some(pem) = &job.tls.ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Usage(format!("tls.ca_file: {e}")))?;
         for c in certs {
             b = b.add_root_certificate(c);
         }

@@ -40,6 +40,20 @@ proptest! {
         let text = mutate(JOB, &edits);
         if let Err(e) = oneup_bulk::job::parse(&text, "x.yaml", Path::new("."), &|_| Some("v".into())) {
             prop_assert!(e.to_string().starts_with("error: "));
+            // Never an empty error, and with an environment never a note: every problem is an error.
+            prop_assert!(!e.diagnostics.is_empty() && e.diagnostics.iter().all(|d| d.is_error()), "{e}");
+        }
+    }
+
+    #[test]
+    fn job_linter_never_panics_without_the_environment(edits in proptest::collection::vec((0usize..400, 0u8..128), 1..6)) {
+        // `validate --no-env` on mutated jobs (with a variable in them): no panic, an error is an error.
+        let text = mutate(&JOB.replace("client_id: a", "client_id: ${ID}"), &edits);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.yaml");
+        std::fs::write(&path, &text).unwrap();
+        if let Err(e) = oneup_bulk::job::lint(&path, oneup_bulk::job::Env::Unchecked) {
+            prop_assert!(e.diagnostics.iter().any(|d| d.is_error()), "{e}");
         }
     }
 

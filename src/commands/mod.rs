@@ -58,7 +58,7 @@ pub async fn main(cli: Cli) -> u8 {
     let g = cli.global.clone();
     let res = match cli.command {
         Command::Run(args) => return run_jobs(args, &g).await,
-        Command::Validate { jobs } => validate(&jobs),
+        Command::Validate { jobs, no_env } => validate(&jobs, no_env),
         Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
         Command::Cancel { job, out } => status::cancel(&job, out.as_deref(), &g).await,
         Command::Inspect(args) => inspect(args),
@@ -101,20 +101,27 @@ pub fn load_job(path: &Path, overrides: &job::Overrides) -> Result<Job, Error> {
     Ok(job)
 }
 
-/// `validate`: every file, every problem; a summary line per valid job.
-fn validate(paths: &[PathBuf]) -> Result<u8, Error> {
+/// `validate`: every file, every problem; a summary line per valid job, a `skip` line per YAML file
+/// that is not a job file. With `no_env`, `${VAR}`s are notes and not read.
+fn validate(paths: &[PathBuf], no_env: bool) -> Result<u8, Error> {
+    let env = if no_env { job::Env::Unchecked } else { job::Env::Vars(&env_var) };
     let mut worst = exit::OK;
     for p in paths {
-        match job::load(p, &env_var).map_err(Error::from) {
-            Ok(job) => {
-                for w in &job.warnings {
+        match job::lint(p, env) {
+            Ok(job::Lint::Job { summary, notes, warnings }) => {
+                for n in &notes {
+                    eprintln!("{n}\n");
+                }
+                for w in &warnings {
                     eprintln!("warning: {}: {w}", p.display());
                 }
-                println!("ok  {}  {}", p.display(), job::summary(&job));
+                match summary {
+                    Some(s) => println!("ok  {}  {s}", p.display()),
+                    None => println!("ok  {}  (not every value checked: --no-env)", p.display()),
+                }
             }
-            Err(e) => {
-                worst = run::worst(worst, report_error(&e));
-            }
+            Ok(job::Lint::NotAJob { what }) => println!("skip  {}  not a job file: {what}", p.display()),
+            Err(e) => worst = run::worst(worst, report_error(&Error::from(e))),
         }
     }
     Ok(worst)

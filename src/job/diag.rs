@@ -1,12 +1,21 @@
 //! Job-file diagnostics rendered like a compiler's: `error: …`, `--> file:line:col`, the line, a caret
 //! under the column, and a hint. All problems of a file are collected before anything is reported.
+//! A note (`validate --no-env`: a value not checked) renders the same way but is not an error.
 
 use std::fmt;
 
 use super::locate::{Locator, Pos};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    /// Information that does not make the file invalid.
+    Note,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    pub severity: Severity,
     pub message: String,
     /// The file as the user named it.
     pub file: String,
@@ -22,6 +31,7 @@ impl Diagnostic {
     pub fn at(file: &str, loc: &Locator, pos: Option<Pos>, message: impl Into<String>, hint: Option<String>) -> Self {
         let (line, column) = pos.map_or((0, 0), |p| (p.line, p.column));
         Diagnostic {
+            severity: Severity::Error,
             message: message.into(),
             file: file.to_string(),
             line,
@@ -34,6 +44,7 @@ impl Diagnostic {
     /// A problem with the file as a whole.
     pub fn file(file: &str, message: impl Into<String>) -> Self {
         Diagnostic {
+            severity: Severity::Error,
             message: message.into(),
             file: file.to_string(),
             line: 0,
@@ -42,9 +53,18 @@ impl Diagnostic {
             hint: None,
         }
     }
+
+    /// The same, as a note.
+    pub fn note(self) -> Self {
+        Diagnostic { severity: Severity::Note, ..self }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
-/// One or more problems in one or more job files.
+/// One or more problems in one or more job files (at least one an error; notes may come along).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     pub diagnostics: Vec<Diagnostic>,
@@ -54,7 +74,11 @@ impl std::error::Error for JobError {}
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Note => "note",
+        };
+        write!(f, "{label}: {}", self.message)?;
         if self.line == 0 {
             return write!(f, "\n  --> {}", self.file).and_then(|_| hint(f, &self.hint, 2));
         }
@@ -90,13 +114,23 @@ impl fmt::Display for JobError {
 
 /// `did you mean "x"?` for the closest candidate, when one is close enough.
 pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// The candidate closest to `word`, when one is close enough to be what was meant.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     candidates
         .iter()
         .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), *c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .map(|(_, c)| c)
+}
+
+/// The hint for a value that is not one of `allowed`: the nearest name when one is close, else the list.
+pub fn choice_hint(word: &str, allowed: &[&str]) -> String {
+    did_you_mean(word, allowed).unwrap_or_else(|| format!("allowed: {}", allowed.join(", ")))
 }
 
 #[cfg(test)]
@@ -123,5 +157,11 @@ mod tests {
     fn suggestions_only_when_close() {
         assert_eq!(did_you_mean("tpyes", &["types", "since"]).as_deref(), Some("did you mean `types`?"));
         assert_eq!(did_you_mean("zzz", &["types", "since"]), None);
+    }
+
+    #[test]
+    fn one_hint_for_a_bad_choice() {
+        assert_eq!(choice_hint("sytem", &["system", "patient", "group"]), "did you mean `system`?");
+        assert_eq!(choice_hint("zzz", &["system", "patient", "group"]), "allowed: system, patient, group");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use url::Url;
 
+use super::choice::choices;
 use crate::redact::Secret;
 
 /// 1up's token endpoint, the default for `provider-access` and `payer-to-payer`.
@@ -35,20 +36,11 @@ pub struct Job {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    ProviderAccess,
-    PayerToPayer,
-    BulkData,
-}
-
-impl Access {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::ProviderAccess => "provider-access",
-            Access::PayerToPayer => "payer-to-payer",
-            Access::BulkData => "bulk-data",
-        }
+choices! {
+    pub enum Access {
+        ProviderAccess = "provider-access",
+        PayerToPayer = "payer-to-payer",
+        BulkData = "bulk-data",
     }
 }
 
@@ -70,29 +62,20 @@ pub struct Auth {
     pub token_origins: Vec<url::Origin>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    ClientSecretPost,
-    ClientSecretBasic,
-    PrivateKeyJwt,
-    None,
-}
-
-impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretPost => "client-secret-post",
-            AuthMethod::ClientSecretBasic => "client-secret-basic",
-            AuthMethod::PrivateKeyJwt => "private-key-jwt",
-            AuthMethod::None => "none",
-        }
+choices! {
+    pub enum AuthMethod {
+        ClientSecretPost = "client-secret-post",
+        ClientSecretBasic = "client-secret-basic",
+        PrivateKeyJwt = "private-key-jwt",
+        None = "none",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlgorithm {
-    Rs384,
-    Es384,
+choices! {
+    pub enum JwtAlgorithm {
+        Rs384 = "RS384",
+        Es384 = "ES384",
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,29 +103,21 @@ pub struct ExportSpec {
     pub lenient: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    System,
-    Patient,
-    Group,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::System => "system",
-            Level::Patient => "patient",
-            Level::Group => "group",
-        }
+choices! {
+    pub enum Level {
+        System = "system",
+        Patient = "patient",
+        Group = "group",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// `$export`
-    Export,
-    /// Da Vinci PDex `$davinci-data-export` (always POST, with `exportType`).
-    DavinciDataExport,
+choices! {
+    pub enum Operation {
+        /// `$export`
+        Export = "export",
+        /// Da Vinci PDex `$davinci-data-export` (always POST, with `exportType`).
+        DavinciDataExport = "davinci-data-export",
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,12 +129,13 @@ pub enum Since {
     At(OffsetDateTime),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KickoffMethod {
-    /// GET unless a parameter needs POST (`patient`, `$davinci-data-export`).
-    Auto,
-    Get,
-    Post,
+choices! {
+    pub enum KickoffMethod {
+        /// GET unless a parameter needs POST (`patient`, `$davinci-data-export`).
+        Auto = "auto",
+        Get = "get",
+        Post = "post",
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -188,22 +164,28 @@ pub struct DownloadSettings {
     pub max_line_bytes: usize,
     /// A file (after gzip decoding) larger than this is cut off and reported.
     pub max_file_bytes: u64,
+    /// A data file whose line count never matches the manifest's `count` is a warning, not a failure.
+    pub accept_count_mismatch: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Validate {
-    /// A bad line fails the run.
-    Strict,
-    /// Bad lines are counted and reported; the run succeeds.
-    Report,
-    /// No line checks (counts and sha256 still computed).
-    Off,
+choices! {
+    pub enum Validate {
+        /// A bad line fails the run.
+        Strict = "strict",
+        /// Bad lines are counted and reported; the run succeeds.
+        Report = "report",
+        /// No line checks (counts and sha256 still computed).
+        Off = "off",
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct TlsSettings {
-    /// Extra PEM roots for private CAs, added to the system's.
+    /// Extra PEM roots for private CAs, added to the system's (the path, for messages).
     pub ca_file: Option<PathBuf>,
+    /// The PEM text of `ca_file`, read and checked at resolution: at least one certificate, each one
+    /// usable as a trust anchor. `run` builds its client from these bytes and never reads the file.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// True for `localhost`, 127.0.0.0/8 and `::1`: the only hosts plain http may be used with.
