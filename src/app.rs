@@ -10,7 +10,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::download::{Downloaded, download_all};
+use crate::download::{Batch, Downloaded, download_all};
 use crate::error::{Error, Result, exit};
 use crate::eventlog::EventLog;
 use crate::export::{kickoff, manifest, member_match, poll};
@@ -208,9 +208,10 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
             },
         )
         .await;
-        match res {
+        match res? {
+            Batch::Complete(downloaded) => break downloaded,
             // Signed file URLs expire (often after an hour): the status URL hands out fresh ones.
-            Err(Error::UrlExpired(what)) if refreshes < MAX_URL_REFRESHES => {
+            Batch::UrlsExpired { file: what, .. } if refreshes < MAX_URL_REFRESHES => {
                 refreshes += 1;
                 let note = format!("{what}: the file URLs have expired; asking the status URL for fresh ones");
                 reporter.event(&Event::Note { message: &note });
@@ -223,13 +224,12 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
                 let fresh = collect_pages(&session, job, &status_url, &run_dir, manifest::parse(&body)?, false).await?;
                 files = manifest::plan(&fresh, &status_url)?;
             }
-            Err(Error::UrlExpired(what)) => {
+            Batch::UrlsExpired { file: what, .. } => {
                 return Err(Error::AuthRefused {
                     url: what,
                     detail: "the file URLs kept being refused after fresh ones were fetched".into(),
                 });
             }
-            other => break other?,
         }
     };
 
