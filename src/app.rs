@@ -174,7 +174,7 @@ async fn download(
             .await?;
         let expired = match batch {
             Batch::Complete(d) => return Ok(d),
-            Batch::UrlsExpired { file } => file,
+            Batch::UrlsExpired { file, .. } => file,
         };
         if refreshes >= MAX_URL_REFRESHES {
             return Err(Error::AuthRefused {

@@ -44,11 +44,6 @@ pub enum Error {
     #[error("{0}")]
     Transient(String),
 
-    /// A file host refused a download that carried no token (401/403): signed URLs that expired.
-    /// `app` renews them from the status URL; it only reaches the user as `AuthRefused`.
-    #[error("{0}: the file URL was refused (expired?)")]
-    UrlExpired(String),
-
     /// Another process holds the job's lock.
     #[error("{0}")]
     Locked(String),
@@ -77,7 +72,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Job(_) | Error::Usage(_) => exit::USAGE,
-            Error::AuthRefused { .. } | Error::UrlExpired(_) => exit::AUTH,
+            Error::AuthRefused { .. } => exit::AUTH,
             Error::ServerRejected(_) => exit::SERVER_REJECTED,
             Error::Transient(_) | Error::Locked(_) => exit::TEMPFAIL,
             Error::Interrupted(Signal::Interrupt) => exit::SIGINT,

@@ -95,6 +95,30 @@ async fn cut_connection_restarts_where_ranges_are_not_allowed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_gzip_body_starts_again_without_a_range() {
+    // A gzip body cannot be resumed (ranges are over the encoded bytes): the cut is a restart, not exit 1.
+    let cut = FileCut { pattern: "ExplanationOfBenefit".into(), bytes: 2_000, times: 2 };
+    let env = Env::new(SandboxConfig {
+        gzip: true,
+        faults: Faults { file_cut_after: Some(cut), ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    let out = env.run(&env.job(EXPORT)).await.expect("a cut gzip body is fetched again");
+    let eob: Vec<_> = env
+        .sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/files/") && r.path.contains("ExplanationOfBenefit"))
+        .collect();
+    assert_eq!(eob.len(), 3, "two cut attempts, then a whole one");
+    for r in &eob {
+        assert_eq!((r.header("range"), r.header("accept-encoding")), (None, Some("gzip")));
+    }
+    assert_run_matches_server(&env, &out).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_body_is_fetched_again() {
     run_with(Faults { file_short_body: 1, ..Default::default() }).await;
 }

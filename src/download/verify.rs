@@ -1,0 +1,247 @@
+//! The synchronous half of a download, run on a blocking worker: the body's chunks are gzip-decoded when
+//! they need to be, then every decoded byte is counted against `max_file_bytes`, hashed, split into
+//! lines and checked, and handed to a [`Sink`] (a `.part` file today). A resumed file's earlier bytes
+//! are replayed through the same checks first, so its counts and hash cover all of it.
+//!
+//! Nothing here copies a chunk: the decoder (or the plain path) writes straight into the verifier,
+//! which writes the same slice on to the sink.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use flate2::write::MultiGzDecoder;
+
+use crate::digest::Sha256;
+use crate::job::{DownloadSettings, Validate};
+use crate::ndjson::{LineError, LineSplitter, check_line};
+use crate::private_fs::{create_private_file, open_private};
+
+/// Problems kept per file (the counts are always exact).
+pub const MAX_PROBLEMS_PER_FILE: usize = 20;
+/// Writes smaller than this are gathered before they reach the file; larger ones go straight through.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// Read size when replaying an existing `.part`.
+const REPLAY_BUFFER: usize = 1 << 20;
+
+/// Where verified bytes go. A `.part` file on the local disk today ([`PartFile`]); another store (an
+/// object-storage multipart upload) implements the same two calls. Bytes arrive in order and only
+/// after the verifier has counted, hashed and checked them; a file is kept under its final name only
+/// once [`verify_stream`] and the checks after it (lengths, manifest count) have passed.
+pub trait Sink {
+    /// Takes the next verified bytes.
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes everything written durable; called once, after the last byte.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// The local sink: an owner-only `.part` file behind a write buffer.
+pub struct PartFile(BufWriter<File>);
+
+impl PartFile {
+    /// Creates (or empties) the `.part`, mode 0600.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        Ok(PartFile(BufWriter::with_capacity(WRITE_BUFFER, create_private_file(path)?)))
+    }
+
+    /// Opens an existing `.part` to write after its end.
+    pub fn append(path: &Path) -> io::Result<Self> {
+        let f = open_private(path, File::options().append(true))?;
+        Ok(PartFile(BufWriter::with_capacity(WRITE_BUFFER, f)))
+    }
+}
+
+impl Sink for PartFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.0.get_ref().sync_data()
+    }
+}
+
+/// What the line checks found in one file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Non-blank lines (resources), good or bad.
+    pub lines: u64,
+    /// Lines that are not a JSON object with a `resourceType`, or too long.
+    pub invalid: u64,
+    /// Lines whose `resourceType` is not the file's.
+    pub wrong_type: u64,
+    /// The first [`MAX_PROBLEMS_PER_FILE`] problems, with their line numbers.
+    pub problems: Vec<(u64, String)>,
+}
+
+impl Tally {
+    fn line(&mut self, n: u64, line: Result<&[u8], LineError>, validate: Validate, expected: &str) {
+        self.lines += 1;
+        let res = match line {
+            Err(e) => Err(e),
+            Ok(_) if validate == Validate::Off => Ok(()),
+            Ok(l) => check_line(l, Some(expected)),
+        };
+        if let Err(e) = res {
+            if matches!(e, LineError::WrongResourceType { .. }) {
+                self.wrong_type += 1;
+            } else {
+                self.invalid += 1;
+            }
+            if self.problems.len() < MAX_PROBLEMS_PER_FILE {
+                self.problems.push((n, e.to_string()));
+            }
+        }
+    }
+}
+
+/// A whole file, verified: the decoded bytes the sink received (an earlier `.part` included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of those bytes.
+    pub sha256: String,
+    pub tally: Tally,
+}
+
+/// Why [`verify_stream`] stopped before the end of the body.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// More decoded bytes than `download.max_file_bytes`; the sink has received no more than the limit.
+    #[error("file larger than download.max_file_bytes ({limit} bytes)")]
+    TooLarge { limit: u64 },
+    /// The gzip body is corrupt or cut short.
+    #[error("{0}")]
+    Gzip(io::Error),
+    /// Reading the earlier `.part` or writing to the sink failed.
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+/// Verifies one body: `prior` (the bytes already in the `.part`, when appending) is checked but not
+/// written; then each chunk, decoded when `gzip`, is checked and written to `sink`, which is finished
+/// at the end. `expected` is the file's resource type.
+pub fn verify_stream<S, B>(
+    settings: &DownloadSettings,
+    expected: &str,
+    gzip: bool,
+    prior: Option<impl Read>,
+    chunks: impl IntoIterator<Item = B>,
+    sink: &mut S,
+) -> Result<Verified, VerifyError>
+where
+    S: Sink + ?Sized,
+    B: AsRef<[u8]>,
+{
+    let mut v = Verifier::new(settings, expected);
+    if let Some(r) = prior {
+        v.replay(r)?;
+    }
+    let mut w = Checked { v, sink, too_large: false, sink_failed: false };
+    let res = if gzip {
+        let mut dec = MultiGzDecoder::new(&mut w);
+        chunks.into_iter().try_for_each(|c| dec.write_all(c.as_ref())).and_then(|()| dec.try_finish())
+    } else {
+        chunks.into_iter().try_for_each(|c| w.write_all(c.as_ref()))
+    };
+    if let Err(e) = res {
+        // The decoder passes the inner writer's errors through; the flags say whose the error is.
+        return Err(if w.too_large {
+            VerifyError::TooLarge { limit: settings.max_file_bytes }
+        } else if gzip && !w.sink_failed {
+            VerifyError::Gzip(e)
+        } else {
+            VerifyError::Io(e)
+        });
+    }
+    w.sink.finish().map_err(VerifyError::Io)?;
+    Ok(w.v.finish())
+}
+
+/// Counts, hashes and checks the decoded bytes of one file.
+struct Verifier {
+    hash: Sha256,
+    splitter: LineSplitter,
+    expected: String,
+    validate: Validate,
+    max_bytes: u64,
+    bytes: u64,
+    tally: Tally,
+}
+
+impl Verifier {
+    fn new(settings: &DownloadSettings, expected: &str) -> Self {
+        Verifier {
+            hash: Sha256::new(),
+            splitter: LineSplitter::new(settings.max_line_bytes),
+            expected: expected.to_string(),
+            validate: settings.validate,
+            max_bytes: settings.max_file_bytes,
+            bytes: 0,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Takes the next decoded bytes, or refuses all of them if they would pass the size limit.
+    fn update(&mut self, buf: &[u8]) -> Result<(), VerifyError> {
+        if self.bytes + buf.len() as u64 > self.max_bytes {
+            return Err(VerifyError::TooLarge { limit: self.max_bytes });
+        }
+        self.bytes += buf.len() as u64;
+        self.hash.update(buf);
+        let (tally, validate, expected) = (&mut self.tally, self.validate, self.expected.as_str());
+        self.splitter.feed(buf, &mut |n, line| tally.line(n, line, validate, expected));
+        Ok(())
+    }
+
+    /// Runs bytes already stored through the checks (not the sink).
+    fn replay(&mut self, mut r: impl Read) -> Result<(), VerifyError> {
+        let mut buf = vec![0u8; REPLAY_BUFFER];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.update(&buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(VerifyError::Io(e)),
+            }
+        }
+    }
+
+    /// Ends the stream: a final line without a newline is still a line.
+    fn finish(mut self) -> Verified {
+        let (tally, validate, expected) = (&mut self.tally, self.validate, self.expected.as_str());
+        self.splitter.finish(&mut |n, line| tally.line(n, line, validate, expected));
+        Verified { bytes: self.bytes, sha256: self.hash.finish_hex(), tally: self.tally }
+    }
+}
+
+/// The verifier in front of the sink, as the `Write` the gzip decoder (or the plain path) writes into.
+struct Checked<'a, S: Sink + ?Sized> {
+    v: Verifier,
+    sink: &'a mut S,
+    too_large: bool,
+    sink_failed: bool,
+}
+
+impl<S: Sink + ?Sized> Write for Checked<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Err(e) = self.v.update(buf) {
+            self.too_large = true;
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, e));
+        }
+        if let Err(e) = self.sink.write_all(buf) {
+            self.sink_failed = true;
+            return Err(e);
+        }
+        Ok(buf.len())
+    }
+
+    /// The sink is made durable once, in [`Sink::finish`].
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
