@@ -107,6 +107,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
 
     // 5. The record: run.json last, then the checkpoint.
     let problems = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
+    let warnings: Vec<record::Problem> = Vec::new();
     let files: Vec<_> = downloaded.into_iter().map(|d| d.record).collect();
     let verdict = summarize(&files, problems, job.download.validate, t0.elapsed().as_secs_f64());
     let rec = RunRecord {
@@ -123,6 +124,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         files,
         totals: verdict.totals.clone(),
         problems: verdict.problems,
+        warnings,
         complete: verdict.complete,
     };
     log.write(&LogEvent::ExportComplete {

@@ -37,6 +37,10 @@ pub struct RunRecord {
     pub files: Vec<FileRecord>,
     pub totals: Totals,
     pub problems: Vec<Problem>,
+    /// Things that did not fail the run but deserve a look (a type asked for and not exported, a count
+    /// the server got wrong in `error[]`, …). Also shown in the summary and the log.
+    #[serde(default)]
+    pub warnings: Vec<Problem>,
     /// True when every file is on disk and verified; the server may still have reported `error[]`.
     pub complete: bool,
 }
