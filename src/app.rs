@@ -188,7 +188,12 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         );
     }
     let expected: Option<u64> = m.output.iter().map(|e| e.count).sum();
-    reporter.event(&Event::ManifestReady { files: files.len(), resources: expected });
+    reporter.event(&Event::ManifestReady {
+        files: files.len(),
+        resources: expected,
+        planned: &files,
+        verified: &inflight.done,
+    });
 
     // Downloads: verified files are recorded in the state as they land, so a rerun skips them.
     let mut refreshes = 0;
