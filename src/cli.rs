@@ -6,11 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
-  oneup-bulk demo                              try it: a local sandbox server and a sample job, offline
+  oneup-bulk demo                              try it: a local sandbox and a sample job, offline
   oneup-bulk validate jobs/*.yaml              check job files (no network)
   oneup-bulk run jobs/provider.yaml            run an export; rerun the same command to resume
   oneup-bulk run --dry-run jobs/provider.yaml  print the requests it would send
-  oneup-bulk status                            last runs, exports in flight, checkpoints (jobs under exports/)
+  oneup-bulk status                            last runs, exports in flight (every job in exports/)
   oneup-bulk inspect exports/provider/latest   review downloaded files
 
 Exit codes: 0 complete, 1 failed, 2 bad job file or usage, 3 auth refused, 4 the server rejected or
@@ -142,6 +142,7 @@ pub enum Command {
         after_help = "Examples:\n  oneup-bulk keygen --algorithm es384 --kid my-key --out keys/backend\n  (writes keys/backend.pem and keys/backend.jwks.json)"
     )]
     Keygen {
+        /// The key type and signing algorithm (job: `auth.algorithm`).
         #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rs384)]
         algorithm: KeyAlgorithm,
         /// Key id, sent as the JWT header `kid` and set in the JWKS.
@@ -215,4 +216,46 @@ pub struct InspectArgs {
     /// Files read at once (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every entry of every `--help` says something: subcommands, arguments, and possible values
+    /// (when some value of an argument is described, all are).
+    #[test]
+    fn no_blank_entries_in_help() {
+        let cmd = Cli::command();
+        let mut blank = Vec::new();
+        let mut check = |owner: &str, args: Vec<&clap::Arg>| {
+            for a in args {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() {
+                    blank.push(format!("{owner} {id}"));
+                }
+                let values = a.get_possible_values();
+                if values.iter().any(|v| v.get_help().is_some()) {
+                    for v in values.iter().filter(|v| v.get_help().is_none()) {
+                        blank.push(format!("{owner} {id}={}", v.get_name()));
+                    }
+                }
+            }
+        };
+        check("oneup-bulk", cmd.get_arguments().collect());
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name();
+            assert!(sub.get_about().is_some(), "{name} has no description");
+            assert!(sub.get_after_help().is_some(), "{name} has no examples");
+            // `validate`'s arguments belong to the job-file work, checked there.
+            if name != "validate" {
+                check(name, sub.get_arguments().filter(|a| !a.is_global_set()).collect());
+            }
+        }
+        assert!(blank.is_empty(), "help entries without a description: {blank:?}");
+    }
 }

@@ -27,9 +27,12 @@ pub fn json() -> bool {
 
 /// Colour on stderr: a terminal, `NO_COLOR` unset (or empty, as no-color.org says), `TERM` not dumb.
 pub fn color_stderr() -> bool {
-    std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    color_enabled(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"), std::env::var_os("TERM"))
+}
+
+/// The colour decision, on its inputs.
+pub fn color_enabled(terminal: bool, no_color: Option<std::ffi::OsString>, term: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
 }
 
 /// Level: warnings under progress bars, info otherwise; `-v` debug, `-vv` trace; `-q` errors only;
@@ -229,6 +232,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_color_turns_colour_off() {
+        let some = |s: &str| Some(std::ffi::OsString::from(s));
+        assert!(color_enabled(true, None, some("xterm-256color")));
+        assert!(!color_enabled(true, some("1"), some("xterm-256color")));
+        assert!(color_enabled(true, some(""), None), "an empty NO_COLOR does not count (no-color.org)");
+        assert!(!color_enabled(true, None, some("dumb")));
+        assert!(!color_enabled(false, None, None), "never when stderr is not a terminal");
+    }
 
     #[test]
     fn a_usage_error_is_one_json_line() {

@@ -152,12 +152,14 @@ pub async fn run_all(jobs: &[Job], opts: &RunOptions, runner: &Runner, board: &A
     let sem = Arc::new(tokio::sync::Semaphore::new(runner.parallel.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for (i, job) in jobs.iter().cloned().enumerate() {
-        let (sem, opts, runner, board) = (sem.clone(), opts.clone(), runner.clone(), board.clone());
+        // Taken here, in order, so jobs start in the order they were named.
+        let Ok(permit) = sem.clone().acquire_owned().await else { break };
+        let (opts, runner, board) = (opts.clone(), runner.clone(), board.clone());
         // At ERROR level so the span (and the job's name on every line) survives any log filter.
         let span = tracing::error_span!("job", job = %job.name);
         set.spawn(
             async move {
-                let _permit = sem.acquire_owned().await;
+                let _permit = permit;
                 board.set(i, SlotState::Running);
                 let reporter = runner.display.for_job(&job.name);
                 let res = run_job(&job, &opts, reporter.clone()).await;

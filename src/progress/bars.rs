@@ -153,12 +153,7 @@ impl Inner {
     }
 
     fn println(&self, job: &str, layout: &Layout, line: &str) {
-        let label = super::units::cut(job, layout.label_width);
-        let text = match self.color {
-            true => format!("\x1b[1m{label}\x1b[0m  {line}"),
-            false => format!("{label}  {line}"),
-        };
-        let _ = self.multi.println(text);
+        let _ = self.multi.println(super::render::message(job, line, layout, self.color));
     }
 }
 

@@ -236,6 +236,7 @@ fn header(v: &JobView, layout: &Layout, now: Instant) -> String {
             parts.push(fixed(elapsed, 3));
         }
         Phase::Downloading => {
+            parts.insert(0, fixed(spinner(v, now).to_string(), 0));
             let c = v.counters();
             let frac = if c.sizes_known && c.bytes_known > 0 {
                 c.bytes_done as f64 / c.bytes_known as f64
@@ -290,8 +291,39 @@ fn extra_files(c: &Counters) -> Option<String> {
     (!bits.is_empty()).then(|| bits.join(", "))
 }
 
+/// File lines start under the header's label (past the spinner column).
 fn indent(v: &JobView, layout: &Layout) -> Vec<Part> {
-    if layout.labelled_files { vec![fixed(format!("  {}", layout.label(&v.job)), 0)] } else { vec![fixed(" ", 0)] }
+    let pad = " ".repeat(1 + width(layout.sep()));
+    if layout.labelled_files { vec![fixed(format!("{pad}{}", layout.label(&v.job)), 0)] } else { vec![fixed(pad, 0)] }
+}
+
+/// A message printed above the bars: `job  text`, the job's name where the bars have it, wrapped at spaces to the width, continuation lines
+/// under the text, so nothing wraps mid-word or runs under the job's name.
+pub fn message(job: &str, text: &str, layout: &Layout, color: bool) -> String {
+    let pad = " ".repeat(1 + width(layout.sep()));
+    let label = layout.label(job);
+    let indent = width(&pad) + width(&label) + 2;
+    let room = layout.width.saturating_sub(indent).max(20);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && width(&line) + 1 + width(word) > room {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    let label = if color { format!("\x1b[{BOLD}m{label}\x1b[0m") } else { label };
+    let mut out = format!("{pad}{label}  {}", lines[0]);
+    for l in &lines[1..] {
+        out.push('\n');
+        out.push_str(&" ".repeat(indent));
+        out.push_str(l);
+    }
+    out
 }
 
 fn file_line(v: &JobView, f: &FileView, layout: &Layout) -> String {
@@ -372,9 +404,9 @@ mod tests {
         assert_eq!(
             job_lines(&v, &layout(120), now),
             [
-                "provider-nightly  [=========>                  ]  1/3 files  13.0/43.0+ MiB  5.3 MiB/s  ETA ~9s  +1 error file  12s",
-                "  provider-nightly  ExplanationOfBenefit.ndjson       10.0/40.0 MiB  [=====>                ]   25%",
-                "  provider-nightly  Coverage.ndjson                             0 B",
+                "⠼  provider-nightly  [=========>                  ]  1/3 files  13.0/43.0+ MiB  5.3 MiB/s  ETA ~9s  +1 error file  12s",
+                "   provider-nightly  ExplanationOfBenefit.ndjson       10.0/40.0 MiB  [=====>                ]   25%",
+                "   provider-nightly  Coverage.ndjson                             0 B",
             ]
         );
     }
@@ -387,7 +419,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "provider-… [====>        ] 1/3 files 13.0/43.0+ MiB ETA ~9s",
+                "⠼ provider-… [===>       ] 1/3 files 13.0/43.0+ MiB ETA ~9s",
                 "  provider-… ExplanationOfBene… 10.0/40.0 MiB [=>    ]  25%",
                 "  provider-… Coverage.ndjson              0 B",
             ]
@@ -433,6 +465,18 @@ mod tests {
         let c = Counters { bytes_done: 1 << 20, bytes_known: 4 << 20, sizes_known: false, ..Counters::default() };
         assert_eq!(sizes(&c), "1.0/4.0+ MiB");
         assert_eq!(sizes(&Counters { sizes_known: true, ..c }), "1.0/4.0 MiB");
+    }
+
+    #[test]
+    fn messages_wrap_at_spaces_under_their_text() {
+        let l = layout(60);
+        let text = "$bulk-member-match: 3 matched, 1 not matched, 0 consent-constrained; exporting Group/matched-7";
+        assert_eq!(
+            message("payer-to-payer", text, &l, false),
+            "  payer-to-…  $bulk-member-match: 3 matched, 1 not matched,\n              0 consent-constrained; exporting\n              Group/matched-7"
+        );
+        let one = Layout::new(60, &["a".to_string()], false);
+        assert_eq!(message("a", "short", &one, false), "  a  short");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod display;
 mod faults;
 mod flow;
 mod security;
