@@ -6,6 +6,7 @@ mod harness;
 mod display;
 mod faults;
 mod flow;
+mod logs;
 mod security;
 mod servers;
 mod unattended;
