@@ -13,6 +13,7 @@ use oneup_bulk::commands::{Board, Runner, SlotState, run_all, summary};
 use oneup_bulk::export::manifest::PlannedFile;
 use oneup_bulk::progress::{Bars, Capture, Display, Event, Reporter, units};
 use oneup_bulk::record::FileKind;
+use oneup_bulk::sandbox::SandboxConfig;
 
 use crate::harness::*;
 
@@ -293,4 +294,41 @@ fn retries_at_100_columns() {
         ]
         .join("\n")
     );
+}
+
+/// A body cut twice and resumed with `Range`: the display sees each attempt's offset (so the bar
+/// moves back to it, and neither the offset nor the retried bytes count twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_download_counts_its_bytes_once() {
+    use oneup_bulk::sandbox::{Faults, FileCut};
+    let cut = FileCut { pattern: "ExplanationOfBenefit".into(), bytes: 10_000, times: 2 };
+    let env = Env::new(SandboxConfig {
+        faults: Faults { file_cut_after: Some(cut), ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    let job = env.job_from(&env.yaml("t", LARGER, ""));
+    let capture = Arc::new(Capture::new());
+    let runner = Runner { display: capture.clone(), parallel: 1, summary: SummaryFormat::None };
+    let board = Board::new(std::slice::from_ref(&job));
+    run_all(std::slice::from_ref(&job), &RunOptions::default(), &runner, &board).await;
+    let slots = board.take();
+    let SlotState::Done(res) = &slots[0].state else { panic!("not finished") };
+    let out = outcome_of(res);
+    let eob = out.record.files.iter().find(|f| f.resource_type == "ExplanationOfBenefit").unwrap();
+    let events = capture.events("t");
+    let id = events
+        .iter()
+        .find_map(|e| e.strip_prefix("start ").filter(|r| r.ends_with(" ExplanationOfBenefit.ndjson")))
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    let offsets: Vec<&str> = events.iter().filter_map(|e| e.strip_prefix(&format!("offset {id} "))).collect();
+    assert_eq!(offsets, ["0", "10000", "20000"], "{events:?}");
+    let lengths: Vec<&str> = events.iter().filter_map(|e| e.strip_prefix(&format!("length {id} "))).collect();
+    let whole = eob.bytes.to_string();
+    assert_eq!(lengths, [whole.as_str(); 3], "every attempt announces the whole file's size");
+    let c = capture.view("t").counters();
+    let data: u64 = out.record.files.iter().filter(|f| f.kind == FileKind::Output).map(|f| f.bytes).sum();
+    assert_eq!((c.bytes_done, c.bytes_known), (data, data));
 }
