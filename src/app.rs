@@ -100,7 +100,12 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         });
     }
     let expected: Option<u64> = m.output.iter().map(|e| e.count).sum();
-    reporter.event(&Event::ManifestReady { files: files.len(), resources: expected });
+    reporter.event(&Event::ManifestReady {
+        files: files.len(),
+        resources: expected,
+        planned: &files,
+        verified: &inflight.done,
+    });
 
     // 4. Downloads: verified files are recorded in the state as they land, so a rerun skips them.
     let downloaded = download(job, &session, &state, &log, &mut inflight, &status_url, &run_dir, &m, files).await?;

@@ -3,8 +3,10 @@
 
 mod harness;
 
+mod display;
 mod faults;
 mod flow;
+mod logs;
 mod security;
 mod servers;
 mod tls;
