@@ -46,8 +46,8 @@ pub fn init_logging(g: &Global) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},rustls_platform_verifier=off,warn")));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},rustls_platform_verifier=off,warn")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| AboveBars).with_ansi(color_stderr());
     let _ = match g.log_format {
         LogFormat::Json => {

@@ -10,9 +10,9 @@ use indicatif::{InMemoryTerm, ProgressDrawTarget};
 use oneup_bulk::app::{RunOptions, RunOutcome};
 use oneup_bulk::cli::SummaryFormat;
 use oneup_bulk::commands::{Board, Runner, SlotState, run_all, summary};
-use oneup_bulk::record::PlannedFile;
 use oneup_bulk::progress::{Bars, Capture, Display, Event, Reporter, units};
 use oneup_bulk::record::FileKind;
+use oneup_bulk::record::PlannedFile;
 use oneup_bulk::sandbox::SandboxConfig;
 
 use crate::harness::*;
