@@ -49,7 +49,13 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
         }
     }
 
-    if job.auth.method != AuthMethod::None {
+    if job.auth.method == AuthMethod::ClientHeaders {
+        let _ = writeln!(
+            out,
+            "  credentials: client headers to {} (no token request)",
+            job.fhir_base.origin().ascii_serialization()
+        );
+    } else if job.auth.method != AuthMethod::None {
         let url = session.tokens.token_url().await?;
         let _ = writeln!(out, "  token URL: {url}");
         session.tokens.bearer().await?;
@@ -112,7 +118,7 @@ pub fn advertised_warnings(job: &Job, smart: &Value) -> Vec<String> {
         AuthMethod::ClientSecretPost => Some("client_secret_post"),
         AuthMethod::ClientSecretBasic => Some("client_secret_basic"),
         AuthMethod::PrivateKeyJwt => Some("private_key_jwt"),
-        AuthMethod::None => None,
+        AuthMethod::None | AuthMethod::ClientHeaders => None,
     };
     if let (Some(m), Some(list)) = (wanted, smart["token_endpoint_auth_methods_supported"].as_array())
         && !list.iter().any(|v| v == m)
