@@ -160,6 +160,12 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
             out.run_dir.display()
         );
     }
+    for line in r.member_match.iter().flat_map(|m| m.summary_lines()) {
+        let _ = writeln!(s, "{line}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "  warning: {}", w.message);
+    }
     for p in r.problems.iter().take(5) {
         let loc = match (&p.file, p.line) {
             (Some(f), Some(l)) => format!("{f}:{l}: "),
