@@ -6,6 +6,7 @@ mod harness;
 mod faults;
 mod flow;
 mod oneup;
+mod payer;
 mod security;
 mod servers;
 mod tls;
