@@ -254,3 +254,35 @@ async fn kick_offs_are_get_and_a_post_needs_saying_so() {
     );
     assert!(!err.contains("WARN"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oneup_section_mistakes_and_the_sandbox_realm_warning() {
+    let env = Env::default().await;
+    let cases = [
+        ("bulk-data", "oneup:\n  tenant: bison\nfhir_base: https://s.example/fhir/\n"),
+        ("provider-access", "oneup:\n  tenant: a/b\n  realm: ok\n"),
+        ("provider-access", ""),
+    ];
+    let mut errors = Vec::new();
+    for (access, top) in cases {
+        let path = env.write_job("m.yaml", &oneup_job(&env, access, top, "", GROUP));
+        let o = run_bin(args(&["validate"], &path)).await;
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        errors.push(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    snapshot!("oneup_section_mistakes", errors.join("\n----\n\n"));
+    // A production tenant without a realm works, with a warning: dev-portal is only the sandbox's realm.
+    let path = env.write_job("r.yaml", &oneup_job(&env, "provider-access", "oneup:\n  tenant: acme\n", "", GROUP));
+    let o = run_bin(args(&["validate"], &path)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "warning: {}: auth.token_url defaults to 1up's sandbox realm `dev-portal`; production realms are per customer: set `oneup.realm` (or auth.token_url)\n",
+            path.display()
+        )
+    );
+    assert!(stdout(&o).ends_with(
+        "      token_url: https://gateway.1up.health/auth/realms/dev-portal/protocol/openid-connect/token (no oneup.realm: 1up's sandbox realm dev-portal)\n"
+    ));
+}
