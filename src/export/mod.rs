@@ -3,9 +3,11 @@
 //! asynchronous request pattern), [`manifest`] parses and checks what it returns and names the files,
 //! [`pages`] follows paged manifests, [`member_match`] runs Payer-to-Payer matching first (PDex
 //! `$bulk-member-match`, read by [`match_result`], or HRex `$member-match` per member, [`hrex_match`]),
-//! and [`delete`] asks the server to forget a finished export.
+//! [`group`] reads a Group's size (1up's 10,000-member limit), and [`delete`] asks the server to forget a
+//! finished export.
 
 pub mod delete;
+pub mod group;
 pub mod hrex_match;
 pub mod inflight;
 pub mod kickoff;

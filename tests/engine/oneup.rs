@@ -286,3 +286,26 @@ async fn oneup_section_mistakes_and_the_sandbox_realm_warning() {
         "      token_url: https://gateway.1up.health/auth/realms/dev-portal/protocol/openid-connect/token (no oneup.realm: 1up's sandbox realm dev-portal)\n"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_the_group_and_warns_over_1ups_limit() {
+    // 10 patients per data_scale: 10,010 members in `attributed-members`.
+    let env = Env::new(SandboxConfig { data_scale: 1001, ..Default::default() }).await;
+    let gw = gateway(&env);
+    let top = format!("oneup:\n  tenant: bison\n  realm: dev-portal\n  gateway: {gw}\n");
+    let path = env.write_job("c.yaml", &oneup_job(&env, "provider-access", &top, "", GROUP));
+    let o = run_bin(args(&["check"], &path)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = stdout(&o);
+    let tail: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("  Group/")).collect();
+    assert_eq!(
+        tail,
+        [
+            "  Group/attributed-members: 10010 members",
+            "  warning: Group/attributed-members has 10010 members: more than the 10000 a 1up Group holds (1up's documented limit)",
+            "ok: no export was started",
+        ],
+        "{out}"
+    );
+    assert_eq!(env.sandbox.kickoff_count(), 0);
+}
