@@ -87,7 +87,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
     let m = pages::collect(&session, &job.poll, &status_url, &run_dir, first, Pages::Saved).await?;
     let files = manifest::plan(&m, &status_url)?;
     if first_time {
-        state.keep_in_run(&run_dir, member_match::RESULT_FILE)?;
+        member_match::keep_in_run(job, &state, &run_dir)?;
         inflight.run_id = Some(run_id.clone());
         state.save_inflight(&inflight)?;
         log.write(&LogEvent::StatusComplete { transaction_time: &m.transaction_time });
@@ -112,7 +112,8 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
 
     // 5. The record: run.json last, then the checkpoint.
     let problems = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
-    let warnings: Vec<record::Problem> = Vec::new();
+    let matched = member_match::record(job, &state);
+    let warnings: Vec<record::Problem> = matched.as_ref().map(|m| m.warnings()).unwrap_or_default();
     let files: Vec<_> = downloaded.into_iter().map(|d| d.record).collect();
     let verdict = summarize(&files, problems, job.download.validate, t0.elapsed().as_secs_f64());
     let rec = RunRecord {
@@ -130,6 +131,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         totals: verdict.totals.clone(),
         problems: verdict.problems,
         warnings,
+        member_match: matched,
         complete: verdict.complete,
     };
     log.write(&LogEvent::ExportComplete {

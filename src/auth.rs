@@ -86,9 +86,10 @@ impl TokenSource {
         })
     }
 
-    /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`.
+    /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`
+    /// and `client-headers` (whose credentials go in headers, see [`crate::session`]).
     pub async fn bearer(&self) -> Result<Option<Secret>> {
-        if self.auth.method == AuthMethod::None {
+        if !self.auth.method.uses_tokens() {
             return Ok(None);
         }
         // Held across the fetch so concurrent downloads wait for one renewal instead of each asking.
@@ -153,7 +154,9 @@ impl TokenSource {
                 .map_err(Error::Failed)?;
                 assertion = Some(Secret::new(jwt));
             }
-            AuthMethod::None => unreachable!("no token is fetched with auth.method none"),
+            AuthMethod::None | AuthMethod::ClientHeaders => {
+                unreachable!("no token is fetched with auth.method none or client-headers")
+            }
         }
         if let Some(a) = &assertion {
             form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));

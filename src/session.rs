@@ -1,6 +1,8 @@
 //! The token-carrying session every FHIR request goes through: bearer tokens attached only where DESIGN
 //! §1.6 allows, one token renewal on a 401, redirects followed by hand so a token never crosses to
-//! another origin, and the shared retry policy of [`crate::http`] around each request.
+//! another origin, and the shared retry policy of [`crate::http`] around each request. 1up's header
+//! credentials (`auth.method: client-headers`: `client_id`, `client_secret`, `x-oneup-user-id`) follow
+//! a stricter rule than the token: the FHIR server's origin only, never `auth.token_origins`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +20,7 @@ use crate::http::{
     Attempt, MAX_REDIRECTS, ReadError, RetryPolicy, client, describe, is_retryable_status, read_limited, retry_after,
     retrying, send_failed,
 };
-use crate::job::Job;
+use crate::job::{Access, AuthMethod, Job};
 use crate::progress::Reporter;
 use crate::redact::{Secret, redact_query};
 
@@ -81,6 +83,40 @@ pub struct Session {
     pub token_origins: Vec<Origin>,
     /// The job's `headers:`, sent with every FHIR request.
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `auth.method: client-headers`: the credential headers, marked sensitive (never in `Debug`).
+    client_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The only origin the client headers go to.
+    fhir_origin: Origin,
+    /// The job's access type (1up's documented answers are told apart from faults).
+    pub access: Access,
+}
+
+/// The value 1up documents for `x-oneup-user-id` with client headers.
+pub const ONEUP_USER_ID: &str = "client";
+
+/// Whether credentials may go with a request to `current` that started at `first`: both on one of the
+/// `allowed` origins, and no redirect has crossed to another origin.
+pub fn credentials_allowed(first: &Url, current: &Url, allowed: &[Origin]) -> bool {
+    let origin = current.origin();
+    origin == first.origin() && allowed.contains(&origin)
+}
+
+/// 1up's header credentials for `job`, empty unless `auth.method: client-headers`.
+fn client_headers(job: &Job) -> Result<Vec<(HeaderName, HeaderValue)>> {
+    if job.auth.method != AuthMethod::ClientHeaders {
+        return Ok(Vec::new());
+    }
+    let secret = job.auth.client_secret.as_ref().map(Secret::expose).unwrap_or("");
+    let mut out = Vec::new();
+    for (name, value) in
+        [("client_id", job.auth.client_id.as_str()), ("client_secret", secret), ("x-oneup-user-id", ONEUP_USER_ID)]
+    {
+        let mut v = HeaderValue::from_str(value)
+            .map_err(|_| Error::Usage(format!("auth: the {name} is not a valid header value (visible ASCII)")))?;
+        v.set_sensitive(true);
+        out.push((HeaderName::from_static(name), v));
+    }
+    Ok(out)
 }
 
 impl Session {
@@ -98,12 +134,21 @@ impl Session {
             extra_headers.push((name, value));
         }
         let tokens = TokenSource::new(job, client.clone(), policy.clone(), reporter.clone())?;
-        Ok(Session { client, tokens, policy, reporter, token_origins, extra_headers })
+        Ok(Session {
+            client,
+            tokens,
+            policy,
+            reporter,
+            token_origins,
+            extra_headers,
+            client_headers: client_headers(job)?,
+            fhir_origin: job.fhir_base.origin(),
+            access: job.access,
+        })
     }
 
     fn token_allowed(&self, first: &Url, current: &Url) -> bool {
-        let origin = current.origin();
-        origin == first.origin() && self.token_origins.contains(&origin)
+        credentials_allowed(first, current, &self.token_origins)
     }
 
     /// Sends a request once, following redirects by hand (GET/HEAD only), attaching the token only where
@@ -128,6 +173,13 @@ impl Session {
             }
             if let Some(b) = &req.body {
                 rb = rb.body(b.clone());
+            }
+            if req.token == TokenUse::AllowedOrigins
+                && credentials_allowed(&req.url, &url, std::slice::from_ref(&self.fhir_origin))
+            {
+                for (k, v) in &self.client_headers {
+                    rb = rb.header(k, v);
+                }
             }
             let mut sent = None;
             if let Some(t) = token.as_ref().filter(|_| self.token_allowed(&req.url, &url)) {
@@ -221,5 +273,24 @@ impl Session {
             Ok(Attempt::Done(resp))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_stay_on_their_origins() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let fhir = [u("https://gw.example/v1/t/").origin()];
+        let base = u("https://gw.example/v1/t/$export");
+        assert!(credentials_allowed(&base, &u("https://gw.example/v1/t/$export-status/1"), &fhir));
+        // A file host, or a redirect from the FHIR server to one, gets nothing.
+        assert!(!credentials_allowed(&u("https://files.example/a"), &u("https://files.example/a"), &fhir));
+        assert!(!credentials_allowed(&base, &u("https://files.example/a?sig=1"), &fhir));
+        // Another port or scheme is another origin.
+        assert!(!credentials_allowed(&base, &u("http://gw.example/v1/t/"), &fhir));
+        assert!(!credentials_allowed(&u("https://gw.example:8443/x"), &u("https://gw.example:8443/x"), &fhir));
     }
 }

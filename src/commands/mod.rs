@@ -117,7 +117,7 @@ fn validate(paths: &[PathBuf], no_env: bool) -> Result<u8, Error> {
     let mut worst = exit::OK;
     for p in paths {
         match job::lint(p, env) {
-            Ok(job::Lint::Job { summary, notes, warnings }) => {
+            Ok(job::Lint::Job { summary, notes, warnings, details }) => {
                 for n in &notes {
                     eprintln!("{n}\n");
                 }
@@ -127,6 +127,9 @@ fn validate(paths: &[PathBuf], no_env: bool) -> Result<u8, Error> {
                 match summary {
                     Some(s) => println!("ok  {}  {s}", p.display()),
                     None => println!("ok  {}  (not every value checked: --no-env)", p.display()),
+                }
+                for d in &details {
+                    println!("      {d}");
                 }
             }
             Ok(job::Lint::NotAJob { what }) => println!("skip  {}  not a job file: {what}", p.display()),

@@ -348,6 +348,12 @@ pub fn dry_run(job: &Job) -> String {
         AuthMethod::None => {
             let _ = writeln!(s, "# no token (auth.method: none)");
         }
+        AuthMethod::ClientHeaders => {
+            let _ = writeln!(
+                s,
+                "# no token request (auth.method: client-headers): the credentials go in headers, to the FHIR server only"
+            );
+        }
         m => {
             let url = job
                 .auth
@@ -380,8 +386,16 @@ pub fn dry_run(job: &Job) -> String {
     let _ = writeln!(s, "{} {}", k.method, k.url);
     let _ = writeln!(s, "Accept: application/fhir+json");
     let _ = writeln!(s, "Prefer: {}", k.prefer);
-    if job.auth.method != AuthMethod::None {
-        let _ = writeln!(s, "Authorization: Bearer [redacted]");
+    match job.auth.method {
+        AuthMethod::None => {}
+        AuthMethod::ClientHeaders => {
+            let _ = writeln!(s, "client_id: {}", job.auth.client_id);
+            let _ = writeln!(s, "client_secret: [redacted]");
+            let _ = writeln!(s, "x-oneup-user-id: {}", crate::session::ONEUP_USER_ID);
+        }
+        _ => {
+            let _ = writeln!(s, "Authorization: Bearer [redacted]");
+        }
     }
     for (h, _) in &job.headers {
         let _ = writeln!(s, "{h}: …");

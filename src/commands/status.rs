@@ -115,8 +115,12 @@ pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, E
         Some(s) if (200..300).contains(&s) => {
             println!("{}: the server deleted the export (HTTP {s})", job.name)
         }
+        Some(403) if job.access.get_only() => println!(
+            "{}: the server answered HTTP 403 to DELETE, as 1up documents for population-level exports; forgetting the export here anyway",
+            job.name
+        ),
         Some(s) => println!(
-            "{}: the server answered HTTP {s} to DELETE (some servers, 1up among them, do not allow it); forgetting the export here anyway",
+            "{}: the server answered HTTP {s} to DELETE (some servers do not allow it); forgetting the export here anyway",
             job.name
         ),
         None => println!("{}: the server could not be reached; forgetting the export here anyway", job.name),

@@ -108,6 +108,12 @@ pub fn text(name: &str, out: &RunOutcome) -> String {
             out.run_dir.join("error").display()
         );
     }
+    for line in r.member_match.iter().flat_map(|m| m.summary_lines()) {
+        let _ = writeln!(s, "{line}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "  warning: {}", w.message);
+    }
     for p in r.problems.iter().take(5) {
         let loc = match (&p.file, p.line) {
             (Some(f), Some(l)) => format!("{f}:{l}: "),
@@ -202,6 +208,7 @@ mod tests {
                 totals: Totals { seconds: 2.04, ..Totals::default() },
                 problems: Vec::new(),
                 warnings: Vec::new(),
+                member_match: None,
                 complete: true,
             },
         }

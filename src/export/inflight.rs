@@ -11,7 +11,7 @@ use super::{kickoff, member_match};
 use crate::error::{Error, Result, exit};
 use crate::eventlog::{EventLog, LogEvent};
 use crate::instant;
-use crate::job::{Job, Since};
+use crate::job::{Job, MatchOperation, Since};
 use crate::progress::Event;
 use crate::session::Session;
 use crate::state::{InFlight, JobState};
@@ -28,8 +28,9 @@ pub async fn kick_off(
     let since = resolve_since(job, state)?;
     let matched;
     let target = match &job.member_match {
-        Some(mm) if job.export.group_id.is_none() => {
-            matched = member_match::matched_members_job(session, job, mm, &state.dir, log).await?;
+        // A bulk match's group may be given instead (`export.group_id`); `$member-match` always runs.
+        Some(mm) if mm.operation == MatchOperation::MemberMatch || job.export.group_id.is_none() => {
+            matched = member_match::matched_members_job(session, job, mm, state, log).await?;
             &matched
         }
         _ => job,

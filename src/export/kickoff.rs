@@ -1,5 +1,7 @@
 //! Kick-off (DESIGN §1.3): which URL, GET or POST, which parameters. [`build`] is pure; [`send`] is the
 //! thin I/O around it and turns anything but `202` + `Content-Location` into an error the user can act on.
+//! 1up's GET-only rule (`provider-access`, `payer-to-payer`) is kept at resolution: a job whose request
+//! needs a POST there says `export.method: post`, so `build` never has to choose against the job.
 
 use bytes::Bytes;
 use reqwest::Method;
@@ -172,10 +174,15 @@ pub async fn send(session: &Session, k: &Kickoff) -> Result<Url> {
     let status = reply.status.as_u16();
     match status {
         202 => super::poll::status_location(&reply.headers, &k.url, "kick-off"),
-        401 | 403 => Err(Error::AuthRefused {
-            url: k.url.to_string(),
-            detail: format!("HTTP {status} on kick-off: {}", outcome_text(&reply.body)),
-        }),
+        401 | 403 => {
+            let mut detail = format!("HTTP {status} on kick-off: {}", outcome_text(&reply.body));
+            if status == 403 && k.method == Method::POST && session.access.get_only() {
+                detail.push_str(
+                    " (1up answers 403 to POST on population-level exports: without `export.method: post` the kick-off is a GET)",
+                );
+            }
+            Err(Error::AuthRefused { url: k.url.to_string(), detail })
+        }
         200 => Err(Error::ServerRejected(
             "the server answered the kick-off with 200 instead of 202: it does not run exports asynchronously".into(),
         )),

@@ -28,6 +28,7 @@ pub struct RawJob {
     /// Free-form: any header name (checked in resolution).
     pub headers: Field<BTreeMap<String, Text>>,
     pub tls: Field<RawTls>,
+    pub oneup: Field<RawOneUp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +71,17 @@ pub struct RawExport {
 #[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
 pub struct RawMemberMatch {
     pub parameters_file: Field<Text>,
+    pub operation: Field<Text>,
+    pub concurrency: Field<u32>,
+    pub matched_export: Field<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
+pub struct RawOneUp {
+    pub tenant: Field<Text>,
+    pub realm: Field<Text>,
+    pub gateway: Field<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +122,7 @@ pub fn keys_of(section: &str) -> Option<&'static [&'static str]> {
         "poll" => fields_of::<RawPoll>(),
         "download" => fields_of::<RawDownload>(),
         "tls" => fields_of::<RawTls>(),
+        "oneup" => fields_of::<RawOneUp>(),
         _ => return None,
     })
 }
@@ -264,7 +277,8 @@ mod tests {
                     "poll",
                     "download",
                     "headers",
-                    "tls"
+                    "tls",
+                    "oneup"
                 ][..]
             )
         );

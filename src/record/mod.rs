@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod matches;
 pub mod summarize;
+pub use matches::MemberMatchRecord;
 pub use summarize::{Summary, summarize};
 
 pub const RUN_FILE: &str = "run.json";
@@ -41,6 +43,10 @@ pub struct RunRecord {
     /// the server got wrong in `error[]`, …). Also shown in the summary and the log.
     #[serde(default)]
     pub warnings: Vec<Problem>,
+    /// Payer-to-Payer: the member match that came before the export (who was matched, who not, who
+    /// refused consent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_match: Option<MemberMatchRecord>,
     /// True when every file is on disk and verified; the server may still have reported `error[]`.
     pub complete: bool,
 }

@@ -104,7 +104,8 @@ pub fn kickoff(
                 return oo(StatusCode::NOT_FOUND, "not-found", format!("Group/{id} is not known"));
             }
         },
-        _ => None,
+        // 1up: what a population export covers is up to the server (here: the members matched so far).
+        _ => super::oneup::scope(shared),
     };
     let sel = match selection(shared, &params, group_patients, davinci) {
         Ok(s) => s,

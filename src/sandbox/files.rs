@@ -14,7 +14,8 @@ use super::jobs::{self, FileData};
 use super::{Listener, Shared, auth};
 
 pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &str, headers: &HeaderMap) -> Response {
-    let has_auth = headers.contains_key(header::AUTHORIZATION);
+    // 1up's header credentials count as a credential like a bearer token.
+    let has_auth = headers.contains_key(header::AUTHORIZATION) || super::oneup::carries_client_headers(headers);
     match listener {
         Listener::Main => {
             if shared.cfg.requires_access_token {

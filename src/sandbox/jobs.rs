@@ -27,7 +27,7 @@ pub struct FileData {
 }
 
 impl FileData {
-    fn new(name: String, rtype: &str, bytes: Bytes) -> Arc<Self> {
+    pub(super) fn new(name: String, rtype: &str, bytes: Bytes) -> Arc<Self> {
         let count = memchr::memchr_iter(b'\n', &bytes).count() as u64;
         Arc::new(Self { name, rtype: rtype.into(), bytes, count, gz: OnceLock::new() })
     }
@@ -111,6 +111,14 @@ pub fn insert(shared: &Shared, request: String, output: JobOutput) -> String {
         },
     );
     id
+}
+
+/// Register a job whose files are already made (a PDex 2.2 `$bulk-member-match` result).
+pub fn insert_files(shared: &Shared, request: String, outputs: Vec<Arc<FileData>>) -> String {
+    let error = FileData::new("OperationOutcome.error.ndjson".into(), "OperationOutcome", Bytes::new());
+    let cell = Arc::new(OnceLock::new());
+    let _ = cell.set(Arc::new(JobFiles { outputs, error }));
+    insert(shared, request, JobOutput::Files(cell))
 }
 
 /// Register the job and start generating its files in the background.
@@ -241,7 +249,8 @@ fn error_file(sel: &Selection, p: &ExportParams) -> Arc<FileData> {
 }
 
 fn file_url(shared: &Shared, job: &str, name: &str) -> String {
-    shared.main_base.join(&format!("files/{job}/{name}")).expect("URL-safe names").to_string()
+    let host = if shared.cfg.oneup.files_on_storage { &shared.storage_base } else { &shared.main_base };
+    host.join(&format!("files/{job}/{name}")).expect("URL-safe names").to_string()
 }
 
 fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles, page: usize) -> Value {
@@ -266,7 +275,8 @@ fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles, page: usize)
             link = Some(json!([{"relation": "next", "url": next}]));
         }
     }
-    let error = if page <= 1 && shared.cfg.error_file {
+    // An empty error file (a member-match result's) is not listed.
+    let error = if page <= 1 && shared.cfg.error_file && files.error.count > 0 {
         json!([{"type": "OperationOutcome", "url": file_url(shared, id, &files.error.name), "count": files.error.count}])
     } else {
         json!([])

@@ -4,7 +4,8 @@
 //! It speaks OAuth client credentials (client secret post/basic, and SMART Backend Services JWT
 //! assertions, which it verifies itself against registered JWKS), Bulk Data kick-off / status / manifest
 //! / files (Range, gzip), Da Vinci PDex `$davinci-data-export` and `$bulk-member-match`, plain http or
-//! HTTPS (HTTP/1.1 and HTTP/2), and it can misbehave on request through [`Faults`]. Every request is
+//! HTTPS (HTTP/1.1 and HTTP/2), and it can misbehave on request through [`Faults`]. HRex
+//! `Patient/$member-match`, 1up's URL shapes and 1up's documented behaviours: see [`OneUpMode`]. Every request is
 //! recorded so tests can assert what a client sent. URL layout (`PORT` = [`Sandbox::fhir_base`]'s port):
 //!
 //! ```text
@@ -12,6 +13,8 @@
 //! GET    /fhir/.well-known/smart-configuration       GET /fhir/metadata
 //! GET|POST /fhir/$export   /fhir/Patient/$export   /fhir/Group/{id}/$export
 //! POST   /fhir/Group/{id}/$davinci-data-export       POST /fhir/Group/$bulk-member-match
+//! POST   /fhir/Patient/$member-match
+//! (and /v1/{tenant}/bulk-export/bulk-data/r4/… for /fhir/…, /auth/realms/{realm}/protocol/openid-connect/token)
 //! GET    /fhir/Group/{id}
 //! GET|DELETE /fhir/$export-status/{job}
 //! GET    /files/{job}/{file}.ndjson                  (and on the storage listener, after a 307)
@@ -25,8 +28,10 @@ mod export;
 mod faults;
 mod fhir;
 mod files;
+mod hrex;
 mod jobs;
 mod member_match;
+mod oneup;
 mod params;
 mod resources;
 mod routes;
@@ -53,6 +58,7 @@ pub use config::{RetryAfterStyle, SandboxConfig};
 pub use data::{DataSpec, Demographics, ResourceType, Selection, TypeData};
 pub use export::KickoffRecord;
 pub use faults::{BadLine, FaultHandle, Faults, FileCut};
+pub use oneup::OneUpMode;
 pub use params::{ExportLevel, ExportParams};
 pub use tls::{Alpn, SandboxTls, TestCa};
 
@@ -107,6 +113,8 @@ pub(crate) struct Shared {
     members_by_birth_date: std::sync::OnceLock<HashMap<String, Vec<u32>>>,
     /// Groups made by `$bulk-member-match`: id → patient indices.
     groups: Mutex<HashMap<String, Vec<u32>>>,
+    /// Patients `$member-match` has matched (1up mode scopes population exports to them).
+    matched: Mutex<std::collections::BTreeSet<u32>>,
     requests: Mutex<Vec<RecordedRequest>>,
     kickoffs: Mutex<Vec<KickoffRecord>>,
     cache: jobs::Cache,
@@ -183,6 +191,7 @@ impl Sandbox {
             assertions: Mutex::default(),
             jobs: Mutex::default(),
             groups: Mutex::default(),
+            matched: Mutex::default(),
             members_by_birth_date: std::sync::OnceLock::new(),
             requests: Mutex::default(),
             kickoffs: Mutex::default(),

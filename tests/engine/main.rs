@@ -7,6 +7,8 @@ mod display;
 mod faults;
 mod flow;
 mod logs;
+mod oneup;
+mod payer;
 mod security;
 mod servers;
 mod tls;
