@@ -72,6 +72,10 @@ pub enum Event<'a> {
     Note {
         message: &'a str,
     },
+    /// Something that did not fail the run but deserves a look (also in `run.json` and the summary).
+    Warning {
+        message: &'a str,
+    },
 }
 
 pub trait Reporter: Send + Sync {
@@ -124,6 +128,7 @@ impl Reporter for Plain {
                 tracing::error!(path = file.path, reason, "download failed")
             }
             Event::Note { message } => tracing::info!("{message}"),
+            Event::Warning { message } => tracing::warn!("{message}"),
         }
     }
 }
@@ -248,6 +253,9 @@ impl Reporter for Bars {
             }
             Event::Note { message } => {
                 let _ = self.multi.println(format!("  {message}"));
+            }
+            Event::Warning { message } => {
+                let _ = self.multi.println(format!("  warning: {message}"));
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::job::{AuthMethod, Job};
 use crate::progress::Reporter;
 use crate::record::FileKind;
 
+use super::hint::{self, JobCmd, Left};
 use super::{load_job, report_error, reporter, signal};
 
 /// Exit codes from least to most severe, for "the worst one".
@@ -68,18 +69,32 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         return exit::OK;
     }
     let display = reporter(g);
-    let run_all = run_all(jobs, opts, display.clone(), args.parallel.max(1));
+    // How to name each job in "what to type next" lines.
+    let cmds: Vec<(JobCmd, std::path::PathBuf)> =
+        jobs.iter().map(|j| (JobCmd::new(j.file_label(), args.out.as_deref()), j.job_dir())).collect();
+    let run_all = run_all(jobs, opts, display.clone(), args.parallel.max(1), &cmds);
     tokio::select! {
         code = run_all => code,
         sig = signal() => {
             display.finish();
             // Dropping the runs cancels their requests; state and .part files stay for the rerun.
-            report_error(&Error::Interrupted(sig))
+            let e = Error::Interrupted(sig);
+            let code = report_error(&e);
+            for (cmd, dir) in &cmds {
+                eprint!("{}", hint::next_steps(cmd, &e, &Left::of(dir)));
+            }
+            code
         }
     }
 }
 
-async fn run_all(jobs: Vec<Job>, opts: RunOptions, display: Arc<dyn Reporter>, parallel: usize) -> u8 {
+async fn run_all(
+    jobs: Vec<Job>,
+    opts: RunOptions,
+    display: Arc<dyn Reporter>,
+    parallel: usize,
+    cmds: &[(JobCmd, std::path::PathBuf)],
+) -> u8 {
     let many = jobs.len() > 1;
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut set = tokio::task::JoinSet::new();
@@ -102,7 +117,7 @@ async fn run_all(jobs: Vec<Job>, opts: RunOptions, display: Arc<dyn Reporter>, p
     results.sort_by_key(|r| r.0);
     let mut code = exit::OK;
     let mut table = String::new();
-    for (_, name, res) in &results {
+    for (i, name, res) in &results {
         match res {
             Ok(out) => {
                 print!("{}", summary(name, out));
@@ -114,7 +129,10 @@ async fn run_all(jobs: Vec<Job>, opts: RunOptions, display: Arc<dyn Reporter>, p
                 );
             }
             Err(e) => {
-                eprintln!("error: job {name}: {e}");
+                match cmds.get(*i) {
+                    Some((cmd, dir)) => hint::report(&format!("error: job {name}: "), e, cmd, dir),
+                    None => report_error(e),
+                };
                 code = worst(code, e.exit_code());
                 let _ = writeln!(table, "  {name:<24} {:>3}  {}", e.exit_code(), first_line(&e.to_string()));
             }
@@ -167,6 +185,9 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
             _ => String::new(),
         };
         let _ = writeln!(s, "  problem: {loc}{}", p.message);
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "  warning: {}", w.message);
     }
     let _ = writeln!(s, "  {:.1} s; files in {}", r.totals.seconds, out.run_dir.display());
     s

@@ -71,6 +71,8 @@ pub async fn attempt(
             );
             return Err(match d {
                 Decision::Refused => Error::AuthRefused { url: redact_query(&file.url), detail },
+                // The file is gone from the server, and with it the export: rerunning cannot fetch it.
+                _ if status == 404 => Error::ExportGone(detail),
                 _ => Error::Failed(detail),
             });
         }
@@ -117,7 +119,7 @@ pub async fn attempt(
             }
             Ok(None) => break,
             Err(e) => {
-                net_error = Some(describe(&e));
+                net_error = Some(describe(&e, session.limits(true)));
                 break;
             }
         }

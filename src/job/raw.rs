@@ -25,6 +25,7 @@ pub struct RawJob {
     pub member_match: Field<RawMemberMatch>,
     pub poll: Field<RawPoll>,
     pub download: Field<RawDownload>,
+    pub timeouts: Field<RawTimeouts>,
     /// Free-form: any header name (checked in resolution).
     pub headers: Field<BTreeMap<String, Text>>,
     pub tls: Field<RawTls>,
@@ -95,6 +96,14 @@ pub struct RawDownload {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
+pub struct RawTimeouts {
+    pub connect: Field<Text>,
+    pub request: Field<Text>,
+    pub read_idle: Field<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
 pub struct RawTls {
     pub ca_file: Field<Text>,
 }
@@ -109,6 +118,7 @@ pub fn keys_of(section: &str) -> Option<&'static [&'static str]> {
         "member_match" => fields_of::<RawMemberMatch>(),
         "poll" => fields_of::<RawPoll>(),
         "download" => fields_of::<RawDownload>(),
+        "timeouts" => fields_of::<RawTimeouts>(),
         "tls" => fields_of::<RawTls>(),
         _ => return None,
     })
@@ -263,6 +273,7 @@ mod tests {
                     "member_match",
                     "poll",
                     "download",
+                    "timeouts",
                     "headers",
                     "tls"
                 ][..]

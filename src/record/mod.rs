@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub mod summarize;
+pub mod warnings;
 pub use summarize::{Summary, summarize};
+pub use warnings::warnings;
 
 pub const RUN_FILE: &str = "run.json";
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use oneup_bulk::commands::hint::{self, JobCmd, Left};
+use oneup_bulk::error::{Error, Signal};
 use oneup_bulk::sandbox::{BadLine, Faults, SandboxConfig};
 
 use crate::harness::*;
@@ -95,7 +97,11 @@ async fn sigint_and_sigterm_keep_the_state() {
         let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
         let t = text(&o);
         assert_eq!(o.status.code(), Some(code), "{sig}: {t}");
-        assert!(t.contains("run the same command again to resume"), "{t}");
+        // The same "what next" block as every other error that keeps the state, with this job's path.
+        let signal = if sig == "INT" { Signal::Interrupt } else { Signal::Terminate };
+        let cmd = JobCmd::new(path.display().to_string(), None);
+        let next = hint::next_steps(&cmd, &Error::Interrupted(signal), &Left::InFlight);
+        assert!(t.contains(&format!("error: {}\n{next}", Error::Interrupted(signal))), "{t}");
         assert!(inflight.exists(), "state kept after SIG{sig}");
     }
 }

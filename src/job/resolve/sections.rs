@@ -1,5 +1,5 @@
 //! The top level of a job file and its small sections: `name`, `access`, `fhir_base`,
-//! `member_match`, `poll`, `download`, `headers` and `tls`. `auth` and `export` have files of their own.
+//! `member_match`, `poll`, `download`, `timeouts`, `headers` and `tls`. `auth` and `export` have files of their own.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use super::Resolver;
 use crate::job::choice::Choice;
 use crate::job::model::*;
-use crate::job::raw::{Field, RawDownload, RawJob, RawMemberMatch, RawPoll, RawTls, Text};
+use crate::job::raw::{Field, RawDownload, RawJob, RawMemberMatch, RawPoll, RawTimeouts, RawTls, Text};
 
 impl Resolver<'_> {
     pub(super) fn job(&mut self, raw: RawJob) -> Option<Job> {
@@ -74,6 +74,8 @@ impl Resolver<'_> {
         let poll = self.poll(poll);
         let download = self.take("download", raw.download).unwrap_or_default();
         let download = self.download(download);
+        let timeouts = self.take("timeouts", raw.timeouts).unwrap_or_default();
+        let timeouts = self.timeouts(timeouts);
         let headers = self.headers(raw.headers);
         let tls = self.take("tls", raw.tls).unwrap_or_default();
         let tls = self.tls(tls);
@@ -90,6 +92,7 @@ impl Resolver<'_> {
             member_match,
             poll,
             download,
+            timeouts,
             headers,
             tls,
             warnings: std::mem::take(&mut self.warnings),
@@ -124,6 +127,24 @@ impl Resolver<'_> {
             self.err("poll.min_interval", "poll.min_interval is larger than poll.max_interval", None);
         }
         poll
+    }
+
+    fn timeouts(&mut self, t: RawTimeouts) -> TimeoutSettings {
+        let d = TimeoutSettings::default();
+        let mut one = |key: &str, v: Field<Text>, default: Duration| {
+            let path = format!("timeouts.{key}");
+            let given = self.duration(&path, v, default);
+            if given.is_zero() {
+                self.err(&path, format!("timeouts.{key} must be more than 0"), Some("write e.g. 10s, 1m".into()));
+                return default;
+            }
+            given
+        };
+        TimeoutSettings {
+            connect: one("connect", t.connect, d.connect),
+            request: one("request", t.request, d.request),
+            read_idle: one("read_idle", t.read_idle, d.read_idle),
+        }
     }
 
     fn download(&mut self, d: RawDownload) -> DownloadSettings {
