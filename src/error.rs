@@ -49,7 +49,7 @@ pub enum Error {
 
     /// The server no longer has the export (its status URL or a file answered 404/410: restarted,
     /// expired, deleted). The run forgets it, so the next run starts a new one instead of failing forever.
-    #[error("{0}; the server no longer has this export: its state is cleared and the next run starts a new one")]
+    #[error("{0}; the export's state is cleared and the next run starts a new one")]
     ExportGone(String),
 
     /// Another process holds the job's lock.

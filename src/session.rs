@@ -196,13 +196,15 @@ impl Session {
             };
             let status = resp.status();
             let headers = resp.headers().clone();
+            let url = resp.url().clone();
             let body = match read_limited(resp, limit).await {
                 Ok(b) => b,
                 Err(ReadError::TooLarge) => {
                     return Err(Error::Failed(format!("{}: response larger than {limit} bytes", req.what)));
                 }
                 Err(ReadError::Http(e)) => {
-                    return Ok(Attempt::Retry { reason: describe(&e, self.limits(false)), retry_after: None });
+                    let reason = describe(&e.with_url(url), self.limits(false));
+                    return Ok(Attempt::Retry { reason, retry_after: None });
                 }
             };
             if is_retryable_status(status) || (status.as_u16() >= 400 && is_transient_outcome(&body)) {

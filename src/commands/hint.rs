@@ -83,14 +83,14 @@ fn locked(cmd: &JobCmd, h: &LockHolder) -> String {
         let host = h.host.as_deref().unwrap_or("that host");
         return table(
             &format!(
-                "the lock is held by {h}, another machine sharing this folder.\n  stop it there ({kill} on {host}); if {host} is gone for good, break its lock:"
+                "it runs on {host}, another machine sharing this folder: stop it there ({kill});\n  if {host} is gone for good, break its lock:"
             ),
             &[(cmd.line("cancel --force"), "")],
         );
     }
     table(
         &format!(
-            "the lock is held by {h}.\n  if it is stuck, stop it with {kill} (it stops cleanly and keeps its state), then:"
+            "it is still running. If it is stuck, stop it with {kill} (it stops cleanly and keeps its state), then:"
         ),
         &[(cmd.line("run"), "resume its export"), (cmd.line("cancel"), "or forget it")],
     )
@@ -187,20 +187,16 @@ mod tests {
         let e = Error::Locked(here.clone());
         assert_eq!(
             next_steps(&cmd(), &e, &Left::InFlight),
-            format!(
-                "  the lock is held by pid 1234 on {} since T.
-  if it is stuck, stop it with `kill 1234` (it stops cleanly and keeps its state), then:
+            "  it is still running. If it is stuck, stop it with `kill 1234` (it stops cleanly and keeps its state), then:
     oneup-bulk run jobs/x.yaml       resume its export
     oneup-bulk cancel jobs/x.yaml    or forget it
-",
-                crate::state::hostname()
-            )
+"
         );
         let there = LockHolder { host: Some("other-host".into()), ..here };
         assert_eq!(
             next_steps(&cmd(), &Error::Locked(there), &Left::InFlight),
-            "  the lock is held by pid 1234 on other-host since T, another machine sharing this folder.
-  stop it there (`kill 1234` on other-host); if other-host is gone for good, break its lock:
+            "  it runs on other-host, another machine sharing this folder: stop it there (`kill 1234`);
+  if other-host is gone for good, break its lock:
     oneup-bulk cancel --force jobs/x.yaml
 "
         );
