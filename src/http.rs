@@ -215,7 +215,7 @@ where
 /// One plain request (no bearer token, no redirects), bounded by `timeouts.request`: a connection error,
 /// a timeout or a retryable status is an [`Attempt::Retry`] (with the server's `Retry-After`), else the
 /// status and the body, read up to `limit` bytes. For the token endpoint and discovery, which run before
-/// a [`Session`] can send.
+/// a [`crate::session::Session`] can send.
 pub async fn plain_attempt(
     rb: reqwest::RequestBuilder,
     limit: usize,

@@ -1,7 +1,7 @@
 //! Per-job state beside the outputs (`<dir>/<job>/.state/`): the export in flight (status URL, request,
 //! start, verified files, and a copy of its manifest pages so a run folder deleted by hand can be made
 //! again), the checkpoint (last complete `transactionTime` and a short history) and the lock that keeps
-//! two runs of one job apart ([`lock`]). Every write is atomic (write, fsync, rename), so a `kill -9`
+//! two runs of one job apart (`state/lock.rs`). Every write is atomic (write, fsync, rename), so a `kill -9`
 //! leaves either the old state or the new one.
 
 mod lock;
