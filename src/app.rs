@@ -17,7 +17,7 @@ use crate::export::poll::{self, Polled};
 use crate::export::{delete, inflight, member_match};
 use crate::instant;
 use crate::job::Job;
-use crate::private_fs::{create_private_dir, write_atomic, write_json};
+use crate::private_fs::{create_private_dir, write_json};
 use crate::progress::{Event, Reporter, Tee};
 use crate::record::{self, JobInfo, PlannedFile, RunRecord, summarize};
 use crate::session::Session;
@@ -44,13 +44,21 @@ pub struct RunOutcome {
 const MAX_URL_REFRESHES: u32 = 3;
 
 /// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
-/// interrupted during downloads (keeping verified files).
+/// interrupted during downloads (keeping verified files); forgets an export the server has lost.
 pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
-    let t0 = Instant::now();
     let state = JobState::new(&job.job_dir());
     let _lock = state.lock()?;
+    let res = run_locked(job, opts, display, &state).await;
+    if let Err(e) = &res {
+        inflight::after_error(&state, e)?;
+    }
+    res
+}
+
+async fn run_locked(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>, state: &JobState) -> Result<RunOutcome> {
+    let t0 = Instant::now();
     if opts.restart {
-        state.forget_inflight(&*display)?;
+        state.forget_inflight(&*display, true)?;
     }
     let inflight = state.inflight()?;
     let export_id = inflight.as_ref().map(|s| s.export_id.clone()).unwrap_or_else(new_export_id);
@@ -64,30 +72,26 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
             reporter.event(&Event::Resumed { status_url: &s.status_url });
             s
         }
-        None => inflight::kick_off(job, &session, &state, &log, export_id).await?,
+        None => inflight::kick_off(job, &session, state, &log, export_id).await?,
     };
     let status_url = inflight.status_url()?;
 
     // 2. Poll until the manifest is ready, unless an earlier attempt saved it.
-    let manifest_bytes = match inflight.run_id.as_deref() {
-        Some(run_id) => state.saved_manifest(run_id)?,
-        None => inflight::wait_for_manifest(job, &session, &state, &log, &mut inflight, &status_url).await?,
-    };
+    let manifest_bytes = inflight::manifest(job, &session, state, &log, &mut inflight, &status_url).await?;
     let manifest_received = instant::now();
 
     // 3. The manifest (and its pages) in the run folder; the files to fetch.
     let first = manifest::parse(&manifest_bytes)?;
     let run_id = record::run_id(&first.transaction_time);
     let run_dir = state.job_dir.join(&run_id);
-    create_private_dir(&run_dir)?;
     let first_time = inflight.run_id.is_none();
-    if first_time {
-        write_atomic(&run_dir.join(record::MANIFEST_FILE), &manifest_bytes)?;
-    }
+    // A run folder deleted by hand is made again from the state's copies.
+    state.open_run_dir(&run_dir, &manifest_bytes, first_time)?;
     let m = pages::collect(&session, &job.poll, &status_url, &run_dir, first, Pages::Saved).await?;
     let files = manifest::plan(&m, &status_url)?;
     if first_time {
-        member_match::keep_in_run(job, &state, &run_dir)?;
+        member_match::keep_in_run(job, state, &run_dir)?;
+        state.keep_run_files(&run_dir)?;
         inflight.run_id = Some(run_id.clone());
         state.save_inflight(&inflight)?;
         log.write(&LogEvent::StatusComplete { transaction_time: &m.transaction_time });
@@ -108,13 +112,18 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
     });
 
     // 4. Downloads: verified files are recorded in the state as they land, so a rerun skips them.
-    let downloaded = download(job, &session, &state, &log, &mut inflight, &status_url, &run_dir, &m, files).await?;
+    let downloaded = download(job, &session, state, &log, &mut inflight, &status_url, &run_dir, &m, files).await?;
 
     // 5. The record: run.json last, then the checkpoint.
     let problems = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
-    let matched = member_match::record(job, &state);
-    let warnings: Vec<record::Problem> = matched.as_ref().map(|m| m.warnings()).unwrap_or_default();
+    let matched = member_match::record(job, state);
     let files: Vec<_> = downloaded.into_iter().map(|d| d.record).collect();
+    let granted = session.tokens.granted_scope();
+    let mut warnings = record::warnings(&job.export.types, granted.as_deref(), &files, inflight.since.as_deref());
+    warnings.extend(matched.as_ref().map(|m| m.warnings()).unwrap_or_default());
+    for w in &warnings {
+        reporter.event(&Event::Warning { message: &w.message });
+    }
     let verdict = summarize(&files, problems, job.download.validate, t0.elapsed().as_secs_f64());
     let rec = RunRecord {
         tool: format!("oneup-bulk {}", env!("CARGO_PKG_VERSION")),
@@ -175,7 +184,7 @@ async fn download(
         let done = inflight.done.clone();
         let batch =
             download_all(session.clone(), run_dir, &files, &job.download, m.requires_access_token, &done, |d| {
-                inflight.done.push(d.record.clone());
+                inflight.record_done(d.record.clone());
                 if let Err(e) = state.save_inflight(inflight) {
                     tracing::warn!(error = %e, "could not record a verified file in the state");
                 }
@@ -197,7 +206,7 @@ async fn download(
         log.write(&LogEvent::StatusProgress { x_progress: Some(&note), retry_after_secs: None });
         let body = match poll::wait(session, status_url, &job.poll, SystemTime::now(), |_| {}).await? {
             Polled::Ready(b) => b,
-            Polled::Gone(gone) => return Err(Error::Transient(format!("{gone}; the file URLs had expired"))),
+            Polled::Gone(gone) => return Err(Error::ExportGone(format!("{gone} (asked for fresh file URLs)"))),
         };
         let fresh = pages::collect(session, &job.poll, status_url, run_dir, manifest::parse(&body)?, Pages::Fresh);
         files = manifest::plan(&fresh.await?, status_url)?;

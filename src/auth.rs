@@ -1,7 +1,8 @@
 //! Access tokens: OAuth 2.0 client credentials (`client_secret_post`, `client_secret_basic`, SMART
 //! Backend Services `private_key_jwt` signed by [`crate::jwt`]), the token
 //! URL discovered from `.well-known/smart-configuration` when the job gives none, renewal before expiry
-//! and after a 401. Tokens and secrets only ever live in [`Secret`]s.
+//! and after a 401, and the `scope` the server granted (for [`crate::scope`]'s warning when it is
+//! narrower than the export asks for). Tokens and secrets only ever live in [`Secret`]s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::fhir::outcome_text;
 use crate::http::{RetryPolicy, plain_attempt, retrying};
-use crate::job::{Auth, AuthMethod, Job};
+use crate::job::{Auth, AuthMethod, Job, TimeoutSettings};
 use crate::jwt::SigningKey;
 use crate::progress::{Event, Reporter};
 use crate::redact::Secret;
@@ -37,8 +38,11 @@ pub struct TokenSource {
     token_url: Mutex<Option<Url>>,
     fhir_base: Url,
     policy: RetryPolicy,
+    timeouts: TimeoutSettings,
     reporter: Arc<dyn Reporter>,
     current: Mutex<Option<Token>>,
+    /// The `scope` of the last token response that had one.
+    granted: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +52,9 @@ struct TokenResponse {
     token_type: Option<String>,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    /// What the server granted, when it says (RFC 6749 §5.1: absent means what was asked for).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// When to renew a token that lives `expires_in` seconds: a minute early, or a fifth early when short.
@@ -81,9 +88,16 @@ impl TokenSource {
             token_url: Mutex::new(job.auth.token_url.clone()),
             fhir_base: job.fhir_base.clone(),
             policy,
+            timeouts: job.timeouts,
             reporter,
             current: Mutex::new(None),
+            granted: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The `scope` the token endpoint granted with the last token, if it said.
+    pub fn granted_scope(&self) -> Option<String> {
+        self.granted.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`
@@ -121,7 +135,8 @@ impl TokenSource {
         if let Some(u) = &*slot {
             return Ok(u.clone());
         }
-        let u = discover_token_url(&self.client, &self.fhir_base, &self.policy, &*self.reporter).await?;
+        let u =
+            discover_token_url(&self.client, &self.fhir_base, &self.policy, &self.timeouts, &*self.reporter).await?;
         *slot = Some(u.clone());
         Ok(u)
     }
@@ -167,7 +182,7 @@ impl TokenSource {
             if self.auth.method == AuthMethod::ClientSecretBasic {
                 rb = rb.basic_auth(form_encode(&self.auth.client_id), Some(form_encode(secret)));
             }
-            plain_attempt(rb, MAX_TOKEN_BODY)
+            plain_attempt(rb, MAX_TOKEN_BODY, &self.timeouts)
         })
         .await?;
         if !status.is_success() {
@@ -185,6 +200,10 @@ impl TokenSource {
                 url: url.to_string(),
                 detail: format!("token_type is {tt:?}; only bearer tokens are supported"),
             });
+        }
+        if let Some(granted) = parsed.scope.filter(|s| !s.trim().is_empty()) {
+            tracing::debug!(scope = %granted, "scope granted");
+            *self.granted.lock().unwrap_or_else(|e| e.into_inner()) = Some(granted);
         }
         let expires_in = expires_in_secs(&parsed.expires_in);
         self.reporter.event(&Event::TokenObtained { expires_in });
@@ -222,10 +241,11 @@ async fn get_json(
     url: &Url,
     accept: &'static str,
     policy: &RetryPolicy,
+    timeouts: &TimeoutSettings,
     reporter: &dyn Reporter,
 ) -> Result<std::result::Result<serde_json::Value, String>> {
     let (status, body) = retrying(policy, reporter, "SMART discovery", || {
-        plain_attempt(client.get(url.clone()).header("accept", accept), 16 * MAX_TOKEN_BODY)
+        plain_attempt(client.get(url.clone()).header("accept", accept), 16 * MAX_TOKEN_BODY, timeouts)
     })
     .await?;
     if !status.is_success() {
@@ -250,12 +270,13 @@ pub async fn discover_token_url(
     client: &reqwest::Client,
     fhir_base: &Url,
     policy: &RetryPolicy,
+    timeouts: &TimeoutSettings,
     reporter: &dyn Reporter,
 ) -> Result<Url> {
     let smart = fhir_base.join(".well-known/smart-configuration").expect("a relative path joins");
     let mut why = Vec::new();
     let mut found = None;
-    match get_json(client, &smart, "application/json", policy, reporter).await? {
+    match get_json(client, &smart, "application/json", policy, timeouts, reporter).await? {
         Ok(v) => match v["token_endpoint"].as_str() {
             Some(t) => found = Some(t.to_string()),
             None => why.push(format!("{smart}: no token_endpoint")),
@@ -264,7 +285,7 @@ pub async fn discover_token_url(
     }
     if found.is_none() {
         let meta = fhir_base.join("metadata").expect("a relative path joins");
-        match get_json(client, &meta, "application/fhir+json", policy, reporter).await? {
+        match get_json(client, &meta, "application/fhir+json", policy, timeouts, reporter).await? {
             Ok(cs) => match token_url_from_capability_statement(&cs) {
                 Some(t) => found = Some(t),
                 None => why.push(format!("{meta}: no oauth-uris token extension")),

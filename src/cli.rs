@@ -94,7 +94,9 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// DELETE the export in flight on the server and forget it.
-    #[command(after_help = "Examples:\n  oneup-bulk cancel jobs/provider.yaml")]
+    #[command(
+        after_help = "Examples:\n  oneup-bulk cancel jobs/provider.yaml\n  oneup-bulk cancel --force jobs/provider.yaml   (an unreadable state file, or a lock left by another host)\n\nRefused while a run of the job is going on: the message names its pid and host to stop."
+    )]
     Cancel {
         /// The job file whose export to cancel.
         #[arg(value_name = "JOB.yaml")]
@@ -102,6 +104,11 @@ pub enum Command {
         /// Where outputs go, if not the job's `download.dir`.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Also when the state file cannot be read (set aside, nothing sent to the server), or the
+        /// lock is held from another host sharing the folder (broken). Never breaks a lock held on
+        /// this host.
+        #[arg(long)]
+        force: bool,
     },
     /// Review downloaded NDJSON: files, resources, bytes, invalid lines, counts against the manifest.
     #[command(

@@ -27,6 +27,7 @@ pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod sandbox;
+pub mod scope;
 pub mod session;
 pub mod state;
 

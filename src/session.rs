@@ -3,6 +3,7 @@
 //! another origin, and the shared retry policy of [`crate::http`] around each request. 1up's header
 //! credentials (`auth.method: client-headers`: `client_id`, `client_secret`, `x-oneup-user-id`) follow
 //! a stricter rule than the token: the FHIR server's origin only, never `auth.token_origins`.
+//! API requests are bounded as a whole (`timeouts.request`), downloads by silence (`timeouts.read_idle`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,8 +18,8 @@ use crate::auth::TokenSource;
 use crate::error::{Error, Result};
 use crate::fhir::{is_transient_outcome, outcome_text};
 use crate::http::{
-    Attempt, MAX_REDIRECTS, ReadError, RetryPolicy, client, describe, is_retryable_status, read_limited, retry_after,
-    retrying, send_failed,
+    Attempt, Clients, Limits, MAX_REDIRECTS, ReadError, RetryPolicy, describe, is_retryable_status, read_limited,
+    retry_after, retrying, send_failed,
 };
 use crate::job::{Access, AuthMethod, Job};
 use crate::progress::Reporter;
@@ -73,9 +74,9 @@ impl Req {
     }
 }
 
-/// The shared client, token source, policy and reporter of one run.
+/// The shared clients, token source, policy and reporter of one run.
 pub struct Session {
-    pub client: reqwest::Client,
+    pub clients: Clients,
     pub tokens: TokenSource,
     pub policy: RetryPolicy,
     pub reporter: Arc<dyn Reporter>,
@@ -121,7 +122,7 @@ fn client_headers(job: &Job) -> Result<Vec<(HeaderName, HeaderValue)>> {
 
 impl Session {
     pub fn new(job: &Job, reporter: Arc<dyn Reporter>) -> Result<Self> {
-        let client = client(job)?;
+        let clients = Clients::new(job)?;
         let policy = RetryPolicy::from_job(job);
         let mut token_origins = vec![job.fhir_base.origin()];
         token_origins.extend(job.auth.token_origins.iter().cloned());
@@ -133,9 +134,9 @@ impl Session {
                 .map_err(|_| Error::Usage(format!("headers: the value of {k} is not a valid header value")))?;
             extra_headers.push((name, value));
         }
-        let tokens = TokenSource::new(job, client.clone(), policy.clone(), reporter.clone())?;
+        let tokens = TokenSource::new(job, clients.api.clone(), policy.clone(), reporter.clone())?;
         Ok(Session {
-            client,
+            clients,
             tokens,
             policy,
             reporter,
@@ -151,12 +152,19 @@ impl Session {
         credentials_allowed(first, current, &self.token_origins)
     }
 
+    /// The bounds of an API request (`streaming: false`) or a download.
+    pub fn limits(&self, streaming: bool) -> Limits {
+        if streaming { Limits::files(&self.clients.timeouts) } else { Limits::api(&self.clients.timeouts) }
+    }
+
     /// Sends a request once, following redirects by hand (GET/HEAD only), attaching the token only where
-    /// allowed. Returns the final response and whether a token was sent with it.
+    /// allowed. Returns the final response and whether a token was sent with it. A download
+    /// (`streaming`) goes through the files client, bounded by silence; anything else is bounded whole.
     #[allow(clippy::type_complexity)]
     async fn send_once(
         &self,
         req: &Req,
+        streaming: bool,
     ) -> Result<std::result::Result<(reqwest::Response, Option<Secret>), reqwest::Error>> {
         // A token is fetched (or renewed) before the request; a refused secret ends here with exit 3.
         let token = if req.token == TokenUse::AllowedOrigins && self.token_allowed(&req.url, &req.url) {
@@ -167,7 +175,11 @@ impl Session {
         let mut url = req.url.clone();
         let mut hops = 0;
         loop {
-            let mut rb = self.client.request(req.method.clone(), url.clone());
+            let mut rb = if streaming {
+                self.clients.files.request(req.method.clone(), url.clone())
+            } else {
+                self.clients.api.request(req.method.clone(), url.clone()).timeout(self.clients.timeouts.request)
+            };
             for (k, v) in self.extra_headers.iter().chain(req.headers.iter()) {
                 rb = rb.header(k, v);
             }
@@ -211,10 +223,10 @@ impl Session {
 
     /// One try: a connection error is a retry, and the first 401 for a token we sent renews the token
     /// and repeats the request without counting as a retry.
-    async fn try_once(&self, req: &Req, reauthed: &AtomicBool) -> Result<Attempt<reqwest::Response>> {
-        let (resp, sent) = match self.send_once(req).await? {
+    async fn try_once(&self, req: &Req, reauthed: &AtomicBool, streaming: bool) -> Result<Attempt<reqwest::Response>> {
+        let (resp, sent) = match self.send_once(req, streaming).await? {
             Ok(r) => r,
-            Err(e) => return send_failed(&e),
+            Err(e) => return send_failed(&e, self.limits(streaming)),
         };
         if resp.status() == StatusCode::UNAUTHORIZED && sent.is_some() && !reauthed.swap(true, Ordering::SeqCst) {
             tracing::debug!(what = %req.what, "401: renewing the access token and repeating the request");
@@ -230,18 +242,22 @@ impl Session {
     pub async fn send(&self, req: &Req, limit: usize) -> Result<Reply> {
         let reauthed = AtomicBool::new(false);
         retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let resp = match self.try_once(req, &reauthed).await? {
+            let resp = match self.try_once(req, &reauthed, false).await? {
                 Attempt::Done(r) => r,
                 other => return Ok(other.not_done()),
             };
             let status = resp.status();
             let headers = resp.headers().clone();
+            let url = resp.url().clone();
             let body = match read_limited(resp, limit).await {
                 Ok(b) => b,
                 Err(ReadError::TooLarge) => {
                     return Err(Error::Failed(format!("{}: response larger than {limit} bytes", req.what)));
                 }
-                Err(ReadError::Http(e)) => return Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+                Err(ReadError::Http(e)) => {
+                    let reason = describe(&e.with_url(url), self.limits(false));
+                    return Ok(Attempt::Retry { reason, retry_after: None });
+                }
             };
             if is_retryable_status(status) || (status.as_u16() >= 400 && is_transient_outcome(&body)) {
                 return Ok(Attempt::Retry {
@@ -259,7 +275,7 @@ impl Session {
     pub async fn send_streaming(&self, req: &Req) -> Result<reqwest::Response> {
         let reauthed = AtomicBool::new(false);
         retrying(&self.policy, &*self.reporter, &req.what, || async {
-            let resp = match self.try_once(req, &reauthed).await? {
+            let resp = match self.try_once(req, &reauthed, true).await? {
                 Attempt::Done(r) => r,
                 other => return Ok(other.not_done()),
             };

@@ -1,10 +1,12 @@
 //! Per-job state beside the outputs (`<dir>/<job>/.state/`): the export in flight (status URL, request,
-//! start, verified files), the checkpoint (last complete `transactionTime` and a short history) and the
-//! lock that keeps two runs of one job apart. Every write is atomic (write, fsync, rename), so a
-//! `kill -9` leaves either the old state or the new one.
+//! start, verified files, and a copy of its manifest pages so a run folder deleted by hand can be made
+//! again), the checkpoint (last complete `transactionTime` and a short history) and the lock that keeps
+//! two runs of one job apart (`state/lock.rs`). Every write is atomic (write, fsync, rename), so a `kill -9`
+//! leaves either the old state or the new one.
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, Write};
+mod lock;
+
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -12,14 +14,19 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::private_fs::{create_private_dir, write_json};
+use crate::private_fs::{create_private_dir, write_atomic, write_json};
 use crate::progress::{Event, Reporter};
-use crate::record::{FileRecord, RunRecord};
+use crate::record::{FileRecord, MANIFEST_FILE, RunRecord};
+
+pub use lock::{Lock, LockHolder, hostname};
 
 pub const STATE_DIR: &str = ".state";
-const INFLIGHT: &str = "inflight.json";
+pub const INFLIGHT: &str = "inflight.json";
 const CHECKPOINT: &str = "checkpoint.json";
-const LOCK: &str = "lock";
+/// Copies of the in-flight export's manifest pages, as received (`manifest.json`, `manifest.002.json`…).
+const MANIFEST_COPIES: &str = "manifest";
+/// Where an unreadable `inflight.json` is set aside by `--restart` and `cancel --force`.
+const SET_ASIDE: &str = "inflight.json.unreadable";
 /// Complete runs remembered in `checkpoint.json`.
 pub const HISTORY: usize = 20;
 
@@ -66,7 +73,14 @@ impl InFlight {
 
     pub fn status_url(&self) -> Result<Url> {
         Url::parse(&self.status_url)
-            .map_err(|e| Error::Failed(format!("the state holds a bad status URL ({e}); run with --restart")))
+            .map_err(|e| Error::BadState { path: PathBuf::from(INFLIGHT), detail: format!("a bad status URL: {e}") })
+    }
+
+    /// Records a verified file, replacing an earlier record of the same path (a file deleted by hand
+    /// and fetched again).
+    pub fn record_done(&mut self, file: FileRecord) {
+        self.done.retain(|d| d.path != file.path);
+        self.done.push(file);
     }
 }
 
@@ -113,12 +127,6 @@ pub struct JobState {
     pub dir: PathBuf,
 }
 
-/// Held for the duration of a run; the OS releases it when the process dies, however it dies.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
-}
-
 impl JobState {
     pub fn new(job_dir: &Path) -> Self {
         JobState { job_dir: job_dir.to_path_buf(), dir: job_dir.join(STATE_DIR) }
@@ -129,47 +137,6 @@ impl JobState {
         create_private_dir(&self.dir)
     }
 
-    /// Takes the job's lock, or says who holds it.
-    pub fn lock(&self) -> Result<Lock> {
-        self.create()?;
-        let path = self.dir.join(LOCK);
-        let mut f = crate::private_fs::open_private(&path, fs::OpenOptions::new().read(true).write(true).create(true))
-            .map_err(|e| Error::io(&path, e))?;
-        match f.try_lock() {
-            Ok(()) => {
-                let holder = format!("pid {} since {}\n", std::process::id(), crate::instant::now());
-                let _ = f.set_len(0);
-                let _ = f.rewind();
-                let _ = f.write_all(holder.as_bytes());
-                let _ = f.sync_data();
-                Ok(Lock { _file: f })
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = f.read_to_string(&mut holder);
-                Err(Error::Locked(format!(
-                    "another oneup-bulk run of this job is in progress ({}); this run exits without doing anything",
-                    holder.trim()
-                )))
-            }
-            Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-        }
-    }
-
-    /// Who holds the lock, if anyone (for `status`).
-    pub fn lock_holder(&self) -> Option<String> {
-        let path = self.dir.join(LOCK);
-        let mut f = File::open(&path).ok()?;
-        match f.try_lock_shared() {
-            Ok(()) => None,
-            Err(_) => {
-                let mut s = String::new();
-                f.read_to_string(&mut s).ok()?;
-                Some(s.trim().to_string())
-            }
-        }
-    }
-
     pub fn inflight(&self) -> Result<Option<InFlight>> {
         read_json(&self.dir.join(INFLIGHT))
     }
@@ -178,32 +145,96 @@ impl JobState {
         write_json(&self.dir.join(INFLIGHT), s)
     }
 
-    /// `--restart`: forgets the export in flight (and its event log), if there is one.
-    pub fn forget_inflight(&self, reporter: &dyn Reporter) -> Result<()> {
-        if let Some(old) = self.inflight()? {
-            let message = format!("--restart: forgetting the export at {}", old.status_url);
+    /// `--restart` and `cancel`: forgets the export in flight (and its event log), if there is one, and
+    /// returns it. An unreadable `inflight.json` is set aside (as `inflight.json.unreadable`, for a
+    /// look) when `unreadable_too`; otherwise it stays an error.
+    pub fn forget_inflight(&self, reporter: &dyn Reporter, unreadable_too: bool) -> Result<Option<InFlight>> {
+        let old = match self.inflight() {
+            Ok(old) => old,
+            Err(Error::BadState { path, detail }) if unreadable_too => {
+                let aside = self.dir.join(SET_ASIDE);
+                fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
+                let message = format!("{}: unreadable ({detail}); set aside as {}", path.display(), aside.display());
+                reporter.event(&Event::Note { message: &message });
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(old) = &old {
+            let message = format!("forgetting the export at {}", old.status_url);
             reporter.event(&Event::Note { message: &message });
-            self.clear_inflight()?;
-            let _ = fs::remove_file(self.log_path());
+        }
+        self.clear_inflight()?;
+        let _ = fs::remove_file(self.log_path());
+        Ok(old)
+    }
+
+    /// The manifest of the export in flight, once it has arrived: the copy in the state folder, else
+    /// the run folder's (state written by an older version); `None` when neither is there (then the
+    /// status URL is asked again).
+    pub fn saved_manifest(&self, run_id: &str) -> Option<bytes::Bytes> {
+        let copy = self.dir.join(MANIFEST_COPIES).join(MANIFEST_FILE);
+        let in_run = self.job_dir.join(run_id).join(MANIFEST_FILE);
+        fs::read(copy).or_else(|_| fs::read(in_run)).ok().map(Into::into)
+    }
+
+    /// Opens the run folder of the export in flight. A folder deleted by hand (or files missing from
+    /// it) is made again: the manifest pages from the state folder's copies (or `manifest` itself), and
+    /// a `$bulk-member-match` result kept in the state folder. The first time (`fresh`) the manifest is
+    /// written whatever is there.
+    pub fn open_run_dir(&self, run_dir: &Path, manifest: &[u8], fresh: bool) -> Result<()> {
+        create_private_dir(run_dir)?;
+        let first = run_dir.join(MANIFEST_FILE);
+        if fresh || !first.exists() {
+            write_atomic(&first, manifest)?;
+        }
+        if fresh {
+            return Ok(());
+        }
+        if let Ok(copies) = fs::read_dir(self.dir.join(MANIFEST_COPIES)) {
+            for c in copies.flatten() {
+                let to = run_dir.join(c.file_name());
+                if !to.exists() {
+                    let bytes = fs::read(c.path()).map_err(|e| Error::io(c.path(), e))?;
+                    write_atomic(&to, &bytes)?;
+                }
+            }
+        }
+        if !run_dir.join(crate::export::member_match::RESULT_FILE).exists() {
+            self.keep_in_run(run_dir, crate::export::member_match::RESULT_FILE)?;
         }
         Ok(())
     }
 
-    /// The manifest an earlier attempt saved in run folder `run_id`.
-    pub fn saved_manifest(&self, run_id: &str) -> Result<bytes::Bytes> {
-        let p = self.job_dir.join(run_id).join(crate::record::MANIFEST_FILE);
-        Ok(fs::read(&p).map_err(|e| Error::io(&p, e))?.into())
+    /// Once the manifest and its pages are in the run folder: copies of them in the state folder (for
+    /// [`JobState::open_run_dir`]), and the `$bulk-member-match` result into the run folder.
+    pub fn keep_run_files(&self, run_dir: &Path) -> Result<()> {
+        let copies = self.dir.join(MANIFEST_COPIES);
+        create_private_dir(&copies)?;
+        for page in 1..=crate::export::manifest::MAX_PAGES {
+            let name = crate::export::manifest::page_file_name(page);
+            let Ok(bytes) = fs::read(run_dir.join(&name)) else { break };
+            write_atomic(&copies.join(&name), &bytes)?;
+        }
+        self.keep_in_run(run_dir, crate::export::member_match::RESULT_FILE)
     }
 
     /// Copies a file kept in the state folder (a `$bulk-member-match` result) into the run folder.
     pub fn keep_in_run(&self, run_dir: &Path, name: &str) -> Result<()> {
         match fs::read(self.dir.join(name)) {
-            Ok(doc) => crate::private_fs::write_atomic(&run_dir.join(name), &doc),
+            Ok(doc) => write_atomic(&run_dir.join(name), &doc),
             Err(_) => Ok(()),
         }
     }
 
+    /// Forgets the export in flight: `inflight.json` and the manifest copies.
     pub fn clear_inflight(&self) -> Result<()> {
+        let copies = self.dir.join(MANIFEST_COPIES);
+        match fs::remove_dir_all(&copies) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&copies, e)),
+        }
         let p = self.dir.join(INFLIGHT);
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
@@ -234,12 +265,9 @@ impl JobState {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            Error::Failed(format!(
-                "{}: unreadable state ({e}); remove it to start afresh, or run `oneup-bulk cancel`",
-                path.display()
-            ))
-        }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::BadState { path: path.to_path_buf(), detail: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -249,18 +277,70 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
 mod tests {
     use super::*;
 
+    fn inflight() -> InFlight {
+        let u = Url::parse("https://fhir.example/status/1").unwrap();
+        InFlight::new("e1".into(), &u, &u, "GET", None)
+    }
+
     #[test]
-    fn second_lock_is_refused_and_released_on_drop() {
+    fn a_run_folder_deleted_by_hand_is_made_again_from_the_state() {
         let d = tempfile::tempdir().unwrap();
         let s = JobState::new(&d.path().join("job"));
-        let l = s.lock().unwrap();
-        let e = s.lock().unwrap_err();
-        assert_eq!(e.exit_code(), 75);
-        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
-        assert!(s.lock_holder().is_some());
-        drop(l);
-        assert!(s.lock_holder().is_none());
-        s.lock().unwrap();
+        s.create().unwrap();
+        s.save_inflight(&inflight()).unwrap();
+        std::fs::write(s.dir.join(crate::export::member_match::RESULT_FILE), "{\"match\":1}").unwrap();
+        let run = s.job_dir.join("r1");
+        s.open_run_dir(&run, b"{\"page\":1}", true).unwrap();
+        std::fs::write(run.join("manifest.002.json"), "{\"page\":2}").unwrap();
+        s.keep_run_files(&run).unwrap();
+        assert_eq!(s.saved_manifest("r1").as_deref(), Some(&b"{\"page\":1}"[..]));
+        std::fs::remove_dir_all(&run).unwrap();
+        assert_eq!(s.saved_manifest("r1").as_deref(), Some(&b"{\"page\":1}"[..]), "the state's copy");
+        s.open_run_dir(&run, b"{\"page\":1}", false).unwrap();
+        let read = |n: &str| std::fs::read_to_string(run.join(n)).unwrap();
+        assert_eq!(read("manifest.json"), "{\"page\":1}");
+        assert_eq!(read("manifest.002.json"), "{\"page\":2}");
+        assert_eq!(read("member-match.json"), "{\"match\":1}");
+        // Forgetting the export forgets its copies: a later export never gets these pages.
+        s.clear_inflight().unwrap();
+        assert!(!s.dir.join(MANIFEST_COPIES).exists());
+        std::fs::remove_dir_all(&run).unwrap();
+        assert_eq!(s.saved_manifest("r1"), None);
+    }
+
+    #[test]
+    fn an_unreadable_inflight_file_is_an_error_until_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let s = JobState::new(&d.path().join("job"));
+        s.create().unwrap();
+        std::fs::write(s.dir.join(INFLIGHT), "{\"export_id\": \"cut sh").unwrap();
+        let e = s.inflight().unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(matches!(&e, Error::BadState { path, .. } if path.ends_with(INFLIGHT)), "{e:?}");
+        assert!(s.forget_inflight(&crate::progress::Silent, false).is_err());
+        assert_eq!(s.forget_inflight(&crate::progress::Silent, true).unwrap(), None);
+        assert_eq!(s.inflight().unwrap(), None);
+        assert!(s.dir.join(SET_ASIDE).exists(), "kept for a look");
+    }
+
+    #[test]
+    fn a_file_fetched_again_is_recorded_once() {
+        let rec = |sha: &str| FileRecord {
+            kind: crate::record::FileKind::Output,
+            resource_type: "Patient".into(),
+            url: "https://f/P".into(),
+            path: "Patient.ndjson".into(),
+            expected_count: None,
+            lines: 1,
+            bytes: 1,
+            sha256: sha.into(),
+            invalid_lines: 0,
+            wrong_type_lines: 0,
+        };
+        let mut f = inflight();
+        f.record_done(rec("a"));
+        f.record_done(rec("b"));
+        assert_eq!(f.done, vec![rec("b")]);
     }
 
     #[test]

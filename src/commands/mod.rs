@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+pub mod hint;
 mod logging;
 mod run;
 mod status;
@@ -48,7 +49,7 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Run(args) => return run_jobs(args, &g).await,
         Command::Validate { jobs, no_env } => validate(&jobs, no_env),
         Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
-        Command::Cancel { job, out } => status::cancel(&job, out.as_deref(), &g).await,
+        Command::Cancel { job, out, force } => status::cancel(&job, out.as_deref(), force, &g).await,
         Command::Inspect(args) => inspect(args),
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,

@@ -21,6 +21,7 @@ use crate::export::kickoff;
 use crate::job::{AuthMethod, Job};
 use crate::progress::Display;
 
+use super::hint::{self, JobCmd, Left};
 use super::logging::{error_prefix, json};
 use super::{load_job, report_error, signal, summary};
 /// Exit codes from least to most severe, for "the worst one".
@@ -102,6 +103,8 @@ pub struct Runner {
     pub display: Arc<dyn Display>,
     pub parallel: usize,
     pub summary: SummaryFormat,
+    /// `--out`, repeated in the commands an error suggests.
+    pub out: Option<PathBuf>,
 }
 
 pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
@@ -137,7 +140,12 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         return exit::OK;
     }
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-    let runner = Runner { display: super::display(g, &names), parallel: args.parallel.max(1), summary: args.summary };
+    let runner = Runner {
+        display: super::display(g, &names),
+        parallel: args.parallel.max(1),
+        summary: args.summary,
+        out: args.out.clone(),
+    };
     let board = Board::new(&jobs);
     let sig = tokio::select! {
         () = run_all(&jobs, &opts, &runner, &board) => None,
@@ -165,7 +173,7 @@ pub async fn run_all(jobs: &[Job], opts: &RunOptions, runner: &Runner, board: &A
                 let reporter = runner.display.for_job(&job.name);
                 let res = run_job(&job, &opts, reporter.clone()).await;
                 reporter.finish();
-                announce(&job.name, &res, &runner);
+                announce(&job, &res, &runner);
                 board.set(i, SlotState::Done(res.map(Box::new)));
             }
             .instrument(span),
@@ -183,7 +191,8 @@ pub async fn run_all(jobs: &[Job], opts: &RunOptions, runner: &Runner, board: &A
 }
 
 /// A job's final event (inside its span), and its summary or error for people.
-fn announce(name: &str, res: &Result<RunOutcome, Error>, runner: &Runner) {
+fn announce(job: &Job, res: &Result<RunOutcome, Error>, runner: &Runner) {
+    let name = job.name.as_str();
     match res {
         Ok(out) => {
             let t = &out.record.totals;
@@ -206,8 +215,15 @@ fn announce(name: &str, res: &Result<RunOutcome, Error>, runner: &Runner) {
                 runner.display.print(&summary::text(name, out));
             }
         }
-        Err(e) if json() => tracing::error!(exit_code = e.exit_code(), error = %e, "job finished"),
-        Err(e) => runner.display.eprint(&format!("{}job {name}: {e}\n", error_prefix())),
+        Err(e) => {
+            let cmd = JobCmd::new(job.file_label(), runner.out.as_deref());
+            let next = hint::next_steps(&cmd, e, &Left::of(&job.job_dir()));
+            if json() {
+                tracing::error!(exit_code = e.exit_code(), error = %e, next = next.trim(), "job finished");
+            } else {
+                runner.display.eprint(&format!("{}job {name}: {e}\n{next}", error_prefix()));
+            }
+        }
     }
 }
 

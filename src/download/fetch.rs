@@ -71,6 +71,8 @@ pub async fn attempt(
             );
             return Err(match d {
                 Decision::Refused => Error::AuthRefused { url: redact_query(&file.url), detail },
+                // The file is gone from the server, and with it the export: rerunning cannot fetch it.
+                _ if status == 404 => Error::ExportGone(format!("{detail} (the server no longer has this export)")),
                 _ => Error::Failed(detail),
             });
         }
@@ -115,7 +117,7 @@ pub async fn attempt(
             }
             Ok(None) => break,
             Err(e) => {
-                net_error = Some(describe(&e));
+                net_error = Some(describe(&e.with_url(resp.url().clone()), session.limits(true)));
                 break;
             }
         }

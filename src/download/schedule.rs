@@ -133,11 +133,7 @@ async fn download_one(
         };
         if failures >= settings.retries {
             session.reporter.event(&Event::DownloadFailed { id, file, reason: &reason });
-            return Err(Error::Transient(format!(
-                "{}: {reason} (after {} attempts); the run's state is kept: run again to resume",
-                file.path,
-                failures + 1
-            )));
+            return Err(Error::Transient(format!("{}: {reason} (after {} attempts)", file.path, failures + 1)));
         }
         let from = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         session.reporter.event(&Event::DownloadRetry { id, file, reason: &reason, resume_from: from });

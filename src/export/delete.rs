@@ -25,6 +25,10 @@ pub async fn delete_export(session: &Session, status_url: &Url) -> Option<u16> {
     let mut req = Req::get(status_url.clone(), "delete export");
     req.method = reqwest::Method::DELETE;
     match session.send(&req, 1 << 20).await {
+        Ok(r) if matches!(r.status.as_u16(), 404 | 410) => {
+            tracing::debug!(status = r.status.as_u16(), "the server no longer has the export");
+            Some(r.status.as_u16())
+        }
         Ok(r) => {
             let status = r.status.as_u16();
             match refusal_note(status, session.access) {

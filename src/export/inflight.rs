@@ -1,6 +1,7 @@
 //! An export's life in the job's state: kicked off (and saved as in flight before the first poll, so a
 //! crash from then on resumes it instead of starting another), polled until its manifest (X-Progress
-//! kept), and forgotten when the server no longer has it or has failed it.
+//! kept; once it has arrived, the saved copy instead), and forgotten when the server no longer has it
+//! ([`Error::ExportGone`], at any stage: [`after_error`]) or has failed it.
 
 use std::time::SystemTime;
 
@@ -63,8 +64,35 @@ pub fn resolve_since(job: &Job, state: &JobState) -> Result<Option<time::OffsetD
     })
 }
 
-/// Polls the status URL until the manifest is ready. A status URL the server no longer knows clears the
-/// state (the next run starts afresh); a failed export too.
+/// The export's manifest: the copy saved when it arrived (a resumed run, even one whose run folder was
+/// deleted by hand), else from the status URL ([`wait_for_manifest`]).
+pub async fn manifest(
+    job: &Job,
+    session: &Session,
+    state: &JobState,
+    log: &EventLog,
+    inflight: &mut InFlight,
+    status_url: &Url,
+) -> Result<bytes::Bytes> {
+    match inflight.run_id.as_deref().and_then(|run_id| state.saved_manifest(run_id)) {
+        Some(saved) => Ok(saved),
+        None => wait_for_manifest(job, session, state, log, inflight, status_url).await,
+    }
+}
+
+/// What an error leaves in the state: an export the server no longer has is forgotten (with its event
+/// log), so the next run starts a new one instead of failing on it forever. Anything else keeps the
+/// state for a resume.
+pub fn after_error(state: &JobState, e: &Error) -> Result<()> {
+    if let Error::ExportGone(_) = e {
+        state.clear_inflight()?;
+        let _ = std::fs::remove_file(state.log_path());
+    }
+    Ok(())
+}
+
+/// Polls the status URL until the manifest is ready. A status URL the server no longer knows is
+/// [`Error::ExportGone`]; a failed export clears the state (the next run starts afresh).
 pub async fn wait_for_manifest(
     job: &Job,
     session: &Session,
@@ -85,8 +113,7 @@ pub async fn wait_for_manifest(
         Ok(Polled::Ready(body)) => Ok(body),
         Ok(Polled::Gone(why)) => {
             error(&why);
-            state.clear_inflight()?;
-            Err(Error::Transient(format!("{why}. The state is cleared: the next run starts a new export")))
+            Err(Error::ExportGone(why))
         }
         Err(e) => {
             error(&e.to_string());

@@ -38,6 +38,7 @@ pub struct Job {
     pub member_match: Option<MemberMatch>,
     pub poll: PollSettings,
     pub download: DownloadSettings,
+    pub timeouts: TimeoutSettings,
     /// Extra headers sent with every FHIR request (not the token request), e.g. `Epic-Client-ID`.
     pub headers: Vec<(String, String)>,
     pub tls: TlsSettings,
@@ -233,6 +234,30 @@ pub struct PollSettings {
     pub min_interval: Duration,
     pub max_interval: Duration,
     pub timeout: Duration,
+}
+
+/// How long each stage of a request may take (`timeouts:`). A server that accepts a connection and then
+/// says nothing costs this long per try, not the operating system's minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutSettings {
+    /// TCP connect and TLS handshake, for every request.
+    pub connect: Duration,
+    /// A whole request and its answer, body included: token, discovery, kick-off, each status poll,
+    /// manifest pages, `$bulk-member-match`, DELETE.
+    pub request: Duration,
+    /// Downloads: the longest silence while waiting for a file's answer or its next bytes. Never a
+    /// total: a large file may take hours.
+    pub read_idle: Duration,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(60),
+            read_idle: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

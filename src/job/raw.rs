@@ -25,6 +25,7 @@ pub struct RawJob {
     pub member_match: Field<RawMemberMatch>,
     pub poll: Field<RawPoll>,
     pub download: Field<RawDownload>,
+    pub timeouts: Field<RawTimeouts>,
     /// Free-form: any header name (checked in resolution).
     pub headers: Field<BTreeMap<String, Text>>,
     pub tls: Field<RawTls>,
@@ -107,6 +108,14 @@ pub struct RawDownload {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
+pub struct RawTimeouts {
+    pub connect: Field<Text>,
+    pub request: Field<Text>,
+    pub read_idle: Field<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
 pub struct RawTls {
     pub ca_file: Field<Text>,
 }
@@ -121,6 +130,7 @@ pub fn keys_of(section: &str) -> Option<&'static [&'static str]> {
         "member_match" => fields_of::<RawMemberMatch>(),
         "poll" => fields_of::<RawPoll>(),
         "download" => fields_of::<RawDownload>(),
+        "timeouts" => fields_of::<RawTimeouts>(),
         "tls" => fields_of::<RawTls>(),
         "oneup" => fields_of::<RawOneUp>(),
         _ => return None,
@@ -276,6 +286,7 @@ mod tests {
                     "member_match",
                     "poll",
                     "download",
+                    "timeouts",
                     "headers",
                     "tls",
                     "oneup"

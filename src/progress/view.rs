@@ -236,6 +236,7 @@ impl JobView {
                 return Some(format!("failed {}: {}", file.path, clean(reason)));
             }
             Event::Note { message } => return Some(clean(message)),
+            Event::Warning { message } => return Some(format!("warning: {}", clean(message))),
         }
         None
     }

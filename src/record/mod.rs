@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 pub mod matches;
 pub mod summarize;
 pub use matches::MemberMatchRecord;
+pub mod warnings;
 pub use summarize::{Summary, summarize};
+pub use warnings::warnings;
 
 pub const RUN_FILE: &str = "run.json";
 pub const MANIFEST_FILE: &str = "manifest.json";

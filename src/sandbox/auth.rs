@@ -87,7 +87,8 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let token: String = std::iter::repeat_with(fastrand::alphanumeric).take(40).collect();
     let ttl = cfg.token_ttl;
     lock(&shared.tokens).insert(token.clone(), Instant::now() + ttl);
-    let scope = field("scope").unwrap_or_else(|| cfg.default_scope.clone());
+    let asked = field("scope").unwrap_or_else(|| cfg.default_scope.clone());
+    let scope = shared.faults.get().granted_scope.unwrap_or(asked);
     let mut r = json_response(
         StatusCode::OK,
         "application/json",

@@ -63,9 +63,23 @@ pub struct Faults {
     /// Advertise this `token_endpoint` in `.well-known/smart-configuration` instead of the real one
     /// (while on).
     pub discovery_token_endpoint: Option<String>,
+    /// Requests whose path contains this text are read and never answered: the connection stays open
+    /// and silent, like a server that hangs (while on).
+    pub hang_on: Option<String>,
+    /// Send headers and the first `bytes` of a matching file, then nothing more, the connection left
+    /// open: a body that stalls mid-way.
+    pub file_stall_after: Option<FileCut>,
+    /// The first request whose path contains this text finds every export forgotten, as after a server
+    /// restart or an expiry: its status URL and files answer 404 from then on. Fires once.
+    pub lose_exports_on: Option<String>,
+    /// The token endpoint grants this `scope`, whatever was asked for (while on).
+    pub granted_scope: Option<String>,
+    /// The manifest leaves out the files of this resource type, as a server does for a type it has
+    /// nothing of, or silently does not serve (while on).
+    pub omit_output_type: Option<String>,
 }
 
-/// Cut the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.
+/// Cut (or stall) the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileCut {
     pub pattern: String,
@@ -127,13 +141,23 @@ impl FaultHandle {
 
     /// True (once) when `path` matches `reject_token_on`.
     pub(crate) fn take_reject_token(&self, path: &str) -> bool {
+        self.take_match(path, |f| &mut f.reject_token_on)
+    }
+
+    /// True (once) when `path` matches `lose_exports_on`.
+    pub(crate) fn take_lose_exports(&self, path: &str) -> bool {
+        self.take_match(path, |f| &mut f.lose_exports_on)
+    }
+
+    /// True, and the switch turned off, when `path` contains the switch's text.
+    fn take_match(&self, path: &str, slot: impl FnOnce(&mut Faults) -> &mut Option<String>) -> bool {
         let mut f = self.lock();
-        match &f.reject_token_on {
-            Some(p) if path.contains(p.as_str()) => {
-                f.reject_token_on = None;
-                true
-            }
-            _ => false,
+        let s = slot(&mut f);
+        if s.as_deref().is_some_and(|p| path.contains(p)) {
+            *s = None;
+            true
+        } else {
+            false
         }
     }
 
@@ -144,15 +168,25 @@ impl FaultHandle {
 
     /// If a cut applies to `file`, consume one and return after how many bytes to cut.
     pub(crate) fn take_cut(&self, file: &str) -> Option<u64> {
+        self.take_file(file, |f| &mut f.file_cut_after)
+    }
+
+    /// If a stall applies to `file`, consume one and return after how many bytes to stall.
+    pub(crate) fn take_stall(&self, file: &str) -> Option<u64> {
+        self.take_file(file, |f| &mut f.file_stall_after)
+    }
+
+    fn take_file(&self, file: &str, slot: impl FnOnce(&mut Faults) -> &mut Option<FileCut>) -> Option<u64> {
         let mut f = self.lock();
-        let cut = f.file_cut_after.as_mut()?;
+        let slot = slot(&mut f);
+        let cut = slot.as_mut()?;
         if !file.contains(&cut.pattern) || cut.times == 0 {
             return None;
         }
         cut.times -= 1;
         let bytes = cut.bytes;
         if cut.times == 0 {
-            f.file_cut_after = None;
+            *slot = None;
         }
         Some(bytes)
     }
@@ -182,5 +216,16 @@ mod tests {
         h.update(|f| f.expire_tokens_now = true);
         assert!(h.take_expire_tokens());
         assert!(!h.take_expire_tokens());
+        h.update(|f| {
+            f.lose_exports_on = Some("/files/".into());
+            f.file_stall_after = Some(FileCut { pattern: "Coverage".into(), bytes: 5, times: 2 });
+        });
+        assert!(!h.take_lose_exports("/fhir/$export-status/1"));
+        assert!(h.take_lose_exports("/files/1/Patient.ndjson"));
+        assert!(!h.take_lose_exports("/files/1/Patient.ndjson"), "fires once");
+        assert_eq!(h.take_stall("Coverage.ndjson"), Some(5));
+        assert_eq!(h.take_cut("Coverage.ndjson"), None, "a stall is not a cut");
+        assert_eq!(h.take_stall("Coverage.ndjson"), Some(5));
+        assert_eq!(h.take_stall("Coverage.ndjson"), None);
     }
 }

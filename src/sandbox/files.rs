@@ -1,5 +1,5 @@
 //! `GET /files/{job}/{file}`: NDJSON bytes, zero-copy from the generated `Bytes`, with Range, gzip,
-//! the storage-origin redirect, and the download faults (cut connection, short body, 500).
+//! the storage-origin redirect, and the download faults (cut connection, stall, short body, 500).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::fhir::{NDJSON, oo};
 use super::jobs::{self, FileData};
@@ -82,6 +83,8 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
         // connection mid-body, as a dropped TCP link would.
         let head = body.slice(..(cut.min(declared) as usize));
         truncated(head, true)
+    } else if let Some(at) = shared.faults.take_stall(name) {
+        stalled(body.slice(..(at.min(declared) as usize)))
     } else if shared.faults.take(|f| &mut f.file_short_body) {
         // The body ends early but cleanly; Content-Length still promises everything.
         truncated(body.slice(..body.len() / 2), false)
@@ -127,6 +130,13 @@ fn throttled(body: Bytes, rate: u64) -> Body {
             Some((Ok::<_, std::io::Error>(body.slice(at..end)), end))
         }
     });
+    Body::from_stream(stream)
+}
+
+/// A body that sends `head` and then nothing, never ending: a stalled transfer.
+fn stalled(head: Bytes) -> Body {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) })
+        .chain(futures_util::stream::once(std::future::pending::<Result<Bytes, std::io::Error>>()));
     Body::from_stream(stream)
 }
 

@@ -255,9 +255,11 @@ fn file_url(shared: &Shared, job: &str, name: &str) -> String {
 
 fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles, page: usize) -> Value {
     let mismatch = shared.faults.get().count_mismatch;
+    let omit = shared.faults.get().omit_output_type;
     let mut output: Vec<Value> = files
         .outputs
         .iter()
+        .filter(|f| omit.as_deref() != Some(f.rtype.as_str()))
         .enumerate()
         .map(|(n, f)| {
             let count = f.count + u64::from(mismatch && n == 0);

@@ -53,6 +53,14 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         auth::revoke(&shared, &parts.headers);
         return oo(StatusCode::UNAUTHORIZED, "expired", "access token expired (injected fault: reject_token_on)");
     }
+    let faults = &shared.faults;
+    if faults.take_lose_exports(&path_and_query.replace("%24", "$")) {
+        lock(&shared.jobs).clear();
+    }
+    if faults.get().hang_on.is_some_and(|p| path_and_query.replace("%24", "$").contains(&p)) {
+        // Read, recorded, never answered: the client's own timeout is the only way out.
+        std::future::pending::<()>().await;
+    }
     let path = parts.uri.path().replace("%24", "$");
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let segs = match oneup::rewrite(&shared, segs) {

@@ -159,7 +159,7 @@ async fn status_404_after_expiry_clears_the_state() {
     let job = env.job(EXPORT);
     let err = env.run(&job).await.unwrap_err();
     assert_eq!(err.exit_code(), 75);
-    assert!(err.to_string().contains("next run starts a new export"), "{err}");
+    assert!(err.to_string().contains("the next run starts a new one"), "{err}");
     env.sandbox.faults().clear();
     env.run(&job).await.unwrap();
     assert_eq!(env.sandbox.kickoff_count(), 2, "a fresh export after the expired one");
@@ -246,7 +246,7 @@ async fn a_second_run_of_the_same_job_is_refused() {
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;
     let t = text(&o);
     assert_eq!(o.status.code(), Some(75), "{t}");
-    assert!(t.contains("another oneup-bulk run of this job is in progress (pid "), "{t}");
+    assert!(t.contains("another oneup-bulk process holds this job (pid "), "{t}");
     kill9(&mut first);
     // The dead holder's lock does not block the next run.
     let o = run_bin(vec!["run".into(), path.display().to_string()]).await;

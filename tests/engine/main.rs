@@ -1,5 +1,5 @@
 //! End-to-end tests of `run` against the in-process sandbox on 127.0.0.1: the flow, the token rules,
-//! the faults and the resume paths. One binary; modules by theme.
+//! the faults, the resume and recovery paths, timeouts and warnings. One binary; modules by theme.
 
 mod harness;
 
@@ -9,7 +9,10 @@ mod flow;
 mod logs;
 mod oneup;
 mod payer;
+mod recovery;
 mod security;
 mod servers;
+mod silent;
+mod timeouts;
 mod tls;
 mod unattended;

@@ -1,5 +1,5 @@
 //! The top level of a job file and its small sections: `name`, `access`, `fhir_base`,
-//! `poll`, `download`, `headers` and `tls`. `auth`, `export`, `member_match` and `oneup` have files of their own.
+//! `poll`, `download`, `timeouts`, `headers` and `tls`. `auth`, `export`, `member_match` and `oneup` have files of their own.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use super::Resolver;
 use super::member_match::MatchPlan;
 use crate::job::choice::Choice;
 use crate::job::model::*;
-use crate::job::raw::{Field, RawDownload, RawJob, RawPoll, RawTls, Text};
+use crate::job::raw::{Field, RawDownload, RawJob, RawPoll, RawTimeouts, RawTls, Text};
 
 impl Resolver<'_> {
     pub(super) fn job(&mut self, raw: RawJob) -> Option<Job> {
@@ -91,6 +91,8 @@ impl Resolver<'_> {
         let poll = self.poll(poll);
         let download = self.take("download", raw.download).unwrap_or_default();
         let download = self.download(download);
+        let timeouts = self.take("timeouts", raw.timeouts).unwrap_or_default();
+        let timeouts = self.timeouts(timeouts);
         let headers = self.headers(raw.headers);
         let tls = self.take("tls", raw.tls).unwrap_or_default();
         let tls = self.tls(tls);
@@ -107,6 +109,7 @@ impl Resolver<'_> {
             member_match,
             poll,
             download,
+            timeouts,
             headers,
             tls,
             oneup,
@@ -124,6 +127,24 @@ impl Resolver<'_> {
             self.err("poll.min_interval", "poll.min_interval is larger than poll.max_interval", None);
         }
         poll
+    }
+
+    fn timeouts(&mut self, t: RawTimeouts) -> TimeoutSettings {
+        let d = TimeoutSettings::default();
+        let mut one = |key: &str, v: Field<Text>, default: Duration| {
+            let path = format!("timeouts.{key}");
+            let given = self.duration(&path, v, default);
+            if given.is_zero() {
+                self.err(&path, format!("timeouts.{key} must be more than 0"), Some("write e.g. 10s, 1m".into()));
+                return default;
+            }
+            given
+        };
+        TimeoutSettings {
+            connect: one("connect", t.connect, d.connect),
+            request: one("request", t.request, d.request),
+            read_idle: one("read_idle", t.read_idle, d.read_idle),
+        }
     }
 
     fn download(&mut self, d: RawDownload) -> DownloadSettings {
