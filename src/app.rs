@@ -4,24 +4,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use url::Url;
-
-use crate::download::{Batch, Downloaded, download_all};
+use crate::download::refresh::{self, Ctx};
 use crate::error::{Error, Result};
 use crate::eventlog::{EventLog, LogEvent, RUN_LOG};
-use crate::export::manifest::{self, Manifest};
+use crate::export::manifest;
 use crate::export::pages::{self, Pages};
-use crate::export::poll::{self, Polled};
 use crate::export::{delete, inflight, member_match};
 use crate::instant;
 use crate::job::Job;
 use crate::private_fs::{create_private_dir, write_atomic, write_json};
 use crate::progress::{Event, Reporter, Tee};
-use crate::record::{self, JobInfo, PlannedFile, RunRecord, summarize};
+use crate::record::{self, JobInfo, Rules, RunRecord, summarize};
 use crate::session::Session;
-use crate::state::{HistoryEntry, InFlight, JobState};
+use crate::state::{HistoryEntry, JobState};
 
 /// Per-run choices from the command line that are not part of the job (`--out` and `--since` are
 /// applied to the [`Job`] when it is loaded).
@@ -40,18 +37,27 @@ pub struct RunOutcome {
     pub exit_code: u8,
 }
 
-/// How often expired file URLs are refreshed from the status URL in one run.
-const MAX_URL_REFRESHES: u32 = 3;
-
 /// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
-/// interrupted during downloads (keeping verified files).
+/// interrupted during downloads (keeping verified files). An export the server no longer has is
+/// replaced by a new one in the same run, once.
 pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
-    let t0 = Instant::now();
     let state = JobState::new(&job.job_dir());
     let _lock = state.lock()?;
     if opts.restart {
         state.forget_inflight(&*display)?;
     }
+    match run_export(job, &state, display.clone()).await {
+        Err(Error::ExportGone(why)) => {
+            display.event(&Event::Note { message: &format!("{why}; starting the new export now") });
+            run_export(job, &state, display).await
+        }
+        other => other,
+    }
+}
+
+/// One export: the one in flight, else a new one.
+async fn run_export(job: &Job, state: &JobState, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
+    let t0 = Instant::now();
     let inflight = state.inflight()?;
     let export_id = inflight.as_ref().map(|s| s.export_id.clone()).unwrap_or_else(new_export_id);
     let log = Arc::new(EventLog::open(&state.log_path(), &export_id).map_err(|e| Error::io(state.log_path(), e))?);
@@ -64,14 +70,14 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
             reporter.event(&Event::Resumed { status_url: &s.status_url });
             s
         }
-        None => inflight::kick_off(job, &session, &state, &log, export_id).await?,
+        None => inflight::kick_off(job, &session, state, &log, export_id).await?,
     };
     let status_url = inflight.status_url()?;
 
     // 2. Poll until the manifest is ready, unless an earlier attempt saved it.
     let manifest_bytes = match inflight.run_id.as_deref() {
         Some(run_id) => state.saved_manifest(run_id)?,
-        None => inflight::wait_for_manifest(job, &session, &state, &log, &mut inflight, &status_url).await?,
+        None => inflight::wait_for_manifest(job, &session, state, &log, &mut inflight, &status_url).await?,
     };
     let manifest_received = instant::now();
 
@@ -103,13 +109,17 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
     reporter.event(&Event::ManifestReady { files: files.len(), resources: expected });
 
     // 4. Downloads: verified files are recorded in the state as they land, so a rerun skips them.
-    let downloaded = download(job, &session, &state, &log, &mut inflight, &status_url, &run_dir, &m, files).await?;
+    let cx = Ctx { job, session: &session, state, log: &log, status_url: &status_url, run_dir: &run_dir };
+    let downloaded = refresh::download(&cx, &mut inflight, &m, files).await?;
 
     // 5. The record: run.json last, then the checkpoint.
     let problems = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
-    let warnings: Vec<record::Problem> = Vec::new();
     let files: Vec<_> = downloaded.into_iter().map(|d| d.record).collect();
-    let verdict = summarize(&files, problems, job.download.validate, t0.elapsed().as_secs_f64());
+    let verdict = summarize(&files, problems, &Rules::of(job), t0.elapsed().as_secs_f64());
+    for w in &verdict.warnings {
+        let message = format!("warning: {}: {}", w.file.as_deref().unwrap_or("run"), w.message);
+        reporter.event(&Event::Note { message: &message });
+    }
     let rec = RunRecord {
         tool: format!("oneup-bulk {}", env!("CARGO_PKG_VERSION")),
         job: JobInfo::of(job),
@@ -124,7 +134,7 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         files,
         totals: verdict.totals.clone(),
         problems: verdict.problems,
-        warnings,
+        warnings: verdict.warnings,
         complete: verdict.complete,
     };
     log.write(&LogEvent::ExportComplete {
@@ -143,58 +153,10 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         state.advance(HistoryEntry::of(&rec, verdict.exit_code))?;
     }
     state.clear_inflight()?;
-    if job.download.delete_on_success {
+    if job.download.delete_on_success && !inflight.synchronous {
         delete::delete_export(&session, &status_url).await;
     }
     Ok(RunOutcome { run_dir, record: rec, exit_code: verdict.exit_code })
-}
-
-/// Downloads every file not yet verified. Signed file URLs expire (often after an hour): when a file
-/// host refuses them, the status URL hands out fresh ones (up to [`MAX_URL_REFRESHES`] times).
-#[allow(clippy::too_many_arguments)]
-async fn download(
-    job: &Job,
-    session: &Arc<Session>,
-    state: &JobState,
-    log: &EventLog,
-    inflight: &mut InFlight,
-    status_url: &Url,
-    run_dir: &std::path::Path,
-    m: &Manifest,
-    mut files: Vec<PlannedFile>,
-) -> Result<Vec<Downloaded>> {
-    let mut refreshes = 0;
-    loop {
-        let done = inflight.done.clone();
-        let batch =
-            download_all(session.clone(), run_dir, &files, &job.download, m.requires_access_token, &done, |d| {
-                inflight.done.push(d.record.clone());
-                if let Err(e) = state.save_inflight(inflight) {
-                    tracing::warn!(error = %e, "could not record a verified file in the state");
-                }
-            })
-            .await?;
-        let expired = match batch {
-            Batch::Complete(d) => return Ok(d),
-            Batch::UrlsExpired { file, .. } => file,
-        };
-        if refreshes >= MAX_URL_REFRESHES {
-            return Err(Error::AuthRefused {
-                url: expired,
-                detail: "the file URLs kept being refused after fresh ones were fetched".into(),
-            });
-        }
-        refreshes += 1;
-        let note = format!("{expired}: the file URLs have expired; asking the status URL for fresh ones");
-        session.reporter.event(&Event::Note { message: &note });
-        log.write(&LogEvent::StatusProgress { x_progress: Some(&note), retry_after_secs: None });
-        let body = match poll::wait(session, status_url, &job.poll, SystemTime::now(), |_| {}).await? {
-            Polled::Ready(b) => b,
-            Polled::Gone(gone) => return Err(Error::Transient(format!("{gone}; the file URLs had expired"))),
-        };
-        let fresh = pages::collect(session, &job.poll, status_url, run_dir, manifest::parse(&body)?, Pages::Fresh);
-        files = manifest::plan(&fresh.await?, status_url)?;
-    }
 }
 
 fn new_export_id() -> String {

@@ -44,6 +44,11 @@ pub enum Error {
     #[error("{0}")]
     Transient(String),
 
+    /// The server no longer has the export (no fresh file links when the old ones expired): the state
+    /// is cleared, and a new export replaces it (in the same run, once, else the next run).
+    #[error("{0}")]
+    ExportGone(String),
+
     /// Another process holds the job's lock.
     #[error("{0}")]
     Locked(String),
@@ -74,7 +79,7 @@ impl Error {
             Error::Job(_) | Error::Usage(_) => exit::USAGE,
             Error::AuthRefused { .. } => exit::AUTH,
             Error::ServerRejected(_) => exit::SERVER_REJECTED,
-            Error::Transient(_) | Error::Locked(_) => exit::TEMPFAIL,
+            Error::Transient(_) | Error::Locked(_) | Error::ExportGone(_) => exit::TEMPFAIL,
             Error::Interrupted(Signal::Interrupt) => exit::SIGINT,
             Error::Interrupted(Signal::Terminate) => exit::SIGTERM,
             Error::Io { .. } | Error::Failed(_) => exit::FAILED,

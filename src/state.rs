@@ -40,6 +40,10 @@ pub struct InFlight {
     pub run_id: Option<String>,
     #[serde(default)]
     pub done: Vec<FileRecord>,
+    /// The server answered the kick-off with the manifest itself (`200`): there is no status URL to
+    /// poll, renew links from or DELETE (`status_url` is the kick-off URL).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synchronous: bool,
 }
 
 impl InFlight {
@@ -61,6 +65,7 @@ impl InFlight {
             last_progress: None,
             run_id: None,
             done: Vec::new(),
+            synchronous: false,
         }
     }
 

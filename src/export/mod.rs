@@ -2,8 +2,10 @@
 //! from kick-off to manifest, [`poll`] waits for the server (the FHIR
 //! asynchronous request pattern), [`manifest`] parses and checks what it returns and names the files,
 //! [`pages`] follows paged manifests, [`member_match`] runs Payer-to-Payer matching first, and [`delete`]
-//! asks the server to forget a finished export.
+//! asks the server to forget a finished export. [`advice`] words the commands a message tells a person
+//! to run.
 
+pub mod advice;
 pub mod delete;
 pub mod inflight;
 pub mod kickoff;
