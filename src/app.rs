@@ -33,7 +33,8 @@ pub struct RunOptions {
 pub struct RunOutcome {
     pub run_dir: PathBuf,
     pub record: RunRecord,
-    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed.
+    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed or a data file
+    /// does not hold what the manifest counts.
     pub exit_code: u8,
 }
 

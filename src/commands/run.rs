@@ -144,7 +144,7 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
     let status = match out.exit_code {
         exit::OK => "complete",
         exit::SERVER_ERRORS => "complete, with errors reported by the server",
-        _ => "downloaded, but validation failed",
+        _ => "downloaded, but not complete (see the problems below)",
     };
     let _ = writeln!(s, "{name}: {status} (transactionTime {})", r.transaction_time);
     let _ = writeln!(s, "  {:<28} {:>6} {:>10} {:>12}", "type", "files", "resources", "bytes");

@@ -3,7 +3,9 @@
 
 mod harness;
 
+mod expiry;
 mod faults;
+mod field;
 mod flow;
 mod security;
 mod servers;
