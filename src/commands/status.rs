@@ -85,6 +85,13 @@ pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, E
         println!("{}: no export in flight; nothing to cancel", job.name);
         return Ok(exit::OK);
     };
+    if f.synchronous {
+        // Its `status_url` is the kick-off URL: there is no server job to DELETE.
+        println!("{}: a synchronous export has nothing to delete on the server; forgetting it here", job.name);
+        state.clear_inflight()?;
+        let _ = std::fs::remove_file(state.log_path());
+        return Ok(exit::OK);
+    }
     let session = Session::new(&job, Arc::clone(&reporter(g)))?;
     let url = url::Url::parse(&f.status_url).map_err(|e| Error::Failed(e.to_string()))?;
     match delete_export(&session, &url).await {

@@ -160,6 +160,23 @@ async fn a_kickoff_answered_with_the_manifest_is_a_completed_export() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kickoff_answered_with_200_and_no_manifest_is_exit_4_with_nothing_kept() {
+    let body = r#"{"resourceType":"Bundle","type":"searchset"}"#.to_string();
+    let env =
+        env_with(Faults { sync_kickoff: true, manifest_override: Some(body.clone()), ..Default::default() }).await;
+    let err = env.run(&env.job(EXPORT)).await.unwrap_err();
+    assert_eq!(err.exit_code(), 4);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the server rejected the export: the server answered the kick-off with 200 and a body that is not a \
+             completion manifest: {body}"
+        )
+    );
+    assert!(!env.inflight().exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stu4_manifests_with_outcome_and_unknown_fields() {
     let env = env_with(Faults { manifest_stu4: true, ..Default::default() }).await;
     let out = env.run(&env.job(EXPORT)).await.expect("an STU4 manifest is read");
@@ -222,4 +239,30 @@ async fn output_formats_other_than_ndjson_are_refused_by_validate() {
         assert_eq!(o.status.code(), Some(0), "{ok}: {}", text(&o));
     }
     assert_eq!(env.sandbox.kickoff_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_forgets_a_synchronous_export_without_a_delete() {
+    let env = Env::default().await;
+    let path = env.write_job("j.yaml", &env.yaml("t", EXPORT, ""));
+    let kickoff = format!("{}$export", env.sandbox.fhir_base());
+    let mut s = oneup_bulk::state::InFlight::new(
+        "e1".into(),
+        &kickoff.parse().unwrap(),
+        &kickoff.parse().unwrap(),
+        "GET",
+        None,
+    );
+    s.synchronous = true;
+    let state = oneup_bulk::state::JobState::new(&env.out().join("t"));
+    state.create().unwrap();
+    state.save_inflight(&s).unwrap();
+    let o = run_bin(vec!["cancel".into(), path.display().to_string()]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "t: a synchronous export has nothing to delete on the server; forgetting it here\n"
+    );
+    assert!(env.sandbox.requests().iter().all(|r| r.method != "DELETE"));
+    assert!(!env.inflight().exists());
 }
