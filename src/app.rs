@@ -48,8 +48,12 @@ pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -
         state.forget_inflight(&*display)?;
     }
     match run_export(job, &state, display.clone()).await {
-        Err(Error::ExportGone(why)) => {
-            display.event(&Event::Note { message: &format!("{why}; starting the new export now") });
+        Err(Error::ExportGone { reason, .. }) => {
+            let message = format!(
+                "the server no longer has this export ({reason}); starting a new one now (the files of the old \
+                 one stay in its run folder, without run.json)"
+            );
+            display.event(&Event::Note { message: &message });
             run_export(job, &state, display).await
         }
         other => other,

@@ -45,9 +45,10 @@ pub enum Error {
     Transient(String),
 
     /// The server no longer has the export (no fresh file links when the old ones expired): the state
-    /// is cleared, and a new export replaces it (in the same run, once, else the next run).
-    #[error("{0}")]
-    ExportGone(String),
+    /// is cleared, and a new export replaces it (in the same run, once, else the next run). `reason`
+    /// says why; `next` what happens now and where the old export's files are.
+    #[error("the server no longer has this export ({reason}); {next}")]
+    ExportGone { reason: String, next: String },
 
     /// Another process holds the job's lock.
     #[error("{0}")]
@@ -79,7 +80,7 @@ impl Error {
             Error::Job(_) | Error::Usage(_) => exit::USAGE,
             Error::AuthRefused { .. } => exit::AUTH,
             Error::ServerRejected(_) => exit::SERVER_REJECTED,
-            Error::Transient(_) | Error::Locked(_) | Error::ExportGone(_) => exit::TEMPFAIL,
+            Error::Transient(_) | Error::Locked(_) | Error::ExportGone { .. } => exit::TEMPFAIL,
             Error::Interrupted(Signal::Interrupt) => exit::SIGINT,
             Error::Interrupted(Signal::Terminate) => exit::SIGTERM,
             Error::Io { .. } | Error::Failed(_) => exit::FAILED,

@@ -127,12 +127,15 @@ fn gone<T>(cx: &Ctx<'_>, why: &str) -> Result<T> {
     {
         let _ = std::fs::rename(cx.log.path(), &run_log);
     }
-    Err(Error::ExportGone(format!(
-        "the server no longer has this export ({why}); the next run starts a new one (`{}`). The state is \
-         cleared; the files verified so far stay in {} (incomplete: no run.json)",
-        advice::run(cx.job),
-        cx.run_dir.display(),
-    )))
+    Err(Error::ExportGone {
+        reason: why.to_string(),
+        next: format!(
+            "the next run starts a new one (`{}`). The state is cleared; the files verified so far stay in {} \
+             (incomplete: no run.json)",
+            advice::run(cx.job),
+            cx.run_dir.display(),
+        ),
+    })
 }
 
 #[cfg(test)]

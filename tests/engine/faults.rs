@@ -280,11 +280,12 @@ async fn unwritable_output_is_exit_1_naming_the_path() {
 async fn expired_signed_urls_are_renewed_from_the_status_url() {
     let env = Env::new(SandboxConfig {
         requires_access_token: false,
-        faults: Faults { file_403: 2, ..Default::default() },
+        faults: Faults { file_403: 2, signed_file_urls: true, ..Default::default() },
         ..Default::default()
     })
     .await;
     let out = env.run(&env.job(EXPORT)).await.expect("fresh URLs are fetched and the run completes");
+    assert_eq!(env.sandbox.kickoff_count(), 1, "renewed, not replaced");
     let status_gets =
         env.sandbox.requests().iter().filter(|r| r.path.contains("$export-status") && r.method == "GET").count();
     // Two 202s and the manifest, then at least one more GET for fresh URLs.
