@@ -4,24 +4,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use url::Url;
-
-use crate::download::{Batch, Downloaded, download_all};
+use crate::download::refresh::{self, Ctx};
 use crate::error::{Error, Result};
 use crate::eventlog::{EventLog, LogEvent, RUN_LOG};
-use crate::export::manifest::{self, Manifest};
+use crate::export::manifest;
 use crate::export::pages::{self, Pages};
-use crate::export::poll::{self, Polled};
 use crate::export::{delete, inflight, member_match};
 use crate::instant;
 use crate::job::Job;
 use crate::private_fs::{create_private_dir, write_json};
 use crate::progress::{Event, Reporter, Tee};
-use crate::record::{self, JobInfo, PlannedFile, RunRecord, summarize};
+use crate::record::{self, JobInfo, Rules, RunRecord, summarize};
 use crate::session::Session;
-use crate::state::{HistoryEntry, InFlight, JobState};
+use crate::state::{HistoryEntry, JobState};
 
 /// Per-run choices from the command line that are not part of the job (`--out` and `--since` are
 /// applied to the [`Job`] when it is loaded).
@@ -36,30 +33,38 @@ pub struct RunOptions {
 pub struct RunOutcome {
     pub run_dir: PathBuf,
     pub record: RunRecord,
-    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed.
+    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed or a data file
+    /// does not hold what the manifest counts.
     pub exit_code: u8,
 }
 
-/// How often expired file URLs are refreshed from the status URL in one run.
-const MAX_URL_REFRESHES: u32 = 3;
-
 /// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
-/// interrupted during downloads (keeping verified files); forgets an export the server has lost.
+/// interrupted during downloads (keeping verified files). An export the server no longer has is
+/// forgotten and replaced by a new one in the same run, once.
 pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
     let state = JobState::new(&job.job_dir());
     let _lock = state.lock()?;
-    let res = run_locked(job, opts, display, &state).await;
+    if opts.restart {
+        state.forget_inflight(&*display, true)?;
+    }
+    let mut res = run_export(job, &state, display.clone()).await;
+    if let Err(e @ Error::ExportGone { .. }) = &res {
+        inflight::after_error(&state, e)?;
+        let message = format!(
+            "{e}; starting a new export now (the files of the old one stay in its run folder, without run.json)"
+        );
+        display.event(&Event::Note { message: &message });
+        res = run_export(job, &state, display).await;
+    }
     if let Err(e) = &res {
         inflight::after_error(&state, e)?;
     }
     res
 }
 
-async fn run_locked(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>, state: &JobState) -> Result<RunOutcome> {
+/// One export: the one in flight, else a new one.
+async fn run_export(job: &Job, state: &JobState, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
     let t0 = Instant::now();
-    if opts.restart {
-        state.forget_inflight(&*display, true)?;
-    }
     let inflight = state.inflight()?;
     let export_id = inflight.as_ref().map(|s| s.export_id.clone()).unwrap_or_else(new_export_id);
     let log = Arc::new(EventLog::open(&state.log_path(), &export_id).map_err(|e| Error::io(state.log_path(), e))?);
@@ -112,19 +117,25 @@ async fn run_locked(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>, st
     });
 
     // 4. Downloads: verified files are recorded in the state as they land, so a rerun skips them.
-    let downloaded = download(job, &session, state, &log, &mut inflight, &status_url, &run_dir, &m, files).await?;
+    let cx = Ctx { job, session: &session, state, log: &log, status_url: &status_url, run_dir: &run_dir };
+    let downloaded = refresh::download(&cx, &mut inflight, &m, files).await?;
 
     // 5. The record: run.json last, then the checkpoint.
     let problems = downloaded.iter().flat_map(|d| d.problems.clone()).collect();
     let matched = member_match::record(job, state);
     let files: Vec<_> = downloaded.into_iter().map(|d| d.record).collect();
     let granted = session.tokens.granted_scope();
-    let mut warnings = record::warnings(&job.export.types, granted.as_deref(), &files, inflight.since.as_deref());
+    let verdict = summarize(&files, problems, &Rules::of(job), t0.elapsed().as_secs_f64());
+    let mut warnings = verdict.warnings;
+    warnings.extend(record::warnings(&job.export.types, granted.as_deref(), &files, inflight.since.as_deref()));
     warnings.extend(matched.as_ref().map(|m| m.warnings()).unwrap_or_default());
     for w in &warnings {
-        reporter.event(&Event::Warning { message: &w.message });
+        let message = match &w.file {
+            Some(f) => format!("{f}: {}", w.message),
+            None => w.message.clone(),
+        };
+        reporter.event(&Event::Warning { message: &message });
     }
-    let verdict = summarize(&files, problems, job.download.validate, t0.elapsed().as_secs_f64());
     let rec = RunRecord {
         tool: format!("oneup-bulk {}", env!("CARGO_PKG_VERSION")),
         job: JobInfo::of(job),
@@ -159,58 +170,10 @@ async fn run_locked(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>, st
         state.advance(HistoryEntry::of(&rec, verdict.exit_code))?;
     }
     state.clear_inflight()?;
-    if job.download.delete_on_success {
+    if job.download.delete_on_success && !inflight.synchronous {
         delete::delete_export(&session, &status_url).await;
     }
     Ok(RunOutcome { run_dir, record: rec, exit_code: verdict.exit_code })
-}
-
-/// Downloads every file not yet verified. Signed file URLs expire (often after an hour): when a file
-/// host refuses them, the status URL hands out fresh ones (up to [`MAX_URL_REFRESHES`] times).
-#[allow(clippy::too_many_arguments)]
-async fn download(
-    job: &Job,
-    session: &Arc<Session>,
-    state: &JobState,
-    log: &EventLog,
-    inflight: &mut InFlight,
-    status_url: &Url,
-    run_dir: &std::path::Path,
-    m: &Manifest,
-    mut files: Vec<PlannedFile>,
-) -> Result<Vec<Downloaded>> {
-    let mut refreshes = 0;
-    loop {
-        let done = inflight.done.clone();
-        let batch =
-            download_all(session.clone(), run_dir, &files, &job.download, m.requires_access_token, &done, |d| {
-                inflight.record_done(d.record.clone());
-                if let Err(e) = state.save_inflight(inflight) {
-                    tracing::warn!(error = %e, "could not record a verified file in the state");
-                }
-            })
-            .await?;
-        let expired = match batch {
-            Batch::Complete(d) => return Ok(d),
-            Batch::UrlsExpired { file, .. } => file,
-        };
-        if refreshes >= MAX_URL_REFRESHES {
-            return Err(Error::AuthRefused {
-                url: expired,
-                detail: "the file URLs kept being refused after fresh ones were fetched".into(),
-            });
-        }
-        refreshes += 1;
-        let note = format!("{expired}: the file URLs have expired; asking the status URL for fresh ones");
-        session.reporter.event(&Event::Note { message: &note });
-        log.write(&LogEvent::StatusProgress { x_progress: Some(&note), retry_after_secs: None });
-        let body = match poll::wait(session, status_url, &job.poll, SystemTime::now(), |_| {}).await? {
-            Polled::Ready(b) => b,
-            Polled::Gone(gone) => return Err(Error::ExportGone(format!("{gone} (asked for fresh file URLs)"))),
-        };
-        let fresh = pages::collect(session, &job.poll, status_url, run_dir, manifest::parse(&body)?, Pages::Fresh);
-        files = manifest::plan(&fresh.await?, status_url)?;
-    }
 }
 
 fn new_export_id() -> String {

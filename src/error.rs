@@ -47,10 +47,12 @@ pub enum Error {
     #[error("{0}")]
     Transient(String),
 
-    /// The server no longer has the export (its status URL or a file answered 404/410: restarted,
-    /// expired, deleted). The run forgets it, so the next run starts a new one instead of failing forever.
-    #[error("{0}; the export's state is cleared and the next run starts a new one")]
-    ExportGone(String),
+    /// The server no longer has the export (its status URL, a manifest page or a file answered 404/410,
+    /// or no fresh file links came when the old ones expired: restarted, expired, deleted). The state is
+    /// cleared, and a new export replaces it (in the same run, once; else the next run). `reason` says
+    /// why; `next` what happens now.
+    #[error("the server no longer has this export ({reason}); {next}")]
+    ExportGone { reason: String, next: String },
 
     /// Another process holds the job's lock.
     #[error("another oneup-bulk process holds this job ({0}); nothing was done")]
@@ -77,6 +79,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The export is gone (see [`Error::ExportGone`]); the state is cleared by the caller.
+    pub fn gone(reason: impl Into<String>) -> Self {
+        Error::ExportGone {
+            reason: reason.into(),
+            next: "its state is cleared and the next run starts a new one".into(),
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
@@ -87,7 +97,7 @@ impl Error {
             Error::Job(_) | Error::Usage(_) => exit::USAGE,
             Error::AuthRefused { .. } => exit::AUTH,
             Error::ServerRejected(_) => exit::SERVER_REJECTED,
-            Error::Transient(_) | Error::ExportGone(_) | Error::Locked(_) => exit::TEMPFAIL,
+            Error::Transient(_) | Error::Locked(_) | Error::ExportGone { .. } => exit::TEMPFAIL,
             Error::Interrupted(Signal::Interrupt) => exit::SIGINT,
             Error::Interrupted(Signal::Terminate) => exit::SIGTERM,
             Error::Io { .. } | Error::BadState { .. } | Error::Failed(_) => exit::FAILED,

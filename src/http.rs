@@ -90,6 +90,23 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
+/// Whether a response read whole (kick-off, status, DELETE, manifest pages) is retried, from its status,
+/// its body and whether it carried `Retry-After`. 408 and 429 always are. A 500/502/503/504 is,
+/// unless its body is an OperationOutcome with no `transient`/`throttled` issue and the server gave no
+/// `Retry-After`: that is the Bulk Data IG's "the export failed", and no retry changes it (issue 18).
+/// Any other 4xx/5xx is retried only when its OperationOutcome says `transient` or `throttled`.
+pub fn is_retryable_reply(status: StatusCode, body: &[u8], has_retry_after: bool) -> bool {
+    use crate::fhir::{OutcomeKind, outcome_kind};
+    match status.as_u16() {
+        408 | 429 => true,
+        500 | 502 | 503 | 504 => has_retry_after || outcome_kind(body) != OutcomeKind::Permanent,
+        s if s >= 400 => outcome_kind(body) == OutcomeKind::Transient,
+        _ => false,
+    }
+}
+
+/// Builds the one HTTP client: rustls (aws-lc-rs) with the system's roots plus `tls.ca_file`, no automatic
+/// redirects (we follow them by hand), keep-alive, HTTP/2 where the server offers it.
 /// What bounds a request, so a failure can say which limit ran out (and where: [`describe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -357,6 +374,31 @@ mod tests {
         assert_eq!(backoff(20, b, cap, 0.5), Duration::from_secs(30));
         assert_eq!(backoff(200, b, cap, 1.0), cap);
         assert_eq!(backoff(2, b, cap, 0.0), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_failed_export_is_not_retried_but_a_temporary_fault_is() {
+        let oo = |code: &str| format!(r#"{{"resourceType":"OperationOutcome","issue":[{{"code":"{code}"}}]}}"#);
+        let status = |s| StatusCode::from_u16(s).unwrap();
+        let failed = oo("exception");
+        // The reference server's "File generation failed": a 500 with a non-transient outcome.
+        assert!(!is_retryable_reply(status(500), failed.as_bytes(), false));
+        assert!(!is_retryable_reply(status(503), oo("processing").as_bytes(), false));
+        // …unless the server asks to come back later.
+        assert!(is_retryable_reply(status(503), failed.as_bytes(), true));
+        // A 5xx without an outcome (a proxy's page) or with a transient one stays retried.
+        for s in [500, 502, 503, 504] {
+            assert!(is_retryable_reply(status(s), b"<html>Bad Gateway</html>", false), "{s}");
+            assert!(is_retryable_reply(status(s), b"", false), "{s}");
+            assert!(is_retryable_reply(status(s), oo("transient").as_bytes(), false), "{s}");
+        }
+        // Rate limits always are; other errors only when the outcome says temporary.
+        assert!(is_retryable_reply(status(429), failed.as_bytes(), false));
+        assert!(is_retryable_reply(status(408), b"", false));
+        assert!(is_retryable_reply(status(400), oo("throttled").as_bytes(), false));
+        assert!(!is_retryable_reply(status(400), failed.as_bytes(), false));
+        assert!(!is_retryable_reply(status(501), b"", false));
+        assert!(!is_retryable_reply(status(200), oo("transient").as_bytes(), false));
     }
 
     #[test]

@@ -16,10 +16,10 @@ use url::{Origin, Url};
 
 use crate::auth::TokenSource;
 use crate::error::{Error, Result};
-use crate::fhir::{is_transient_outcome, outcome_text};
+use crate::fhir::outcome_text;
 use crate::http::{
-    Attempt, Clients, Limits, MAX_REDIRECTS, ReadError, RetryPolicy, describe, is_retryable_status, read_limited,
-    retry_after, retrying, send_failed,
+    Attempt, Clients, Limits, MAX_REDIRECTS, ReadError, RetryPolicy, describe, is_retryable_reply, is_retryable_status,
+    read_limited, retry_after, retrying, send_failed,
 };
 use crate::job::{Access, AuthMethod, Job};
 use crate::progress::Reporter;
@@ -236,9 +236,9 @@ impl Session {
         Ok(Attempt::Done(resp))
     }
 
-    /// Sends with the retry policy: retryable statuses, transient OperationOutcomes and connection errors
-    /// are retried with backoff (honouring `Retry-After`); one 401 renews the token without counting as a
-    /// retry. The body is read whole, up to `limit` bytes. Other statuses are returned to the caller.
+    /// Sends with the retry policy: retryable replies ([`is_retryable_reply`]: rate limits, 5xx that are
+    /// not a failed export, transient OperationOutcomes) and connection errors are retried with backoff
+    /// (honouring `Retry-After`); one 401 renews the token without counting as a retry. The body is read whole, up to `limit` bytes. Other statuses are returned to the caller.
     pub async fn send(&self, req: &Req, limit: usize) -> Result<Reply> {
         let reauthed = AtomicBool::new(false);
         retrying(&self.policy, &*self.reporter, &req.what, || async {
@@ -259,10 +259,11 @@ impl Session {
                     return Ok(Attempt::Retry { reason, retry_after: None });
                 }
             };
-            if is_retryable_status(status) || (status.as_u16() >= 400 && is_transient_outcome(&body)) {
+            let wait = retry_after(&headers, SystemTime::now());
+            if is_retryable_reply(status, &body, wait.is_some()) {
                 return Ok(Attempt::Retry {
                     reason: format!("HTTP {} {}", status.as_u16(), outcome_text(&body)),
-                    retry_after: retry_after(&headers, SystemTime::now()),
+                    retry_after: wait,
                 });
             }
             Ok(Attempt::Done(Reply { status, headers, body }))

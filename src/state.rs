@@ -47,6 +47,10 @@ pub struct InFlight {
     pub run_id: Option<String>,
     #[serde(default)]
     pub done: Vec<FileRecord>,
+    /// The server answered the kick-off with the manifest itself (`200`): there is no status URL to
+    /// poll, renew links from or DELETE (`status_url` is the kick-off URL).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synchronous: bool,
 }
 
 impl InFlight {
@@ -68,6 +72,7 @@ impl InFlight {
             last_progress: None,
             run_id: None,
             done: Vec::new(),
+            synchronous: false,
         }
     }
 
@@ -336,6 +341,9 @@ mod tests {
             sha256: sha.into(),
             invalid_lines: 0,
             wrong_type_lines: 0,
+            types: Default::default(),
+            header_lines: 0,
+            continues_in: None,
         };
         let mut f = inflight();
         f.record_done(rec("a"));

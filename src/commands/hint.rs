@@ -72,7 +72,7 @@ pub fn next_steps(cmd: &JobCmd, e: &Error, left: &Left) -> String {
             ],
         ),
         (_, Left::Unreadable(path)) => unreadable(cmd, path),
-        (Error::ExportGone(_), Left::Nothing) => table("to start the new export now:", &[(cmd.line("run"), "")]),
+        (Error::ExportGone { .. }, Left::Nothing) => table("to start the new export now:", &[(cmd.line("run"), "")]),
         (_, Left::Nothing) => String::new(),
     }
 }
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_lost_export_starts_anew() {
-        let e = Error::ExportGone("the status URL answered 404".into());
+        let e = Error::gone("the status URL answered 404");
         assert_eq!(
             next_steps(&cmd(), &e, &Left::Nothing),
             "  to start the new export now:\n    oneup-bulk run jobs/x.yaml\n"

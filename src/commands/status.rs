@@ -140,6 +140,13 @@ pub async fn cancel(path: &Path, out: Option<&Path>, force: bool, g: &Global) ->
         }
         Err(e) => return Ok(hint::report("error: ", &e, &cmd, &state.job_dir)),
     };
+    if f.synchronous {
+        // Its `status_url` is the kick-off URL: there is no server job to DELETE.
+        println!("{}: a synchronous export has nothing to delete on the server; forgetting it here", job.name);
+        state.clear_inflight()?;
+        let _ = std::fs::remove_file(state.log_path());
+        return Ok(exit::OK);
+    }
     let session = Session::new(&job, display)?;
     let outcome = delete_export(&session, &f.status_url()?).await;
     println!("{}", cancelled(&job.name, outcome, job.access));

@@ -64,7 +64,7 @@ pub fn outcome_words(code: u8) -> &'static str {
     match code {
         exit::OK => "complete",
         exit::SERVER_ERRORS => "complete, with errors reported by the server",
-        _ => "downloaded, but validation failed",
+        _ => "downloaded, but not complete (see the problems below)",
     }
 }
 
@@ -181,6 +181,9 @@ mod tests {
             sha256: String::new(),
             invalid_lines: 0,
             wrong_type_lines: 0,
+            types: Default::default(),
+            header_lines: 0,
+            continues_in: None,
         }
     }
 

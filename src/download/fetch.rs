@@ -10,14 +10,14 @@ use reqwest::header::{ACCEPT, ACCEPT_ENCODING, RANGE};
 use tokio::sync::mpsc;
 
 use super::Downloaded;
-use super::classify::{BodyEnd, Decision, Retry, classify, judge_body};
+use super::classify::{BodyEnd, BodyVerdict, Decision, Retry, classify, judge_body};
 use super::verify::{PartFile, VerifyError, verify_stream};
 use crate::error::{Error, Result};
 use crate::fhir::outcome_text;
 use crate::http::{describe, read_limited};
 use crate::job::DownloadSettings;
 use crate::progress::Event;
-use crate::record::PlannedFile;
+use crate::record::{FileKind, PlannedFile};
 use crate::redact::redact_query;
 use crate::session::{Req, Session, TokenUse};
 
@@ -33,8 +33,13 @@ const ERROR_BODY_QUOTED: usize = 4096;
 pub enum Attempt {
     Verified(Downloaded),
     Retry(Retry),
-    /// The file host refused a tokenless request: the signed URL has expired.
+    /// The file link has expired (410, or a tokenless request refused).
     UrlExpired,
+    /// The whole file is in the `.part`, but its line count disagrees with the manifest's.
+    CountMismatch {
+        file: Downloaded,
+        reason: String,
+    },
 }
 
 /// One request for `file` into `part`. `token_allowed` is the manifest's `requiresAccessToken`.
@@ -72,7 +77,7 @@ pub async fn attempt(
             return Err(match d {
                 Decision::Refused => Error::AuthRefused { url: redact_query(&file.url), detail },
                 // The file is gone from the server, and with it the export: rerunning cannot fetch it.
-                _ if status == 404 => Error::ExportGone(format!("{detail} (the server no longer has this export)")),
+                _ if status == 404 => Error::gone(detail),
                 _ => Error::Failed(detail),
             });
         }
@@ -139,10 +144,19 @@ pub async fn attempt(
         }
         Err(VerifyError::Io(e)) => return Err(Error::io(part, e)),
     };
-    let end =
-        BodyEnd { gzip, net_error, received, content_length, lines: verified.tally.lines, manifest_count: file.count };
+    let end = BodyEnd {
+        gzip,
+        net_error,
+        received,
+        content_length,
+        lines: verified.tally.lines,
+        header_lines: verified.tally.headers,
+        manifest_count: file.count,
+        count_is_contract: file.kind == FileKind::Output,
+    };
     Ok(match judge_body(&end) {
-        None => Attempt::Verified(Downloaded::new(file, verified)),
-        Some(retry) => Attempt::Retry(retry),
+        BodyVerdict::Whole => Attempt::Verified(Downloaded::new(file, verified)),
+        BodyVerdict::Retry(retry) => Attempt::Retry(retry),
+        BodyVerdict::CountMismatch(reason) => Attempt::CountMismatch { file: Downloaded::new(file, verified), reason },
     })
 }

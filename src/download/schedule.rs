@@ -1,5 +1,6 @@
 //! Scheduling: `download.concurrency` files at once in a `JoinSet`, and for each file the retry loop
-//! around [`attempt`] (resume or restart, backoff, the final rename from `.part`).
+//! around [`attempt`] (resume or restart, backoff, the final rename from `.part`), including the
+//! refetches that tell a file still changing from a manifest count that is simply wrong.
 
 use std::fs;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::classify::Retry;
+use super::classify::{Fingerprint, Retry, Streak, judge_mismatch};
 use super::fetch::{Attempt, attempt};
 use super::{Batch, Downloaded, part_path};
 use crate::error::{Error, Result};
@@ -20,7 +21,7 @@ use crate::session::Session;
 
 /// How one file ended, when no error ended it.
 enum FileEnd {
-    Verified(Downloaded),
+    Verified(Box<Downloaded>),
     /// Its signed URL was refused: see [`Batch::UrlsExpired`].
     UrlExpired,
 }
@@ -70,7 +71,7 @@ pub async fn download_all(
         match res {
             Ok(FileEnd::Verified(d)) => {
                 on_verified(&d);
-                results[i] = Some(d);
+                results[i] = Some(*d);
                 if stop.is_none()
                     && let Some(j) = next.next()
                 {
@@ -108,20 +109,36 @@ async fn download_one(
     }
     let part = part_path(&final_path);
     session.reporter.event(&Event::DownloadStarted { id, file });
+    let verified = |d: Downloaded| -> Result<FileEnd> {
+        fs::rename(&part, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        session.reporter.event(&Event::DownloadFinished { id, file, lines: d.record.lines, bytes: d.record.bytes });
+        Ok(FileEnd::Verified(Box::new(d)))
+    };
     let mut failures = 0u32;
+    // Whole bodies whose count disagreed with the manifest, in a row with the same bytes.
+    let mut streak: Option<Streak> = None;
     loop {
+        // The fetch that checks a first count mismatch is a measurement, not a fault: it is not charged
+        // to `download.retries`, so even `retries: 0` can tell a wrong count from a changing file.
+        let mut free = false;
         let retry = match attempt(session, id, file, &part, settings, requires_token).await? {
-            Attempt::Verified(d) => {
-                fs::rename(&part, &final_path).map_err(|e| Error::io(&final_path, e))?;
-                session.reporter.event(&Event::DownloadFinished {
-                    id,
-                    file,
-                    lines: d.record.lines,
-                    bytes: d.record.bytes,
-                });
-                return Ok(FileEnd::Verified(d));
-            }
+            Attempt::Verified(d) => return verified(d),
             Attempt::UrlExpired => return Ok(FileEnd::UrlExpired),
+            Attempt::CountMismatch { file: d, reason } => {
+                let now = Fingerprint { bytes: d.record.bytes, sha256: d.record.sha256.clone() };
+                free = streak.is_none();
+                let (s, proven) = judge_mismatch(streak.as_ref(), now);
+                if proven {
+                    let note = format!(
+                        "{}: {reason}; {} full fetches gave the same bytes: kept as the server has it",
+                        file.path, s.fetches
+                    );
+                    session.reporter.event(&Event::Note { message: &note });
+                    return verified(d);
+                }
+                streak = Some(s);
+                Retry::Restart(reason)
+            }
             Attempt::Retry(retry) => retry,
         };
         let reason = match retry {
@@ -131,14 +148,16 @@ async fn download_one(
                 r
             }
         };
-        if failures >= settings.retries {
+        if failures >= settings.retries && !free {
             session.reporter.event(&Event::DownloadFailed { id, file, reason: &reason });
             return Err(Error::Transient(format!("{}: {reason} (after {} attempts)", file.path, failures + 1)));
         }
         let from = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         session.reporter.event(&Event::DownloadRetry { id, file, reason: &reason, resume_from: from });
         let wait = session.policy.wait(failures, None, fastrand::f64());
-        failures += 1;
+        if !free {
+            failures += 1;
+        }
         tokio::time::sleep(wait).await;
     }
 }

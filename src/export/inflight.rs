@@ -1,18 +1,21 @@
 //! An export's life in the job's state: kicked off (and saved as in flight before the first poll, so a
 //! crash from then on resumes it instead of starting another), polled until its manifest (X-Progress
 //! kept; once it has arrived, the saved copy instead), and forgotten when the server no longer has it
-//! ([`Error::ExportGone`], at any stage: [`after_error`]) or has failed it.
+//! ([`Error::ExportGone`], at any stage: [`after_error`]) or has failed it. A kick-off answered with
+//! the manifest itself (a synchronous export) is saved the same way, with the manifest beside it.
 
 use std::time::SystemTime;
 
 use url::Url;
 
+use super::kickoff::Accepted;
 use super::poll::{self, Polled};
-use super::{kickoff, member_match};
-use crate::error::{Error, Result, exit};
+use super::{advice, kickoff, member_match};
+use crate::error::{Error, Result};
 use crate::eventlog::{EventLog, LogEvent};
 use crate::instant;
 use crate::job::{Job, MatchOperation, Since};
+use crate::private_fs::write_atomic;
 use crate::progress::Event;
 use crate::session::Session;
 use crate::state::{InFlight, JobState};
@@ -46,14 +49,33 @@ pub async fn kick_off(
             error,
         })
     };
-    let status_url =
+    let accepted =
         kickoff::send(session, &k).await.inspect_err(|e| logged(None, Some((e.exit_code(), e.to_string()))))?;
-    let s = InFlight::new(export_id, &status_url, &k.url, k.method.as_str(), since);
-    state.save_inflight(&s)?;
-    logged(Some(&status_url), None);
-    session.reporter.event(&Event::KickedOff { status_url: status_url.as_str() });
+    let s = match accepted {
+        Accepted::Async(status_url) => {
+            let s = InFlight::new(export_id, &status_url, &k.url, k.method.as_str(), since);
+            state.save_inflight(&s)?;
+            logged(Some(&status_url), None);
+            session.reporter.event(&Event::KickedOff { status_url: status_url.as_str() });
+            s
+        }
+        Accepted::Complete(manifest) => {
+            // The manifest first, then the state that points at it: a crash in between leaves nothing.
+            write_atomic(&state.dir.join(SYNC_MANIFEST), &manifest)?;
+            let mut s = InFlight::new(export_id, &k.url, &k.url, k.method.as_str(), since);
+            s.synchronous = true;
+            state.save_inflight(&s)?;
+            logged(None, None);
+            let message = "the server answered the kick-off with the completion manifest (a synchronous export)";
+            session.reporter.event(&Event::Note { message });
+            s
+        }
+    };
     Ok(s)
 }
+
+/// Where a synchronous export's manifest waits in the state folder until it is in the run folder.
+const SYNC_MANIFEST: &str = "sync-manifest.json";
 
 /// The `_since` this run sends: the job's instant (or `--since`), else (auto) the checkpoint's.
 pub fn resolve_since(job: &Job, state: &JobState) -> Result<Option<time::OffsetDateTime>> {
@@ -84,7 +106,7 @@ pub async fn manifest(
 /// log), so the next run starts a new one instead of failing on it forever. Anything else keeps the
 /// state for a resume.
 pub fn after_error(state: &JobState, e: &Error) -> Result<()> {
-    if let Error::ExportGone(_) = e {
+    if let Error::ExportGone { .. } = e {
         state.clear_inflight()?;
         let _ = std::fs::remove_file(state.log_path());
     }
@@ -101,6 +123,10 @@ pub async fn wait_for_manifest(
     inflight: &mut InFlight,
     status_url: &Url,
 ) -> Result<bytes::Bytes> {
+    if inflight.synchronous {
+        let p = state.dir.join(SYNC_MANIFEST);
+        return Ok(std::fs::read(&p).map_err(|e| Error::io(&p, e))?.into());
+    }
     let started = instant::parse(&inflight.started).map(SystemTime::from).unwrap_or_else(SystemTime::now);
     let mut last_progress = inflight.last_progress.clone();
     let res = poll::wait(session, status_url, &job.poll, started, |p| last_progress = p.map(str::to_string)).await;
@@ -113,14 +139,17 @@ pub async fn wait_for_manifest(
         Ok(Polled::Ready(body)) => Ok(body),
         Ok(Polled::Gone(why)) => {
             error(&why);
-            Err(Error::ExportGone(why))
+            Err(Error::gone(why))
+        }
+        Err(Error::ServerRejected(why)) => {
+            // The server failed this export for good (a status error whose OperationOutcome is not
+            // transient): the next run must start a new one.
+            error(&why);
+            state.clear_inflight()?;
+            Err(Error::ServerRejected(format!("{why}; {}", advice::state_cleared(job))))
         }
         Err(e) => {
             error(&e.to_string());
-            if e.exit_code() == exit::SERVER_REJECTED {
-                // The server failed this export for good: the next run must start a new one.
-                state.clear_inflight()?;
-            }
             Err(e)
         }
     }

@@ -4,8 +4,9 @@
 //! [`pages`] follows paged manifests, [`member_match`] runs Payer-to-Payer matching first (PDex
 //! `$bulk-member-match`, read by [`match_result`], or HRex `$member-match` per member, [`hrex_match`]),
 //! [`group`] reads a Group's size (1up's 10,000-member limit), and [`delete`] asks the server to forget a
-//! finished export.
+//! finished export. [`advice`] words the commands a message tells a person to run.
 
+pub mod advice;
 pub mod delete;
 pub mod group;
 pub mod hrex_match;

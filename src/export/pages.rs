@@ -53,7 +53,7 @@ pub async fn collect(
                         }
                         b
                     }
-                    Polled::Gone(gone) => return Err(Error::ExportGone(format!("manifest page {number}: {gone}"))),
+                    Polled::Gone(gone) => return Err(Error::gone(format!("manifest page {number}: {gone}"))),
                 }
             }
         };

@@ -60,6 +60,9 @@ mod tests {
             sha256: String::new(),
             invalid_lines: 0,
             wrong_type_lines: 0,
+            types: Default::default(),
+            header_lines: 0,
+            continues_in: None,
         }
     }
 

@@ -77,6 +77,35 @@ pub struct Faults {
     /// The manifest leaves out the files of this resource type, as a server does for a type it has
     /// nothing of, or silently does not serve (while on).
     pub omit_output_type: Option<String>,
+
+    // Server behaviours met in the field (issue 18).
+    /// The manifest's `error[]` entry says this `count` whatever the file holds, as the SMART reference
+    /// server does (it copies the failed output's count: 639 for a file of one OperationOutcome).
+    pub error_count: Option<u64>,
+    /// The manifest lists one more file of the first output type with this `count`, and serves it
+    /// empty, every time (the reference server's second Encounter file, `count: 15`).
+    pub phantom_file: Option<u64>,
+    /// Serve the first output file without its last line this many times (a file still being written).
+    pub file_drop_last_line: u32,
+    /// Answer file downloads with 410 Gone this many times (a link past its expiry).
+    pub file_410: u32,
+    /// Sign file links: every manifest served carries new `?sig=N` links (N counts the manifests
+    /// served), as storage that signs per request does; the file server ignores the query.
+    pub signed_file_urls: bool,
+    /// Once an export's manifest has been served, its status URL answers 410 (the server dropped it).
+    pub forget_after_manifest: bool,
+    /// Answer status polls with this status and an OperationOutcome whose issue code is `exception`
+    /// carrying the text (the export failed on the server; stays on until cleared).
+    pub status_error: Option<(u16, String)>,
+    /// Answer status polls with a 500 and an HTML body (no OperationOutcome) this many times.
+    pub status_500_no_outcome: u32,
+    /// Answer the kick-off with 200 and the completion manifest at once (a synchronous export).
+    pub sync_kickoff: bool,
+    /// Write the manifest the STU4 way: `outcome` instead of `error`, `manifestType`, `outputFormat`,
+    /// `extension` arrays, `fileSize` and `countSeverity`.
+    pub manifest_stu4: bool,
+    /// Write `transactionTime` with this UTC offset in minutes (`0` gives `+00:00`) instead of `Z`.
+    pub transaction_time_offset: Option<i32>,
 }
 
 /// Cut (or stall) the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.

@@ -1,5 +1,6 @@
 //! `GET /files/{job}/{file}`: NDJSON bytes, zero-copy from the generated `Bytes`, with Range, gzip,
-//! the storage-origin redirect, and the download faults (cut connection, stall, short body, 500).
+//! the storage-origin redirect, and the download faults (cut connection, stall, short body, 500, 410, a
+//! file still being written).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -52,6 +53,16 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
     if shared.faults.take(|f| &mut f.file_500) {
         return oo(StatusCode::INTERNAL_SERVER_ERROR, "exception", "injected fault: file_500");
     }
+    if shared.faults.take(|f| &mut f.file_410) {
+        return oo(StatusCode::GONE, "not-found", "this link has expired (injected fault: file_410)");
+    }
+    let first = jobs::files_of(&shared, job).and_then(|f| f.outputs.first().cloned());
+    let file = match first {
+        Some(first) if first.name == file.name && shared.faults.take(|f| &mut f.file_drop_last_line) => {
+            jobs::without_last_line(&file)
+        }
+        _ => file,
+    };
 
     let gzip = shared.cfg.gzip && accepts_gzip(headers);
     let bytes = if gzip { gzipped(file).await } else { file.bytes.clone() };

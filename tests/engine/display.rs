@@ -148,6 +148,7 @@ fn planned(kind: FileKind, path: &str) -> PlannedFile {
         url: url::Url::parse(&format!("http://127.0.0.1/files/{path}")).unwrap(),
         count: None,
         path: path.to_string(),
+        continues_in: None,
     }
 }
 

@@ -4,7 +4,9 @@
 mod harness;
 
 mod display;
+mod expiry;
 mod faults;
+mod field;
 mod flow;
 mod logs;
 mod oneup;

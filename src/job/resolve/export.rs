@@ -9,6 +9,10 @@ use crate::job::fhir_types::{R4_RESOURCE_TYPES, is_r4_type};
 use crate::job::model::*;
 use crate::job::raw::RawExport;
 
+/// `_outputFormat` values the downloader can read: the Bulk Data IG's NDJSON media type and its
+/// abbreviations. Anything else (`text/csv`, Parquet) would be counted and checked as NDJSON.
+pub const OUTPUT_FORMATS: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
+
 /// The short PDex export types; anything with `#` or `/` is taken as a full canonical.
 const EXPORT_TYPES: &[&str] = &["provider-download", "provider-delta", "provider-snapshot", "payertopayer"];
 pub const PDEX_PREFIX: &str = "hl7.fhir.us.davinci-pdex#";
@@ -169,6 +173,16 @@ impl Resolver<'_> {
                 Some("`patients` and $davinci-data-export need POST: use `method: auto`".into()),
             );
         }
+        let output_format = self.opt("export.output_format", e.output_format);
+        if let Some(f) = &output_format
+            && !OUTPUT_FORMATS.contains(&f.as_str())
+        {
+            self.err(
+                "export.output_format",
+                format!("`{f}` is not an output format oneup-bulk can read (files are checked as NDJSON)"),
+                Some(format!("allowed: {}, or leave it out for the server's default", OUTPUT_FORMATS.join(", "))),
+            );
+        }
         Some(ExportSpec {
             level,
             group_id,
@@ -181,7 +195,7 @@ impl Resolver<'_> {
             elements,
             patients,
             include_associated_data,
-            output_format: self.opt("export.output_format", e.output_format),
+            output_format,
             organize_output_by: self.opt("export.organize_output_by", e.organize_output_by),
             allow_partial_manifests: self
                 .take("export.allow_partial_manifests", e.allow_partial_manifests)
