@@ -46,6 +46,9 @@ const MAX_URL_REFRESHES: u32 = 3;
 /// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
 /// interrupted during downloads (keeping verified files).
 pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
+    if job.patient.is_some() {
+        return crate::patient::run(job, opts, display).await; // Patient Access: pages, not an export
+    }
     let t0 = Instant::now();
     let state = JobState::new(&job.job_dir());
     let _lock = state.lock()?;

@@ -1,7 +1,8 @@
 //! Access tokens: OAuth 2.0 client credentials (`client_secret_post`, `client_secret_basic`, SMART
 //! Backend Services `private_key_jwt` signed by [`crate::jwt`]), the token
 //! URL discovered from `.well-known/smart-configuration` when the job gives none, renewal before expiry
-//! and after a 401. Tokens and secrets only ever live in [`Secret`]s.
+//! and after a 401; for `access: patient-access`, the member's refresh token instead
+//! ([`crate::patient::tokens::RefreshGrant`]). Tokens and secrets only ever live in [`Secret`]s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ pub struct TokenSource {
     policy: RetryPolicy,
     reporter: Arc<dyn Reporter>,
     current: Mutex<Option<Token>>,
+    /// `access: patient-access`: tokens come from the member's saved refresh token instead.
+    refresh: Option<crate::patient::tokens::RefreshGrant>,
 }
 
 #[derive(Deserialize)]
@@ -57,7 +60,7 @@ pub fn renew_after(expires_in: Duration) -> Duration {
 }
 
 /// `expires_in` as a number or a numeric string (some servers send `"3600"`).
-fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
+pub(crate) fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
     match v {
         Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
@@ -83,12 +86,13 @@ impl TokenSource {
             policy,
             reporter,
             current: Mutex::new(None),
+            refresh: job.patient.is_some().then(|| crate::patient::tokens::RefreshGrant::new(job)).transpose()?,
         })
     }
 
     /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`.
     pub async fn bearer(&self) -> Result<Option<Secret>> {
-        if self.auth.method == AuthMethod::None {
+        if self.auth.method == AuthMethod::None && self.refresh.is_none() {
             return Ok(None);
         }
         // Held across the fetch so concurrent downloads wait for one renewal instead of each asking.
@@ -126,6 +130,11 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<Token> {
+        if let Some(r) = &self.refresh {
+            let (value, expires_in) = r.fetch(&self.client, &self.policy, &*self.reporter).await?;
+            self.reporter.event(&Event::TokenObtained { expires_in: expires_in.map(|d| d.as_secs()) });
+            return Ok(Token { value, renew_at: expires_in.map(|d| Instant::now() + renew_after(d)) });
+        }
         let url = self.token_url().await?;
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         if let Some(s) = &self.auth.scope {
@@ -199,7 +208,7 @@ fn form_encode(s: &str) -> String {
 }
 
 /// `error: error_description` from an OAuth error body, never echoing anything we sent.
-fn token_error_text(body: &[u8], status: u16) -> String {
+pub(crate) fn token_error_text(body: &[u8], status: u16) -> String {
     #[derive(Deserialize)]
     struct OAuthError {
         error: Option<String>,

@@ -96,6 +96,9 @@ pub enum Command {
         #[arg(value_name = "JOB.yaml")]
         job: PathBuf,
     },
+    /// Patient Access: connect a member once (SMART launch with PKCE); `run` then needs no person.
+    #[command(after_help = crate::commands::AUTHORIZE_HELP)]
+    Authorize(AuthorizeArgs),
     /// Serve a local Bulk Data server with synthetic data (for trying things and for tests).
     #[command(after_help = "Examples:\n  oneup-bulk sandbox\n  oneup-bulk sandbox --port 8089 --data-scale 100")]
     Sandbox {
@@ -111,6 +114,9 @@ pub enum Command {
         /// Where the demo's files go.
         #[arg(long, value_name = "DIR", default_value = "exports")]
         out: PathBuf,
+        /// Patient Access instead: connect a sandbox member (no person needed), then run.
+        #[arg(long)]
+        patient_access: bool,
         #[arg(long, default_value_t = 1)]
         data_scale: u32,
     },
@@ -158,6 +164,24 @@ pub struct RunArgs {
     /// Jobs run at once (default: one after another).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub parallel: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    #[arg(value_name = "JOB.yaml")]
+    pub job: PathBuf,
+    /// Read the redirected address from stdin instead of listening on the loopback redirect URI.
+    #[arg(long)]
+    pub paste: bool,
+    /// Open the authorize address in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    /// How long to wait for the redirect.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Where outputs (and the job's state folder) go, if not the job's `download.dir`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,7 @@ use crate::record::{FileRecord, RunRecord};
 
 pub const STATE_DIR: &str = ".state";
 const INFLIGHT: &str = "inflight.json";
-const CHECKPOINT: &str = "checkpoint.json";
+pub const CHECKPOINT: &str = "checkpoint.json";
 const LOCK: &str = "lock";
 /// Complete runs remembered in `checkpoint.json`.
 pub const HISTORY: usize = 20;

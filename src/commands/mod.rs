@@ -1,8 +1,10 @@
 //! The subcommands: each turns parsed arguments into calls on the library and returns an exit code.
 //! Messages for people go to stderr; data (summaries, reports) to stdout.
 
+mod authorize;
 mod check;
 mod demo;
+mod demo_patient;
 mod run;
 mod status;
 
@@ -17,6 +19,7 @@ use crate::error::{Error, Signal, exit};
 use crate::job::{self, Job};
 use crate::progress::{Bars, Plain, Reporter, Silent};
 
+pub use authorize::AUTHORIZE_HELP;
 pub use run::run_jobs;
 
 /// True when progress bars should be drawn: stderr is a terminal, and nobody asked for quiet or detail.
@@ -64,7 +67,9 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Inspect(args) => inspect(args),
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
-        Command::Demo { out, data_scale } => demo::demo(&out, data_scale, &g).await,
+        Command::Authorize(args) => authorize::authorize(args, &g).await,
+        Command::Demo { out, data_scale, patient_access: true } => demo_patient::demo(&out, data_scale, &g).await,
+        Command::Demo { out, data_scale, .. } => demo::demo(&out, data_scale, &g).await,
         Command::Keygen { algorithm, kid, out } => keygen(algorithm, &kid, &out),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -15,6 +15,7 @@ impl Resolver<'_> {
     pub(super) fn export(&mut self, e: RawExport, access: Option<Access>, member_match: bool) -> Option<ExportSpec> {
         let default_level = match access {
             Some(Access::BulkData) | None => Level::System,
+            Some(Access::PatientAccess) => Level::Patient,
             _ => Level::Group,
         };
         let level = self.choice("export.level", e.level).unwrap_or(default_level);

@@ -6,7 +6,8 @@
 //!
 //! The steps, one file each: `document` (YAML text → one mapping, not-a-job detection, unknown
 //! keys), `values` (one value: `${VAR}`, choices, URLs, durations, sizes, files), `sections`
-//! (the top level, `member_match`, `poll`, `download`, `headers`, `tls`), `auth`, `export`.
+//! (the top level, `member_match`, `poll`, `download`, `headers`, `tls`), `auth`, `export`, `patient`
+//! (the keys of `access: patient-access`).
 //!
 //! Paths inside a job (`client_secret_file`, `private_key_file`, `member_match.parameters_file`,
 //! `tls.ca_file`) are relative to the job file's folder, so a job and its files move together;
@@ -15,6 +16,7 @@
 mod auth;
 mod document;
 mod export;
+mod patient;
 mod sections;
 mod values;
 
@@ -119,6 +121,9 @@ pub fn name_from_stem(path: &Path) -> String {
 
 /// One line: name, access, level, operation, types, where outputs go.
 pub fn summary(job: &Job) -> String {
+    if let Some(p) = &job.patient {
+        return crate::patient::summary(job, p);
+    }
     let level = match (&job.export.level, &job.export.group_id) {
         (Level::Group, Some(g)) => format!("group {g}"),
         (l, _) => l.as_str().to_string(),

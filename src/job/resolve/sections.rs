@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::Resolver;
+use super::patient::PatientKeys;
 use crate::job::choice::Choice;
 use crate::job::model::*;
 use crate::job::raw::{Field, RawDownload, RawJob, RawMemberMatch, RawPoll, RawTls, Text};
@@ -58,8 +59,10 @@ impl Resolver<'_> {
             None
         };
         self.loopback_base = fhir_base.as_ref().is_some_and(is_loopback);
-        let auth = self.take("auth", raw.auth).unwrap_or_default();
-        let auth = self.auth(auth, access);
+        let mut auth = self.take("auth", raw.auth).unwrap_or_default();
+        let mut export = self.take("export", raw.export);
+        let patient_keys = PatientKeys::take(&mut auth, export.as_mut(), access == Some(Access::PatientAccess));
+        let mut auth = self.auth(auth, access);
         let member_match = self.take("member_match", raw.member_match);
         // The export's defaults follow a member match that is asked for, even if its file is not usable
         // (reported there) or not checked (`--no-env`).
@@ -68,8 +71,8 @@ impl Resolver<'_> {
         if match_asked && access != Some(Access::PayerToPayer) && access.is_some() {
             self.err("member_match", "member_match is for `access: payer-to-payer`", None);
         }
-        let export = self.take("export", raw.export).unwrap_or_default();
-        let export = self.export(export, access, match_asked);
+        let export = self.export(export.unwrap_or_default(), access, match_asked);
+        let patient = self.patient(access, patient_keys, auth.as_mut(), export.as_ref());
         let poll = self.take("poll", raw.poll).unwrap_or_default();
         let poll = self.poll(poll);
         let download = self.take("download", raw.download).unwrap_or_default();
@@ -79,6 +82,9 @@ impl Resolver<'_> {
         let tls = self.tls(tls);
         if match_asked && member_match.is_none() {
             return None; // a job without its member match would be another job
+        }
+        if access == Some(Access::PatientAccess) && patient.is_none() {
+            return None;
         }
         Some(Job {
             name,
@@ -92,6 +98,7 @@ impl Resolver<'_> {
             download,
             headers,
             tls,
+            patient,
             warnings: std::mem::take(&mut self.warnings),
         })
     }
