@@ -30,6 +30,9 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
         };
         let state = JobState::new(&job.job_dir());
         print!("{}", describe(&job.name, &state)?);
+        if job.patient.is_some() {
+            print!("{}", crate::patient::status_lines(&state));
+        }
     }
     Ok(code)
 }
@@ -81,6 +84,20 @@ pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, E
     let job = load_job(path, &overrides)?;
     let state = JobState::new(&job.job_dir());
     let _lock = state.lock()?;
+    if job.patient.is_some() {
+        // Patient Access has no server-side export: forget the read in flight (the connection stays).
+        let forgot = crate::patient::forget(&state, &crate::progress::Silent)?;
+        println!(
+            "{}: {}",
+            job.name,
+            if forgot {
+                "the read in flight is forgotten; the next run starts over"
+            } else {
+                "no read in flight; nothing to cancel"
+            }
+        );
+        return Ok(exit::OK);
+    }
     let Some(f) = state.inflight()? else {
         println!("{}: no export in flight; nothing to cancel", job.name);
         return Ok(exit::OK);

@@ -69,8 +69,9 @@ pub struct Faults {
     /// Patient Access: cut the connection halfway through the body of page N (1-based) of any
     /// `$everything` or search, `times` times.
     pub page_cut: Option<PageCut>,
-    /// Patient Access: page links (`_offset`) answer 410, as an expired paging cursor does (while on).
-    pub page_links_gone: bool,
+    /// Patient Access: the next this-many page links (`_offset`) answer 410, as an expired paging
+    /// cursor does.
+    pub page_links_gone: u32,
 }
 
 /// Cut page `page` (1-based) of a member read, `times` times.

@@ -177,7 +177,7 @@ fn references(lines: &[Bytes]) -> HashSet<String> {
 fn paged(shared: &Shared, path: &str, q: &[(String, String)], all: Vec<Bytes>) -> Response {
     let size = shared.cfg.plan.page_size.max(1);
     let offset: usize = param(q, "_offset").and_then(|o| o.parse().ok()).unwrap_or(0);
-    if param(q, "_offset").is_some() && shared.faults.get().page_links_gone {
+    if param(q, "_offset").is_some() && shared.faults.take(|f| &mut f.page_links_gone) {
         return oo(StatusCode::GONE, "not-found", "this page link has expired (injected fault: page_links_gone)");
     }
     let link = |offset: Option<usize>| {

@@ -162,6 +162,7 @@ fn choose_member(shared: &Shared, query: &str) -> Response {
     let mut html = String::from(
         "<!doctype html><meta charset=utf-8><title>Sandbox health plan</title><h1>Sandbox health plan: log in as</h1><ul>",
     );
+    let query = query.replace('&', "&amp;").replace('"', "%22");
     for i in 0..shared.spec.patient_count().min(10) {
         let d = shared.spec.demographics(i);
         html.push_str(&format!(

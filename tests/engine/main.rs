@@ -5,6 +5,7 @@ mod harness;
 
 mod faults;
 mod flow;
+mod patient;
 mod security;
 mod servers;
 mod tls;

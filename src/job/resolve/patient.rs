@@ -135,3 +135,51 @@ impl Resolver<'_> {
         Some(PatientAccess { authorize_url: authorize_url?, redirect_uri: redirect_uri?, mode })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::job::{Access, ReadMode, parse};
+
+    fn job(extra_auth: &str, export: &str) -> Result<crate::job::Job, String> {
+        let yaml = format!(
+            "access: patient-access\nfhir_base: https://fhir.plan.example/r4\nauth:\n  client_id: app\n  client_secret: ${{S}}\n{extra_auth}export:\n  types: [Patient]\n{export}"
+        );
+        parse(&yaml, "m.yaml", std::path::Path::new("."), &|_| Some("x".into())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_1ups_demo_plan() {
+        let j = job("  redirect_uri: http://127.0.0.1:8765/callback\n", "").unwrap();
+        let p = j.patient.as_ref().unwrap();
+        assert_eq!(j.access, Access::PatientAccess);
+        assert_eq!(p.authorize_url.as_str(), "https://auth.1updemohealthplan.com/oauth2/authorize/demoplan");
+        assert_eq!(j.auth.token_url.as_ref().unwrap().as_str(), "https://auth.1updemohealthplan.com/oauth2/token");
+        assert_eq!(j.auth.scope.as_deref(), Some("patient/*.read launch/patient"));
+        assert_eq!((p.mode, p.redirect_uri.as_str()), (ReadMode::Everything, "http://127.0.0.1:8765/callback"));
+        let j = job(
+            "  redirect_uri: https://app.example/cb\n  authorize_url: https://auth.plan.example/oauth2/authorize/acme\n  token_url: https://auth.plan.example/oauth2/token\n  scope: user/*.read\n",
+            "  mode: search\n",
+        )
+        .unwrap();
+        assert_eq!(j.patient.unwrap().authorize_url.as_str(), "https://auth.plan.example/oauth2/authorize/acme");
+        assert_eq!(j.auth.scope.as_deref(), Some("user/*.read"));
+    }
+
+    #[test]
+    fn what_a_patient_access_job_must_and_must_not_say() {
+        let e = job("", "  level: group\n  group_id: g\n").unwrap_err();
+        assert!(e.contains("error: `access: patient-access` needs `auth.redirect_uri`"), "{e}");
+        assert!(e.contains("error: `export.level` is not used with `access: patient-access`"), "{e}");
+        assert!(e.contains("error: `export.group_id` is not used with `access: patient-access`"), "{e}");
+        assert!(!e.contains("`group_id` is only used with"), "reported once: {e}");
+        let e = job("  redirect_uri: http://app.example/cb\n", "").unwrap_err();
+        assert!(e.contains("uses plain http to a remote host"), "{e}");
+        let yaml = "access: patient-access\nfhir_base: https://f.example/\nauth:\n  client_id: a\n  client_secret: b\n  redirect_uri: https://a.example/cb\nexport:\n  mode: search\n";
+        let e = parse(yaml, "m.yaml", std::path::Path::new("."), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("`mode: search` needs `export.types`"), "{e}");
+        let bulk = "access: bulk-data\nfhir_base: https://f.example/\nauth:\n  method: none\n  redirect_uri: https://a.example/cb\nexport:\n  mode: everything\n";
+        let e = parse(bulk, "b.yaml", std::path::Path::new("."), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("`auth.redirect_uri` is for `access: patient-access`"), "{e}");
+        assert!(e.contains("`export.mode` is for `access: patient-access`"), "{e}");
+    }
+}
