@@ -190,7 +190,13 @@ impl RefreshGrant {
             let mut next = conn.clone();
             next.refresh_token = rt;
             next.rotated = Some(crate::instant::now());
-            next.save(&self.state)?;
+            // The old token is dead now; without the new one on disk the connection is lost.
+            next.save(&self.state).map_err(|e| {
+                Error::Failed(format!(
+                    "{e}; the plan replaced the member's refresh token and the new one could not be saved (nothing was read with it): fix that, then run `{}`",
+                    self.authorize
+                ))
+            })?;
             *conn = next;
             tracing::debug!("the plan rotated the refresh token; the new one is saved");
         }

@@ -38,6 +38,9 @@ pub struct PlanConfig {
     pub rotate_refresh_tokens: bool,
     /// Resources per page of `$everything` and searches (1up: 10).
     pub page_size: usize,
+    /// Say this `expires_in` instead of `token_ttl` (tokens still live `token_ttl`): `Some(0)` makes a
+    /// client renew before every request, never after a 401.
+    pub expires_in: Option<u64>,
 }
 
 impl Default for PlanConfig {
@@ -49,6 +52,7 @@ impl Default for PlanConfig {
             token_ttl: Duration::from_secs(7200),
             rotate_refresh_tokens: true,
             page_size: 10,
+            expires_in: None,
         }
     }
 }
@@ -273,7 +277,7 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     oauth_ok(json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": ttl.as_secs_f64().ceil().max(1.0) as u64,
+        "expires_in": cfg.plan.expires_in.unwrap_or(ttl.as_secs_f64().ceil().max(1.0) as u64),
         "refresh_token": refresh,
         "patient": patient,
         "scope": scope,

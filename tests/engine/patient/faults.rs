@@ -85,6 +85,41 @@ async fn each_run_rotates_the_refresh_token_and_the_old_one_stops_working() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_renewed_before_they_expire() {
+    // The plan says its tokens expire at once: the client renews before each request, never after a 401.
+    let plan = PlanConfig { expires_in: Some(0), ..Default::default() };
+    let env = plan_env(5, SandboxConfig { plan, ..Default::default() }).await;
+    let job = env.write_job("l.yaml", &job_yaml(&env, "l", free_port(), ""));
+    connect(&job, MEMBER).await;
+    let o = run(&job, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let pages: Vec<String> = reads(&env).into_iter().filter(|p| p.contains("$everything")).collect();
+    let unique: std::collections::BTreeSet<&String> = pages.iter().collect();
+    assert_eq!(unique.len(), pages.len(), "no page was asked twice (no 401): {pages:?}");
+    assert!(pages.len() >= 4, "{pages:?}");
+    assert_eq!(refresh_grants(&env), pages.len(), "a fresh token before each page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_refresh_token_that_cannot_be_saved_is_never_used() {
+    let env = plan_env(10, SandboxConfig::default()).await;
+    let job = env.write_job("o.yaml", &job_yaml(&env, "o", free_port(), ""));
+    connect(&job, MEMBER).await;
+    // The atomic write's temporary file cannot be created (a folder in its way; root ignores modes).
+    let tmp = env.out().join("o/.state/connection.json.tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let o = run(&job, &["-q"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with(&format!("error: job o: {}: ", env.out().join("o/.state/connection.json").display())),
+        "{err}"
+    );
+    assert_eq!(refresh_grants(&env), 1);
+    assert!(reads(&env).iter().all(|p| !p.contains("$everything")), "the new access token was not used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_mid_paging_renews_with_the_refresh_token_and_continues() {
     let env = plan_env(5, SandboxConfig::default()).await;
     let job = env.write_job("j.yaml", &job_yaml(&env, "j", free_port(), ""));
