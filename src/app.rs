@@ -42,6 +42,9 @@ pub struct RunOutcome {
 /// interrupted during downloads (keeping verified files). An export the server no longer has is
 /// forgotten and replaced by a new one in the same run, once.
 pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
+    if job.patient.is_some() {
+        return crate::patient::run(job, opts, display).await; // Patient Access: pages, not an export
+    }
     let state = JobState::new(&job.job_dir());
     let _lock = state.lock()?;
     if opts.restart {

@@ -2,7 +2,8 @@
 //! Backend Services `private_key_jwt` signed by [`crate::jwt`]), the token
 //! URL discovered from `.well-known/smart-configuration` when the job gives none, renewal before expiry
 //! and after a 401, and the `scope` the server granted (for [`crate::scope`]'s warning when it is
-//! narrower than the export asks for). Tokens and secrets only ever live in [`Secret`]s.
+//! narrower than the export asks for); for `access: patient-access`, the member's refresh token instead
+//! ([`crate::patient::tokens::RefreshGrant`]). Tokens and secrets only ever live in [`Secret`]s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,8 @@ pub struct TokenSource {
     current: Mutex<Option<Token>>,
     /// The `scope` of the last token response that had one.
     granted: std::sync::Mutex<Option<String>>,
+    /// `access: patient-access`: tokens come from the member's saved refresh token instead.
+    refresh: Option<crate::patient::tokens::RefreshGrant>,
 }
 
 #[derive(Deserialize)]
@@ -64,7 +67,7 @@ pub fn renew_after(expires_in: Duration) -> Duration {
 }
 
 /// `expires_in` as a number or a numeric string (some servers send `"3600"`).
-fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
+pub(crate) fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
     match v {
         Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
@@ -92,6 +95,7 @@ impl TokenSource {
             reporter,
             current: Mutex::new(None),
             granted: std::sync::Mutex::new(None),
+            refresh: job.patient.is_some().then(|| crate::patient::tokens::RefreshGrant::new(job)).transpose()?,
         })
     }
 
@@ -103,7 +107,7 @@ impl TokenSource {
     /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`
     /// and `client-headers` (whose credentials go in headers, see [`crate::session`]).
     pub async fn bearer(&self) -> Result<Option<Secret>> {
-        if !self.auth.method.uses_tokens() {
+        if !self.auth.method.uses_tokens() && self.refresh.is_none() {
             return Ok(None);
         }
         // Held across the fetch so concurrent downloads wait for one renewal instead of each asking.
@@ -142,6 +146,11 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<Token> {
+        if let Some(r) = &self.refresh {
+            let (value, expires_in) = r.fetch(&self.client, &self.policy, &*self.reporter).await?;
+            self.reporter.event(&Event::TokenObtained { expires_in: expires_in.map(|d| d.as_secs()) });
+            return Ok(Token { value, renew_at: expires_in.map(|d| Instant::now() + renew_after(d)) });
+        }
         let url = self.token_url().await?;
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         if let Some(s) = &self.auth.scope {
@@ -221,7 +230,7 @@ fn form_encode(s: &str) -> String {
 }
 
 /// `error: error_description` from an OAuth error body, never echoing anything we sent.
-fn token_error_text(body: &[u8], status: u16) -> String {
+pub(crate) fn token_error_text(body: &[u8], status: u16) -> String {
     #[derive(Deserialize)]
     struct OAuthError {
         error: Option<String>,

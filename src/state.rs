@@ -22,7 +22,7 @@ pub use lock::{Lock, LockHolder, hostname};
 
 pub const STATE_DIR: &str = ".state";
 pub const INFLIGHT: &str = "inflight.json";
-const CHECKPOINT: &str = "checkpoint.json";
+pub const CHECKPOINT: &str = "checkpoint.json";
 /// Copies of the in-flight export's manifest pages, as received (`manifest.json`, `manifest.002.json`…).
 const MANIFEST_COPIES: &str = "manifest";
 /// Where an unreadable `inflight.json` is set aside by `--restart` and `cancel --force`.

@@ -1,8 +1,10 @@
 //! The subcommands: each turns parsed arguments into calls on the library and returns an exit code.
 //! Messages for people go to stderr; data (summaries, reports) to stdout.
 
+mod authorize;
 mod check;
 mod demo;
+mod demo_patient;
 pub mod hint;
 mod logging;
 mod run;
@@ -18,6 +20,7 @@ use crate::error::{Error, Signal, exit};
 use crate::job::{self, Job};
 use crate::progress::{Bars, Display, Plain, Reporter, Silent};
 
+pub use authorize::AUTHORIZE_HELP;
 pub use logging::{color_stderr, init_logging, json as json_logs, json_error_line, report_error};
 pub use run::{Board, Runner, Slot, SlotState, run_all, run_jobs};
 
@@ -53,7 +56,9 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Inspect(args) => inspect(args),
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
-        Command::Demo { out, data_scale, with_server_errors } => {
+        Command::Authorize(args) => authorize::authorize(args, &g).await,
+        Command::Demo { out, data_scale, patient_access: true, .. } => demo_patient::demo(&out, data_scale, &g).await,
+        Command::Demo { out, data_scale, with_server_errors, .. } => {
             demo::demo(&out, data_scale, with_server_errors, &g).await
         }
         Command::Keygen { algorithm, kid, out } => keygen(algorithm, &kid, &out),

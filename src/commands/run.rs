@@ -350,6 +350,9 @@ fn first_line(s: &str) -> &str {
 
 /// `--dry-run`: the token request and the kick-off as they would be sent, secrets redacted.
 pub fn dry_run(job: &Job) -> String {
+    if job.patient.is_some() {
+        return crate::patient::dry_run(job);
+    }
     let state = crate::state::JobState::new(&job.job_dir());
     let since = crate::export::inflight::resolve_since(job, &state).ok().flatten();
     let k = kickoff::build(job, since);

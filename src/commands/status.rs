@@ -31,6 +31,9 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
         };
         let state = JobState::new(&job.job_dir());
         print!("{}", describe(&job.name, &JobCmd::new(job.file_label(), out), &state));
+        if job.patient.is_some() {
+            print!("{}", crate::patient::status_lines(&state));
+        }
     }
     Ok(code)
 }
@@ -124,6 +127,20 @@ pub async fn cancel(path: &Path, out: Option<&Path>, force: bool, g: &Global) ->
         Ok(l) => l,
         Err(e) => return Ok(hint::report("error: ", &e, &cmd, &state.job_dir)),
     };
+    if job.patient.is_some() {
+        // Patient Access has no server-side export: forget the read in flight (the connection stays).
+        let forgot = crate::patient::forget(&state, &crate::progress::Silent)?;
+        println!(
+            "{}: {}",
+            job.name,
+            if forgot {
+                "the read in flight is forgotten; the next run starts over"
+            } else {
+                "no read in flight; nothing to cancel"
+            }
+        );
+        return Ok(exit::OK);
+    }
     let f = match state.inflight() {
         Ok(Some(f)) => f,
         Ok(None) => {

@@ -23,6 +23,13 @@ pub const ONEUP_SANDBOX_TENANT: &str = "bison";
 pub const ONEUP_GROUP_LIMIT: usize = 10_000;
 /// 1up's documented bulk scope, the default for `provider-access`.
 pub const ONEUP_PROVIDER_SCOPE: &str = "bulk-data|user/*.rs";
+/// 1up's demo health plan (Patient Access), from 1up's documentation: the authorize endpoint is
+/// `https://auth.<plan-domain>/oauth2/authorize/<system-id>`, the token endpoint `…/oauth2/token`.
+pub const ONEUP_DEMO_PLAN_AUTHORIZE_URL: &str = "https://auth.1updemohealthplan.com/oauth2/authorize/demoplan";
+pub const ONEUP_DEMO_PLAN_TOKEN_URL: &str = "https://auth.1updemohealthplan.com/oauth2/token";
+/// The default `patient-access` scope: `patient/*.read` and `launch/patient` are scopes 1up documents
+/// for Patient Access; asking for both (the data, and the patient id in the token response) is ours.
+pub const PATIENT_ACCESS_SCOPE: &str = "patient/*.read launch/patient";
 
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -44,6 +51,9 @@ pub struct Job {
     pub tls: TlsSettings,
     /// The `oneup:` section: the names the 1up URLs were derived from.
     pub oneup: Option<OneUp>,
+    /// `access: patient-access`: how the member is connected and how their data is read. Set exactly
+    /// for that access type.
+    pub patient: Option<PatientAccess>,
     /// Things that work but should be changed (a secret written in the file).
     pub warnings: Vec<String>,
 }
@@ -53,6 +63,28 @@ choices! {
         ProviderAccess = "provider-access",
         PayerToPayer = "payer-to-payer",
         BulkData = "bulk-data",
+        PatientAccess = "patient-access",
+    }
+}
+
+/// The Patient Access settings (`auth.authorize_url`, `auth.redirect_uri`, `export.mode`).
+#[derive(Debug, Clone)]
+pub struct PatientAccess {
+    /// Where the member logs in (SMART standalone launch).
+    pub authorize_url: Url,
+    /// The app's registered redirect URI: a loopback `http://127.0.0.1:PORT/path` that `authorize`
+    /// listens on, or an HTTPS URL whose redirected address is pasted (`authorize --paste`).
+    pub redirect_uri: Url,
+    pub mode: ReadMode,
+}
+
+choices! {
+    /// How a patient-access run reads the member's data.
+    pub enum ReadMode {
+        /// `Patient/<id>/$everything`, paged.
+        Everything = "everything",
+        /// One search per type in `export.types` (`<Type>?patient=<id>`), for servers without `$everything`.
+        Search = "search",
     }
 }
 

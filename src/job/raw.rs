@@ -45,6 +45,8 @@ pub struct RawAuth {
     pub token_url: Field<Text>,
     pub scope: Field<Text>,
     pub token_origins: Field<Vec<Text>>,
+    pub authorize_url: Field<Text>,
+    pub redirect_uri: Field<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +68,7 @@ pub struct RawExport {
     pub allow_partial_manifests: Field<bool>,
     pub method: Field<Text>,
     pub lenient: Field<bool>,
+    pub mode: Field<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

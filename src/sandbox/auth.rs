@@ -145,7 +145,7 @@ pub fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// `Basic` credentials: base64 of `form-urlencoded(id):form-urlencoded(secret)` (RFC 6749 §2.3.1).
-fn parse_basic(b64: &str) -> Option<(String, String)> {
+pub(crate) fn parse_basic(b64: &str) -> Option<(String, String)> {
     let raw = String::from_utf8(b64_decode(b64)?).ok()?;
     let (id, secret) = raw.split_once(':')?;
     let dec = |s: &str| -> String {

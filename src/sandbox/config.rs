@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::assertion::JwtClient;
 use super::faults::Faults;
 use super::oneup::OneUpMode;
+use super::plan::PlanConfig;
 use super::tls::SandboxTls;
 
 /// How status polls (and 429/503 answers) say when to come back.
@@ -67,6 +68,8 @@ pub struct SandboxConfig {
     pub tls: Option<SandboxTls>,
     /// How much it behaves like 1upHealth (tenant and realm names, GET-only exports, client headers, …).
     pub oneup: OneUpMode,
+    /// The Patient Access health plan (authorize and token endpoints, member reads).
+    pub plan: PlanConfig,
 }
 
 impl Default for SandboxConfig {
@@ -92,6 +95,7 @@ impl Default for SandboxConfig {
             smart_configuration: true,
             tls: None,
             oneup: OneUpMode::default(),
+            plan: PlanConfig::default(),
         }
     }
 }
@@ -121,6 +125,7 @@ impl fmt::Debug for SandboxConfig {
             smart_configuration,
             tls,
             oneup,
+            plan,
         } = self;
         let jwt_client_ids: Vec<&str> = jwt_clients.iter().map(|c| c.client_id.as_str()).collect();
         f.debug_struct("SandboxConfig")
@@ -144,6 +149,7 @@ impl fmt::Debug for SandboxConfig {
             .field("smart_configuration", smart_configuration)
             .field("tls", tls)
             .field("oneup", oneup)
+            .field("plan", plan)
             .finish()
     }
 }

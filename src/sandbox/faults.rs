@@ -106,6 +106,22 @@ pub struct Faults {
     pub manifest_stu4: bool,
     /// Write `transactionTime` with this UTC offset in minutes (`0` gives `+00:00`) instead of `Z`.
     pub transaction_time_offset: Option<i32>,
+    /// Patient Access: the plan refuses every refresh token (`invalid_grant`), as when a member revokes
+    /// the app (while on).
+    pub refuse_refresh: bool,
+    /// Patient Access: cut the connection halfway through the body of page N (1-based) of any
+    /// `$everything` or search, `times` times.
+    pub page_cut: Option<PageCut>,
+    /// Patient Access: the next this-many page links (`_offset`) answer 410, as an expired paging
+    /// cursor does.
+    pub page_links_gone: u32,
+}
+
+/// Cut page `page` (1-based) of a member read, `times` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCut {
+    pub page: u32,
+    pub times: u32,
 }
 
 /// Cut (or stall) the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.
@@ -218,6 +234,21 @@ impl FaultHandle {
             *slot = None;
         }
         Some(bytes)
+    }
+
+    /// True (and one use consumed) when page `page` of a member read is to be cut.
+    pub(crate) fn take_page_cut(&self, page: u32) -> bool {
+        let mut f = self.lock();
+        match &mut f.page_cut {
+            Some(c) if c.page == page && c.times > 0 => {
+                c.times -= 1;
+                if c.times == 0 {
+                    f.page_cut = None;
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Faults> {

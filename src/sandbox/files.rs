@@ -152,7 +152,7 @@ fn stalled(head: Bytes) -> Body {
 }
 
 /// A body that sends `head`, waits a moment (so it reaches the client), then fails or just ends.
-fn truncated(head: Bytes, fail: bool) -> Body {
+pub(super) fn truncated(head: Bytes, fail: bool) -> Body {
     let stream = futures_util::stream::unfold(0u8, move |step| {
         let head = head.clone();
         async move {

@@ -18,6 +18,8 @@
 //! GET    /fhir/Group/{id}
 //! GET|DELETE /fhir/$export-status/{job}
 //! GET    /files/{job}/{file}.ndjson                  (and on the storage listener, after a 307)
+//! GET    /oauth2/authorize/{system}   POST /oauth2/token      Patient Access: the plan (plan.rs)
+//! GET    /fhir/Patient/{id}/$everything   /fhir/{Type}?patient=   /fhir/Patient/{id}   (member_data.rs)
 //! ```
 
 mod assertion;
@@ -31,10 +33,12 @@ mod files;
 mod hrex;
 mod jobs;
 mod manifest;
+mod member_data;
 mod member_match;
 mod oneup;
 mod organized;
 mod params;
+mod plan;
 mod resources;
 mod routes;
 mod tables;
@@ -59,9 +63,10 @@ pub use assertion::{CheckedAssertion, JwtClient};
 pub use config::{RetryAfterStyle, SandboxConfig};
 pub use data::{DataSpec, Demographics, ResourceType, Selection, TypeData};
 pub use export::KickoffRecord;
-pub use faults::{BadLine, FaultHandle, Faults, FileCut};
+pub use faults::{BadLine, FaultHandle, Faults, FileCut, PageCut};
 pub use oneup::OneUpMode;
 pub use params::{ExportLevel, ExportParams};
+pub use plan::PlanConfig;
 pub use tls::{Alpn, SandboxTls, TestCa};
 
 /// Which of the two listeners saw a request.
@@ -119,6 +124,8 @@ pub(crate) struct Shared {
     matched: Mutex<std::collections::BTreeSet<u32>>,
     requests: Mutex<Vec<RecordedRequest>>,
     kickoffs: Mutex<Vec<KickoffRecord>>,
+    /// Patient Access: codes and tokens the plan issued.
+    plan: plan::PlanState,
     cache: jobs::Cache,
     seq: AtomicU64,
 }
@@ -197,6 +204,7 @@ impl Sandbox {
             members_by_birth_date: std::sync::OnceLock::new(),
             requests: Mutex::default(),
             kickoffs: Mutex::default(),
+            plan: plan::PlanState::default(),
             cache: jobs::Cache::default(),
             seq: AtomicU64::new(1),
         });
@@ -220,6 +228,17 @@ impl Sandbox {
 
     pub fn token_url(&self) -> Url {
         self.shared.token_url()
+    }
+
+    /// Patient Access: the plan's authorize endpoint, `…/oauth2/authorize/<system-id>` (1up's shape).
+    pub fn plan_authorize_url(&self) -> Url {
+        let path = format!("oauth2/authorize/{}", self.shared.cfg.plan.system_id);
+        self.shared.main_base.join(&path).expect("static path")
+    }
+
+    /// Patient Access: the plan's token endpoint, `…/oauth2/token`.
+    pub fn plan_token_url(&self) -> Url {
+        self.shared.main_base.join("oauth2/token").expect("static path")
     }
 
     /// The storage listener's origin (`http://127.0.0.1:PORT2/`, or `https://`).

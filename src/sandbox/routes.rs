@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::export::kickoff;
 use super::fhir::{FHIR_JSON, json_response, oo};
 use super::params::ExportLevel;
-use super::{Listener, RecordedRequest, Shared, auth, files, hrex, jobs, lock, member_match, oneup};
+use super::{Listener, RecordedRequest, Shared, auth, files, hrex, jobs, lock, member_data, member_match, oneup, plan};
 
 const RECORDED_BODY_MAX: usize = 64 * 1024;
 const BODY_MAX: usize = 32 * 1024 * 1024;
@@ -51,6 +51,7 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         && shared.faults.take_reject_token(&path_and_query.replace("%24", "$"))
     {
         auth::revoke(&shared, &parts.headers);
+        plan::revoke(&shared, &parts.headers);
         return oo(StatusCode::UNAUTHORIZED, "expired", "access token expired (injected fault: reject_token_on)");
     }
     let faults = &shared.faults;
@@ -113,6 +114,16 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         },
         ["files", job, name] if *m == Method::GET => {
             files::serve(shared.clone(), listener, job, name, &parts.headers).await
+        }
+        // Patient Access: the plan's auth server and the member's FHIR reads.
+        ["oauth2", "authorize", system] if *m == Method::GET => plan::authorize(&shared, system, parts.uri.query()),
+        ["oauth2", "token"] if *m == Method::POST => plan::token(&shared, &parts.headers, &body),
+        ["fhir", "Patient", id, "$everything"] if *m == Method::GET => {
+            member_data::everything(&shared, id, &path, parts.uri.query(), &parts.headers)
+        }
+        ["fhir", "Patient", id] if *m == Method::GET => member_data::read_patient(&shared, id, &parts.headers),
+        ["fhir", t] if *m == Method::GET && super::ResourceType::parse(t).is_some() => {
+            member_data::search(&shared, t, &path, parts.uri.query(), &parts.headers)
         }
         _ => oo(
             StatusCode::NOT_FOUND,

@@ -10,6 +10,7 @@ mod field;
 mod flow;
 mod logs;
 mod oneup;
+mod patient;
 mod payer;
 mod recovery;
 mod security;

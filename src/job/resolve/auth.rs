@@ -16,6 +16,16 @@ impl Resolver<'_> {
         let method = self.choice("auth.method", a.method).unwrap_or(AuthMethod::ClientSecretPost);
         // A method from an unread `${VAR}` could be any: its requirements are not checked.
         let method_known = self.checked(&["auth.method"]);
+        if method == AuthMethod::ClientHeaders && access == Some(Access::PatientAccess) {
+            self.err(
+                "auth.method",
+                "`client-headers` is 1up's credential for its bulk servers, not for a member's Patient Access",
+                Some(
+                    "use client-secret-post (1up's way for Patient Access), client-secret-basic or private-key-jwt"
+                        .into(),
+                ),
+            );
+        }
         let literal_secret = a.client_secret.as_given().is_some_and(|s| !s.0.contains("${"));
         // Given but unusable (an unset variable, a wrong type) is reported once, where it is, not
         // again as missing. Given but not checked (`--no-env`) counts as given.

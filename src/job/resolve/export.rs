@@ -23,6 +23,7 @@ impl Resolver<'_> {
         let hrex = plan.asked && plan.operation == MatchOperation::MemberMatch;
         let default_level = match access {
             Some(Access::BulkData) | None => Level::System,
+            Some(Access::PatientAccess) => Level::Patient,
             _ if plan.exports_patients() => Level::Patient,
             // 1up documents `$member-match` followed by a population-level `$export`.
             _ if hrex => Level::System,

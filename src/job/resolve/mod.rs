@@ -7,7 +7,7 @@
 //! The steps, one file each: `document` (YAML text → one mapping, not-a-job detection, unknown
 //! keys), `values` (one value: `${VAR}`, choices, URLs, durations, sizes, files), `sections`
 //! (the top level, `poll`, `download`, `headers`, `tls`), `oneup` (1up's tenant and realm → URLs),
-//! `auth`, `member_match`, `export`.
+//! `auth`, `member_match`, `export`, `patient` (the keys of `access: patient-access`).
 //!
 //! Paths inside a job (`client_secret_file`, `private_key_file`, `member_match.parameters_file`,
 //! `tls.ca_file`) are relative to the job file's folder, so a job and its files move together;
@@ -18,6 +18,7 @@ mod document;
 mod export;
 mod member_match;
 mod oneup;
+mod patient;
 mod sections;
 mod values;
 
@@ -125,6 +126,9 @@ pub fn name_from_stem(path: &Path) -> String {
 
 /// One line: name, access, level, operation, types, where outputs go.
 pub fn summary(job: &Job) -> String {
+    if let Some(p) = &job.patient {
+        return crate::patient::summary(job, p);
+    }
     let level = match (&job.export.level, &job.export.group_id) {
         (Level::Group, Some(g)) => format!("group {g}"),
         (l, _) => l.as_str().to_string(),

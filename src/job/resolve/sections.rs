@@ -8,6 +8,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 use super::Resolver;
 use super::member_match::MatchPlan;
+use super::patient::PatientKeys;
 use crate::job::choice::Choice;
 use crate::job::model::*;
 use crate::job::raw::{Field, RawDownload, RawJob, RawPoll, RawTimeouts, RawTls, Text};
@@ -69,9 +70,11 @@ impl Resolver<'_> {
             u
         });
         self.loopback_base = fhir_base.as_ref().is_some_and(is_loopback);
-        let auth = self.take("auth", raw.auth).unwrap_or_default();
+        let mut auth = self.take("auth", raw.auth).unwrap_or_default();
+        let mut export = self.take("export", raw.export);
+        let patient_keys = PatientKeys::take(&mut auth, export.as_mut(), access == Some(Access::PatientAccess));
         let token_url_given = auth.token_url.is_given();
-        let auth = self.auth(auth, access, names.as_ref());
+        let mut auth = self.auth(auth, access, names.as_ref());
         let oneup = names.as_ref().map(|n| {
             let used = auth.as_ref().is_some_and(|a| a.token_url.is_some());
             n.resolved(fhir_base_derived, !token_url_given && used)
@@ -85,8 +88,8 @@ impl Resolver<'_> {
         if plan.asked && access != Some(Access::PayerToPayer) && access.is_some() {
             self.err("member_match", "member_match is for `access: payer-to-payer`", None);
         }
-        let export = self.take("export", raw.export).unwrap_or_default();
-        let export = self.export(export, access, plan);
+        let export = self.export(export.unwrap_or_default(), access, plan);
+        let patient = self.patient(access, patient_keys, auth.as_mut(), export.as_ref());
         let poll = self.take("poll", raw.poll).unwrap_or_default();
         let poll = self.poll(poll);
         let download = self.take("download", raw.download).unwrap_or_default();
@@ -98,6 +101,9 @@ impl Resolver<'_> {
         let tls = self.tls(tls);
         if plan.asked && member_match.is_none() {
             return None; // a job without its member match would be another job
+        }
+        if access == Some(Access::PatientAccess) && patient.is_none() {
+            return None;
         }
         Some(Job {
             name,
@@ -113,6 +119,7 @@ impl Resolver<'_> {
             headers,
             tls,
             oneup,
+            patient,
             warnings: std::mem::take(&mut self.warnings),
         })
     }
