@@ -2,7 +2,6 @@
 //! lock → token → kick-off (or resume) → poll → manifest → downloads → run record → checkpoint.
 //! Each step is one call into its module; this file only sequences them and keeps the state current.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,23 +19,8 @@ use crate::record::{self, JobInfo, Rules, RunRecord, summarize};
 use crate::session::Session;
 use crate::state::{HistoryEntry, JobState};
 
-/// Per-run choices from the command line that are not part of the job (`--out` and `--since` are
-/// applied to the [`Job`] when it is loaded).
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Forget an export in flight and start a new one.
-    pub restart: bool,
-}
-
-/// What a finished run left behind.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    pub run_dir: PathBuf,
-    pub record: RunRecord,
-    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed or a data file
-    /// does not hold what the manifest counts.
-    pub exit_code: u8,
-}
+pub use crate::record::RunOutcome;
+pub use crate::state::RunOptions;
 
 /// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
 /// interrupted during downloads (keeping verified files). An export the server no longer has is

@@ -30,6 +30,14 @@ const SET_ASIDE: &str = "inflight.json.unreadable";
 /// Complete runs remembered in `checkpoint.json`.
 pub const HISTORY: usize = 20;
 
+/// Per-run choices from the command line that are not part of the job (`--out` and `--since` are
+/// applied to the job when it is loaded).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Forget an export in flight and start a new one.
+    pub restart: bool,
+}
+
 /// An export that has been kicked off and not yet recorded as complete.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InFlight {
@@ -205,8 +213,8 @@ impl JobState {
                 }
             }
         }
-        if !run_dir.join(crate::export::member_match::RESULT_FILE).exists() {
-            self.keep_in_run(run_dir, crate::export::member_match::RESULT_FILE)?;
+        if !run_dir.join(crate::record::MEMBER_MATCH_FILE).exists() {
+            self.keep_in_run(run_dir, crate::record::MEMBER_MATCH_FILE)?;
         }
         Ok(())
     }
@@ -216,12 +224,12 @@ impl JobState {
     pub fn keep_run_files(&self, run_dir: &Path) -> Result<()> {
         let copies = self.dir.join(MANIFEST_COPIES);
         create_private_dir(&copies)?;
-        for page in 1..=crate::export::manifest::MAX_PAGES {
-            let name = crate::export::manifest::page_file_name(page);
+        for page in 1..=crate::record::MAX_MANIFEST_PAGES {
+            let name = crate::record::page_file_name(page);
             let Ok(bytes) = fs::read(run_dir.join(&name)) else { break };
             write_atomic(&copies.join(&name), &bytes)?;
         }
-        self.keep_in_run(run_dir, crate::export::member_match::RESULT_FILE)
+        self.keep_in_run(run_dir, crate::record::MEMBER_MATCH_FILE)
     }
 
     /// Copies a file kept in the state folder (a `$bulk-member-match` result) into the run folder.
@@ -293,7 +301,7 @@ mod tests {
         let s = JobState::new(&d.path().join("job"));
         s.create().unwrap();
         s.save_inflight(&inflight()).unwrap();
-        std::fs::write(s.dir.join(crate::export::member_match::RESULT_FILE), "{\"match\":1}").unwrap();
+        std::fs::write(s.dir.join(crate::record::MEMBER_MATCH_FILE), "{\"match\":1}").unwrap();
         let run = s.job_dir.join("r1");
         s.open_run_dir(&run, b"{\"page\":1}", true).unwrap();
         std::fs::write(run.join("manifest.002.json"), "{\"page\":2}").unwrap();
