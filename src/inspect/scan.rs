@@ -1,7 +1,7 @@
 //! Reading the files: a pool of threads takes files from a shared index, streams each in 1 MiB blocks
 //! (through gzip when the name says so) into the shared line splitter, and checks every line.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub(super) struct Scanned {
     pub problems: Vec<Problem>,
     pub problems_total: u64,
     pub outcomes: BTreeMap<(String, String, String), u64>,
-    pub ids: HashSet<u64>,
+    pub ids: super::refs::IdSet,
 }
 
 /// The resource type a file's name announces: `Patient.ndjson`, `Patient.001.ndjson.gz`,
@@ -173,7 +173,7 @@ struct State {
     latest: Option<String>,
     problems: Vec<Problem>,
     outcomes: BTreeMap<(String, String, String), u64>,
-    ids: HashSet<u64>,
+    ids: super::refs::IdSet,
 }
 
 impl State {
@@ -208,12 +208,12 @@ impl State {
             }
             _ => {}
         }
-        if let Some(u) = head.meta.as_ref().and_then(|m| m.last_updated.as_deref()) {
+        if let Some(u) = head.last_updated.as_deref() {
             if self.earliest.as_deref().is_none_or(|e| u < e) {
-                self.earliest = Some(u.to_string());
+                set(&mut self.earliest, u);
             }
             if self.latest.as_deref().is_none_or(|l| u > l) {
-                self.latest = Some(u.to_string());
+                set(&mut self.latest, u);
             }
         }
         if ids
@@ -232,6 +232,17 @@ impl State {
                 *self.outcomes.entry((s("severity"), s("code"), diag)).or_default() += 1;
             }
         }
+    }
+}
+
+/// Replaces the text of `slot`, reusing its allocation (the range moves on many lines of a sorted file).
+fn set(slot: &mut Option<String>, v: &str) {
+    match slot {
+        Some(s) => {
+            s.clear();
+            s.push_str(v);
+        }
+        None => *slot = Some(v.to_string()),
     }
 }
 

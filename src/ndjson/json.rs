@@ -1,0 +1,514 @@
+//! A validating JSON skip for one NDJSON line: it checks the whole grammar (RFC 8259 as `serde_json`
+//! reads it into a `Value`: UTF-8, escapes and paired surrogates, control characters, numbers and their
+//! range, literals, at most 127 levels of nesting, nothing after the value) without building values,
+//! and on the way keeps the few fields the checks need: the top-level `resourceType` and `id`, and
+//! `meta.lastUpdated`. With a [`RefSink`] it also collects every `reference` string with the keys that
+//! lead to it (for `inspect --check-references`).
+//!
+//! Why not `serde_json` with a borrowed, skip-everything target: it runs at ~1 GB/s on claims-shaped
+//! FHIR, where a string starts every ~14 bytes; this skip keeps no `Result` per byte, compares strings
+//! eight bytes at a time (SWAR, safe code), and runs at 2–3× that (see README, Performance). Exactness
+//! is held by a differential test against `serde_json` (tests/json_differential.rs).
+
+use std::borrow::Cow;
+
+use super::blocks::Tokens;
+
+/// The deepest nesting `serde_json` accepts (its recursion limit of 128 counts the failing level).
+pub const MAX_DEPTH: u32 = 127;
+
+/// What went wrong, in `serde_json`'s categories so messages read as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonError {
+    /// Not JSON here (column is 1-based, in bytes).
+    Syntax(usize),
+    /// The line ends inside a value.
+    Eof(usize),
+    /// JSON, but a field the checks read has the wrong type or comes twice.
+    Data(usize),
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonError::Syntax(c) => write!(f, "syntax error at column {c}"),
+            JsonError::Eof(c) => write!(f, "unexpected end at column {c}"),
+            JsonError::Data(c) => write!(f, "unexpected value at column {c}"),
+        }
+    }
+}
+
+/// The fields of a resource the checks look at, as found on the line (escapes decoded).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub resource_type: Option<Cow<'a, str>>,
+    pub id: Option<Cow<'a, str>>,
+    pub last_updated: Option<Cow<'a, str>>,
+}
+
+/// Scan outcome: the top-level value was an object (with its head), or some other valid JSON value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Scanned<'a> {
+    Object(Head<'a>),
+    NotAnObject,
+}
+
+/// Collects `reference` strings with their field paths (`insurance.coverage`), arrays transparent,
+/// as `inspect` reports them. Holds offsets, not borrows, so one sink serves every line of a file.
+#[derive(Debug, Default)]
+pub struct RefSink {
+    /// Keys (byte ranges of the line) of the containers open now, with the depth each was opened at.
+    keys: Vec<(u32, Span)>,
+    /// Depth of a container opened under a `reference` key: nothing inside it is collected.
+    muted_at: Option<u32>,
+    /// The joined paths, back to back; `refs` holds ranges into it.
+    paths: String,
+    refs: Vec<(std::ops::Range<usize>, Span)>,
+}
+
+/// A string's contents on the line: start, end (the closing quote), whether it has escapes.
+type Span = (usize, usize, bool);
+
+impl RefSink {
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.muted_at = None;
+        self.paths.clear();
+        self.refs.clear();
+    }
+
+    /// `(field path, reference)` pairs of the last line scanned, which must be `line`.
+    pub fn refs<'s, 'l>(&'s self, line: &'l [u8]) -> impl Iterator<Item = (&'s str, Cow<'l, str>)> {
+        let text = std::str::from_utf8(line).unwrap_or_default();
+        self.refs.iter().map(move |(r, v)| (&self.paths[r.clone()], decode(text, *v)))
+    }
+
+    fn open(&mut self, depth: u32, key: Option<Span>, text: &str) {
+        if let Some(k) = key {
+            if self.muted_at.is_none() && &text[k.0..k.1] == "reference" {
+                self.muted_at = Some(depth);
+            }
+            self.keys.push((depth, k));
+        }
+    }
+
+    fn close(&mut self, depth: u32) {
+        if self.keys.last().is_some_and(|(d, _)| *d == depth) {
+            self.keys.pop();
+        }
+        if self.muted_at == Some(depth) {
+            self.muted_at = None;
+        }
+    }
+
+    fn reference(&mut self, value: Span, text: &str) {
+        if self.muted_at.is_some() {
+            return;
+        }
+        let start = self.paths.len();
+        for (n, (_, k)) in self.keys.iter().enumerate() {
+            if n > 0 {
+                self.paths.push('.');
+            }
+            self.paths.push_str(&decode(text, *k));
+        }
+        self.refs.push((start..self.paths.len(), value));
+    }
+}
+
+/// A string's value: borrowed from the line unless it has escapes.
+fn decode(text: &str, (start, end, escaped): Span) -> Cow<'_, str> {
+    if escaped {
+        // Rare; the escapes were validated, so this decoding cannot fail.
+        Cow::Owned(serde_json::from_str(&text[start - 1..=end]).unwrap_or_default())
+    } else {
+        Cow::Borrowed(&text[start..end])
+    }
+}
+
+/// Validates `line` as one JSON value and reads the head of a top-level object.
+pub fn scan(line: &[u8]) -> Result<Scanned<'_>, JsonError> {
+    scan_with::<false>(line, &mut RefSink::default())
+}
+
+/// [`scan`], also collecting references into `sink` (which the caller cleared). On an error the
+/// sink's contents are meaningless.
+pub fn scan_refs<'a>(line: &'a [u8], sink: &mut RefSink) -> Result<Scanned<'a>, JsonError> {
+    scan_with::<true>(line, sink)
+}
+
+fn scan_with<'a, const REFS: bool>(line: &'a [u8], sink: &mut RefSink) -> Result<Scanned<'a>, JsonError> {
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => t,
+        Err(e) => return Err(JsonError::Syntax(e.valid_up_to() + 1)),
+    };
+    Parser { s: text, b: line }.value_tree::<REFS>(sink)
+}
+
+/// Which of the fields the head keeps a key names (top level and inside `meta`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Other = 0,
+    ResourceType,
+    Id,
+    Meta,
+    LastUpdated,
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `x` that ends a plain run of string bytes: `"`, `\` or a control
+/// character. Borrows can set bits above the first such byte, never below, so the lowest bit is exact.
+#[inline(always)]
+fn specials(x: u64) -> u64 {
+    let q = x ^ (LO * u64::from(b'"'));
+    let s = x ^ (LO * u64::from(b'\\'));
+    ((q.wrapping_sub(LO) & !q) | (s.wrapping_sub(LO) & !s) | (x.wrapping_sub(LO * 0x20) & !x)) & HI
+}
+
+/// From `i`, just after an opening quote: the index of the closing quote. Sets `escaped` when the
+/// string has escapes (which are validated here).
+#[inline(always)]
+fn string_end(b: &[u8], mut i: usize, escaped: &mut bool) -> Result<usize, JsonError> {
+    loop {
+        while let Some(chunk) = b.get(i..i + 8) {
+            let m = specials(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+            if m != 0 {
+                i += (m.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        match b.get(i) {
+            Some(b'"') => return Ok(i),
+            Some(b'\\') => {
+                *escaped = true;
+                i = escape(b, i)?;
+            }
+            Some(0..0x20) => return Err(JsonError::Syntax(i + 1)),
+            Some(_) => i += 1,
+            None => return Err(JsonError::Eof(b.len() + 1)),
+        }
+    }
+}
+
+/// At a backslash inside a string: checks the escape, returns the index after it.
+#[cold]
+pub(super) fn escape(b: &[u8], i: usize) -> Result<usize, JsonError> {
+    let eof = JsonError::Eof(b.len() + 1);
+    let Some(&c) = b.get(i + 1) else { return Err(eof) };
+    let mut i = i + 2;
+    match c {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(i),
+        b'u' => {
+            let n = hex4(b, i)?;
+            i += 4;
+            if (0xDC00..=0xDFFF).contains(&n) {
+                return Err(JsonError::Syntax(i));
+            }
+            if !(0xD800..=0xDBFF).contains(&n) {
+                return Ok(i);
+            }
+            // A leading surrogate must be followed by `\u` and a trailing one.
+            for want in [b'\\', b'u'] {
+                match b.get(i) {
+                    None => return Err(eof),
+                    Some(&c) if c == want => i += 1,
+                    Some(_) => return Err(JsonError::Syntax(i + 1)),
+                }
+            }
+            let n2 = hex4(b, i)?;
+            if (0xDC00..=0xDFFF).contains(&n2) { Ok(i + 4) } else { Err(JsonError::Syntax(i + 4)) }
+        }
+        _ => Err(JsonError::Syntax(i)),
+    }
+}
+
+fn hex4(b: &[u8], i: usize) -> Result<u16, JsonError> {
+    let Some(h) = b.get(i..i + 4) else { return Err(JsonError::Eof(b.len() + 1)) };
+    let mut n = 0u16;
+    for (k, &c) in h.iter().enumerate() {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return Err(JsonError::Syntax(i + k + 1)),
+        };
+        n = n << 4 | u16::from(d);
+    }
+    Ok(n)
+}
+
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// At `-` or a digit: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; the index after it.
+#[inline(always)]
+fn number(s: &str, b: &[u8], start: usize) -> Result<usize, JsonError> {
+    let bad = |i: usize| if i == b.len() { JsonError::Eof(i + 1) } else { JsonError::Syntax(i + 1) };
+    let mut i = start + usize::from(b[start] == b'-');
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(b, i + 1),
+        _ => return Err(bad(i)),
+    }
+    let mut exp = false;
+    if b.get(i) == Some(&b'.') {
+        let d = digits(b, i + 1);
+        if d == i + 1 {
+            return Err(bad(d));
+        }
+        i = d;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        exp = true;
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        let d = digits(b, i);
+        if d == i {
+            return Err(bad(d));
+        }
+        i = d;
+    }
+    // Only an exponent or hundreds of digits can leave f64's range, which serde_json refuses.
+    if exp || i - start > 300 {
+        number_in_range(&s[start..i], i)?;
+    }
+    Ok(i)
+}
+
+/// serde_json's own verdict on a number that might overflow, so that edge is exactly its edge.
+#[cold]
+fn number_in_range(text: &str, end: usize) -> Result<(), JsonError> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(JsonError::Syntax(end)),
+    }
+}
+
+/// At `t`, `f` or `n`: the literal, the index after it.
+#[inline(always)]
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize, JsonError> {
+    if b.get(i..i + word.len()) == Some(word) {
+        return Ok(i + word.len());
+    }
+    let got = &b[i..b.len().min(i + word.len())];
+    match got.iter().zip(word).position(|(a, w)| a != w) {
+        Some(k) => Err(JsonError::Syntax(i + k + 1)),
+        None => Err(JsonError::Eof(b.len() + 1)),
+    }
+}
+
+/// The head field a key names, at the top level (`depth` 1) or directly in `meta`.
+#[inline(always)]
+fn field_of(name: &[u8], depth: usize) -> Field {
+    match (depth, name) {
+        (1, b"resourceType") => Field::ResourceType,
+        (1, b"id") => Field::Id,
+        (1, b"meta") => Field::Meta,
+        (2, b"lastUpdated") => Field::LastUpdated,
+        _ => Field::Other,
+    }
+}
+
+impl<'a> Parser<'a> {
+    fn text(&self, span: Span) -> Cow<'a, str> {
+        decode(self.s, span)
+    }
+
+    /// The whole line: one value, then only whitespace. Stage one (`blocks.rs`) has checked the
+    /// insides of strings and gives the positions to read; this checks the grammar over them.
+    fn value_tree<const REFS: bool>(&self, sink: &mut RefSink) -> Result<Scanned<'a>, JsonError> {
+        let mut t = Tokens::new(self.b);
+        let r = self.grammar::<REFS>(&mut t, sink);
+        // A stage-one problem comes first: it lies before wherever the grammar stopped.
+        match t.err {
+            Some(e) => Err(e),
+            None => r,
+        }
+    }
+
+    fn grammar<const REFS: bool>(&self, t: &mut Tokens<'a>, sink: &mut RefSink) -> Result<Scanned<'a>, JsonError> {
+        let b = self.b;
+        let eof = JsonError::Eof(b.len() + 1);
+        let mut head = Head::default();
+        // stack[d]: the container at depth d+1 is an object.
+        let mut stack = [false; MAX_DEPTH as usize];
+        let mut depth = 0usize;
+        let mut top_object = false;
+        // The head field whose value comes next, whether `meta` is open, which fields were seen.
+        let mut field = Field::Other;
+        let mut in_meta = false;
+        let mut seen = [false; 4];
+        // The last key read, for references.
+        let mut key: Option<Span> = None;
+        let mut i = t.next().ok_or(eof)?;
+        'value: loop {
+            // `i` is the first byte of a value. `after` becomes the index just past it.
+            let c = b[i];
+            let after = match c {
+                b'"' => {
+                    if field != Field::Other || REFS {
+                        let mut esc = false;
+                        let end = string_end(b, i + 1, &mut esc)?;
+                        let span = (i + 1, end, esc);
+                        match field {
+                            Field::Other => {
+                                if REFS && key.is_some_and(|k| &b[k.0..k.1] == b"reference") {
+                                    sink.reference(span, self.s);
+                                }
+                            }
+                            Field::ResourceType => head.resource_type = Some(self.text(span)),
+                            Field::Id => head.id = Some(self.text(span)),
+                            Field::LastUpdated => head.last_updated = Some(self.text(span)),
+                            Field::Meta => return Err(JsonError::Data(span.0)),
+                        }
+                    }
+                    0 // the string's end is wherever the next position is
+                }
+                b'{' | b'[' => {
+                    if depth == MAX_DEPTH as usize {
+                        return Err(JsonError::Syntax(i + 1));
+                    }
+                    let is_obj = c == b'{';
+                    match field {
+                        Field::Other => {}
+                        Field::Meta if is_obj => in_meta = true,
+                        _ => return Err(JsonError::Data(i + 1)),
+                    }
+                    if depth == 0 {
+                        top_object = is_obj;
+                    }
+                    stack[depth] = is_obj;
+                    depth += 1;
+                    if REFS {
+                        sink.open(depth as u32, key.take(), self.s);
+                    }
+                    i = t.next().ok_or(eof)?;
+                    if b[i] != if is_obj { b'}' } else { b']' } {
+                        field = Field::Other;
+                        if is_obj {
+                            i = self.key::<REFS>(t, i, depth, in_meta, &mut field, &mut seen, &mut key)?;
+                        }
+                        continue 'value;
+                    }
+                    // Empty: closed below, like any container after its last value.
+                    if REFS {
+                        sink.close(depth as u32);
+                    }
+                    depth -= 1;
+                    if depth == 1 {
+                        in_meta = false;
+                    }
+                    0
+                }
+                b'-' | b'0'..=b'9' => {
+                    if field != Field::Other {
+                        return Err(JsonError::Data(i + 1));
+                    }
+                    number(self.s, b, i)?
+                }
+                b't' | b'f' => {
+                    if field != Field::Other {
+                        return Err(JsonError::Data(i + 1));
+                    }
+                    literal(b, i, if c == b't' { b"true" } else { b"false" })?
+                }
+                // null is an absent field, as `Option` reads it.
+                b'n' => literal(b, i, b"null")?,
+                _ => return Err(JsonError::Syntax(i + 1)),
+            };
+            key = None;
+            // After a value: a comma, or the end of one or more containers, or of the line. A byte
+            // right after a number or literal that is not punctuation is a position too, and fails here.
+            loop {
+                let next = t.next_from(after);
+                if depth == 0 {
+                    return match next {
+                        None if top_object => Ok(Scanned::Object(head)),
+                        None => Ok(Scanned::NotAnObject),
+                        Some(j) => Err(JsonError::Syntax(j + 1)),
+                    };
+                }
+                i = next.ok_or(eof)?;
+                let is_obj = stack[depth - 1];
+                let c = b[i];
+                if c == b',' {
+                    field = Field::Other;
+                    i = t.next().ok_or(eof)?;
+                    if is_obj {
+                        i = self.key::<REFS>(t, i, depth, in_meta, &mut field, &mut seen, &mut key)?;
+                    }
+                    continue 'value;
+                }
+                if c != if is_obj { b'}' } else { b']' } {
+                    return Err(JsonError::Syntax(i + 1));
+                }
+                if REFS {
+                    sink.close(depth as u32);
+                }
+                depth -= 1;
+                if depth == 1 {
+                    in_meta = false;
+                }
+            }
+        }
+    }
+
+    /// At position `i`, where a key must start, inside an object at `depth`: reads the key and its
+    /// colon, sets the head field the value belongs to, and returns the value's position. A head
+    /// field named twice is an error, as it is for `serde_json` reading a struct.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn key<const REFS: bool>(
+        &self,
+        t: &mut Tokens<'a>,
+        i: usize,
+        depth: usize,
+        in_meta: bool,
+        field: &mut Field,
+        seen: &mut [bool; 4],
+        key: &mut Option<Span>,
+    ) -> Result<usize, JsonError> {
+        let b = self.b;
+        let eof = JsonError::Eof(b.len() + 1);
+        if b[i] != b'"' {
+            return Err(JsonError::Syntax(i + 1));
+        }
+        if REFS || depth == 1 || (depth == 2 && in_meta) {
+            let mut esc = false;
+            let end = string_end(b, i + 1, &mut esc)?;
+            let span = (i + 1, end, esc);
+            if REFS {
+                *key = Some(span);
+            }
+            if depth == 1 || (depth == 2 && in_meta) {
+                *field = if esc { field_of(self.text(span).as_bytes(), depth) } else { field_of(&b[i + 1..end], depth) };
+                if *field != Field::Other {
+                    let n = *field as usize - 1;
+                    if std::mem::replace(&mut seen[n], true) {
+                        return Err(JsonError::Data(i + 1));
+                    }
+                }
+            }
+        }
+        let colon = t.next().ok_or(eof)?;
+        if b[colon] != b':' {
+            return Err(JsonError::Syntax(colon + 1));
+        }
+        t.next().ok_or(eof)
+    }
+}
