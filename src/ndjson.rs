@@ -9,8 +9,8 @@ mod json;
 
 use std::io::{self, Read};
 
-pub use json::{Head, JsonError, MAX_DEPTH, RefSink};
 use json::Scanned;
+pub use json::{Head, JsonError, MAX_DEPTH, RefSink};
 
 /// What went wrong with one line.
 #[derive(Debug, Clone, PartialEq, Eq)]

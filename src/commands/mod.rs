@@ -10,7 +10,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 use crate::cli::{Cli, Command, Global, LogFormat};
 use crate::error::{Error, Signal, exit};
@@ -34,12 +35,16 @@ pub fn init_logging(g: &Global) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| format!("oneup_bulk={level},warn").parse().expect("a valid filter"));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     let _ = match g.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).finish().with(filter).try_init(),
+        LogFormat::Text => {
+            builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).finish().with(filter).try_init()
+        }
     };
 }
 

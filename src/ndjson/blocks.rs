@@ -250,7 +250,17 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..5_000 {
             let len = rng.usize(1..300);
-            let b: Vec<u8> = (0..len).map(|_| if rng.u8(..4) == 0 { b'"' } else if rng.bool() { b'\\' } else { b'a' }).collect();
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.u8(..4) == 0 {
+                        b'"'
+                    } else if rng.bool() {
+                        b'\\'
+                    } else {
+                        b'a'
+                    }
+                })
+                .collect();
             let esc = escaped_reference(&b);
             // Walk the same way the blocks do and compare the real quotes found.
             let mut t = Tokens::new(&b);

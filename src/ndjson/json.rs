@@ -496,7 +496,8 @@ impl<'a> Parser<'a> {
                 *key = Some(span);
             }
             if depth == 1 || (depth == 2 && in_meta) {
-                *field = if esc { field_of(self.text(span).as_bytes(), depth) } else { field_of(&b[i + 1..end], depth) };
+                *field =
+                    if esc { field_of(self.text(span).as_bytes(), depth) } else { field_of(&b[i + 1..end], depth) };
                 if *field != Field::Other {
                     let n = *field as usize - 1;
                     if std::mem::replace(&mut seen[n], true) {

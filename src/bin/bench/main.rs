@@ -81,7 +81,11 @@ fn default_bin() -> PathBuf {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -107,7 +111,13 @@ async fn main() {
         return;
     }
     let a = args();
-    println!("# oneup-bulk benchmark\n\n{}; {} rounds; concurrency {}; binary {}", machine(), a.rounds, a.concurrency, a.bin.display());
+    println!(
+        "# oneup-bulk benchmark\n\n{}; {} rounds; concurrency {}; binary {}",
+        machine(),
+        a.rounds,
+        a.concurrency,
+        a.bin.display()
+    );
     let peers: Vec<&str> = ["smart-fetch"].into_iter().filter(|p| measure::on_path(p)).collect();
     if peers.is_empty() {
         println!("\nPeers: smart-fetch is not installed (`pip install smart-fetch`); its rows are skipped.");

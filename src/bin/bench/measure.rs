@@ -32,7 +32,12 @@ pub fn measure_ok(cmd: &Command, ok: &[i32]) -> Result<Sample, String> {
     if !out.status.code().is_some_and(|c| ok.contains(&c)) {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        return Err(format!("{} exited {:?}: {}", cmd.get_program().to_string_lossy(), out.status.code(), tail.join(" / ")));
+        return Err(format!(
+            "{} exited {:?}: {}",
+            cmd.get_program().to_string_lossy(),
+            out.status.code(),
+            tail.join(" / ")
+        ));
     }
     let text = std::fs::read_to_string(report.path()).map_err(|e| e.to_string())?;
     // The last line: anything before it is the command's own complaint.
@@ -62,7 +67,14 @@ pub fn on_path(program: &str) -> bool {
 }
 
 /// The job file of one `oneup-bulk run`.
-pub fn job_yaml(fhir_base: &str, token_url: &str, dir: &Path, validate: &str, concurrency: usize, types: &[&str]) -> String {
+pub fn job_yaml(
+    fhir_base: &str,
+    token_url: &str,
+    dir: &Path,
+    validate: &str,
+    concurrency: usize,
+    types: &[&str],
+) -> String {
     let types = if types.is_empty() { String::new() } else { format!("  types: [{}]\n", types.join(", ")) };
     format!(
         "name: bench\naccess: bulk-data\nfhir_base: {fhir_base}\nauth:\n  client_id: demo-client\n  client_secret: demo-secret-not-real\n  token_url: {token_url}\nexport:\n  level: system\n{types}poll:\n  min_interval: 10ms\n  max_interval: 100ms\ndownload:\n  dir: {}\n  concurrency: {concurrency}\n  validate: {validate}\n",

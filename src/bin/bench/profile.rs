@@ -13,9 +13,27 @@ const KINDS: &[(&str, &[&str])] = &[
     ("line splitting (memchr)", &["memchr", "LineSplitter"]),
     ("SHA-256", &["sha256", "sha2", "SHA256"]),
     ("gzip", &["inflate", "flate2", "miniz"]),
-    ("kernel: copies to/from user space", &["copy_user", "copy_to_user", "copy_from_user", "copy_page", "_copy_to_iter", "_copy_from_iter", "rep_movs", "memcpy_orig"]),
-    ("kernel: TCP and sockets", &["tcp_", "skb", "sock_", "__sys_recv", "inet_", "ip_", "netif", "__netif", "loopback"]),
-    ("kernel: page cache and files", &["filemap", "ext4", "xfs", "page_cache", "folio", "generic_perform_write", "iomap"]),
+    (
+        "kernel: copies to/from user space",
+        &[
+            "copy_user",
+            "copy_to_user",
+            "copy_from_user",
+            "copy_page",
+            "_copy_to_iter",
+            "_copy_from_iter",
+            "rep_movs",
+            "memcpy_orig",
+        ],
+    ),
+    (
+        "kernel: TCP and sockets",
+        &["tcp_", "skb", "sock_", "__sys_recv", "inet_", "ip_", "netif", "__netif", "loopback"],
+    ),
+    (
+        "kernel: page cache and files",
+        &["filemap", "ext4", "xfs", "page_cache", "folio", "generic_perform_write", "iomap"],
+    ),
     ("user-space copies (memcpy/memmove)", &["memcpy", "memmove", "__memcpy", "__memmove"]),
     ("allocation", &["malloc", "free", "alloc::", "realloc", "_int_"]),
     ("HTTP (hyper, reqwest, h2)", &["hyper", "reqwest", "h2::", "http::"]),
@@ -36,7 +54,11 @@ pub fn available() -> Result<(), String> {
         .output()
         .map_err(|e| format!("perf not found ({e}); apt-get install linux-perf"))?;
     let _ = std::fs::remove_file(&probe);
-    if out.status.success() { Ok(()) } else { Err(format!("perf record fails here: {}", String::from_utf8_lossy(&out.stderr).trim())) }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("perf record fails here: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
 }
 
 /// Records `cmd` and reads the report back.

@@ -17,7 +17,6 @@ pub const TOKEN: &str = "bench-token-not-secret";
 
 pub struct StaticExport {
     pub base: String,
-    pub files: Vec<(String, u64)>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -58,7 +57,7 @@ impl StaticExport {
                 })
                 .await;
         });
-        StaticExport { base, files: listed, stop: Some(stop), task }
+        StaticExport { base, stop: Some(stop), task }
     }
 
     pub fn fhir_base(&self) -> String {
@@ -79,8 +78,8 @@ impl StaticExport {
 
 async fn handle(State(files): State<Arc<Files>>, req: Request) -> Response {
     let path = req.uri().path().replace("%24", "$");
-    let authorized = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
+    let authorized =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
     let json = |status: StatusCode, body: Bytes| {
         (status, [(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
     };

@@ -66,8 +66,11 @@ async fn serve(a: &Args, set: &str, size: Option<u64>) -> Served {
             ..Default::default()
         };
         let sb = Sandbox::start(cfg).await.expect("sandbox");
-        let form =
-            [("grant_type", "client_credentials"), ("client_id", "demo-client"), ("client_secret", "demo-secret-not-real")];
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "demo-client"),
+            ("client_secret", "demo-secret-not-real"),
+        ];
         let r = reqwest::Client::new().post(sb.token_url()).form(&form).send().await.expect("token");
         let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.expect("token body")).expect("token JSON");
         Served {
@@ -94,7 +97,14 @@ async fn serve(a: &Args, set: &str, size: Option<u64>) -> Served {
     }
 }
 
-pub async fn run_set(a: &Args, set: &str, size: Option<u64>, peers: &[&str], work: &Path, profile_it: bool) -> SetResult {
+pub async fn run_set(
+    a: &Args,
+    set: &str,
+    size: Option<u64>,
+    peers: &[&str],
+    work: &Path,
+    profile_it: bool,
+) -> SetResult {
     let mut sv = serve(a, set, size).await;
     let dir = work.join(format!("{set}-{}", size.map_or("scale".to_string(), |s| s.to_string())));
     std::fs::create_dir_all(&dir).expect("work dir");
@@ -113,18 +123,13 @@ pub async fn run_set(a: &Args, set: &str, size: Option<u64>, peers: &[&str], wor
     let record: RunRecord = serde_json::from_str(&run_json).expect("run.json");
     let urls: Vec<String> = record.files.iter().map(|f| f.url.clone()).collect();
     let bytes: u64 = record.files.iter().map(|f| f.bytes).sum();
-    let in_peer_types = |f: &&oneup_bulk::record::FileRecord| {
-        sv.peer_types.iter().any(|t| f.path.starts_with(&format!("{t}.")))
-    };
+    let in_peer_types =
+        |f: &&oneup_bulk::record::FileRecord| sv.peer_types.iter().any(|t| f.path.starts_with(&format!("{t}.")));
     sv.peer_urls = record.files.iter().filter(in_peer_types).map(|f| f.url.clone()).collect();
     let peer_bytes: u64 = record.files.iter().filter(in_peer_types).map(|f| f.bytes).sum();
     let _ = std::fs::remove_dir_all(&warm_out);
-    let group = format!(
-        "{set} {:.2} GB ({} files, {} resources)",
-        bytes as f64 / 1e9,
-        urls.len(),
-        record.totals.resources
-    );
+    let group =
+        format!("{set} {} ({} files, {} resources)", size_text(bytes), urls.len(), count_text(record.totals.resources));
     eprintln!("bench: {group}");
     let token_file = dir.join("token.txt");
     std::fs::write(&token_file, &sv.token).expect("token file");
@@ -143,7 +148,11 @@ pub async fn run_set(a: &Args, set: &str, size: Option<u64>, peers: &[&str], wor
         if !all_types {
             names.push(format!("curl --parallel, {} types", sv.peer_types.len()));
         }
-        names.push(if all_types { "smart-fetch".into() } else { format!("smart-fetch, {} types", sv.peer_types.len()) });
+        names.push(if all_types {
+            "smart-fetch".into()
+        } else {
+            format!("smart-fetch, {} types", sv.peer_types.len())
+        });
     }
     let mut samples: Vec<Vec<Result<Sample, String>>> = names.iter().map(|_| Vec::new()).collect();
     let mut kept = None;
@@ -160,7 +169,9 @@ pub async fn run_set(a: &Args, set: &str, size: Option<u64>, peers: &[&str], wor
             } else {
                 measure::smart_fetch(&sv.fhir_base, &token_file, &sv.peer_types, &out.join("sf"))
             };
-            samples[i].push(blocking(move || measure::measure(&cmd)).await);
+            // smart-fetch exits 1 when the server reported errors (the sandbox always reports one).
+            let ok: &'static [i32] = if name.starts_with("smart-fetch") { &[0, 1] } else { &[0, 5] };
+            samples[i].push(blocking(move || measure::measure_ok(&cmd, ok)).await);
             if i == 0 && round + 1 == a.rounds.max(1) {
                 kept = Some(out.join("bench/latest"));
             } else {
@@ -179,7 +190,8 @@ pub async fn run_set(a: &Args, set: &str, size: Option<u64>, peers: &[&str], wor
         names.iter().position(|n| n == name).and_then(|i| summary(&samples[i]).ok()).map_or(f64::NAN, |s| s.wall)
     };
     let curl_all = wall_of("curl --parallel");
-    let curl_peer = if all_types { curl_all } else { wall_of(&format!("curl --parallel, {} types", sv.peer_types.len())) };
+    let curl_peer =
+        if all_types { curl_all } else { wall_of(&format!("curl --parallel, {} types", sv.peer_types.len())) };
     let downloads = names
         .iter()
         .zip(&samples)
@@ -219,9 +231,15 @@ pub async fn run_set(a: &Args, set: &str, size: Option<u64>, peers: &[&str], wor
     if profile_it {
         let (file, _) = job("profiled", "strict", &[]);
         let strict = measure::oneup_run(&a.bin, &file);
-        profiles.push((format!("`oneup-bulk run`, validate: strict, {group}"), blocking(move || profile::record(&strict)).await));
+        profiles.push((
+            format!("`oneup-bulk run`, validate: strict, {group}"),
+            blocking(move || profile::record(&strict)).await,
+        ));
         let insp = measure::inspect(&a.bin, 1, false, &plain);
-        profiles.push((format!("`oneup-bulk inspect --threads 1`, {group}"), blocking(move || profile::record(&insp)).await));
+        profiles.push((
+            format!("`oneup-bulk inspect --threads 1`, {group}"),
+            blocking(move || profile::record(&insp)).await,
+        ));
     }
     let _ = std::fs::remove_dir_all(&dir);
     match sv.stop {
@@ -229,6 +247,22 @@ pub async fn run_set(a: &Args, set: &str, size: Option<u64>, peers: &[&str], wor
         Stop::Static(s) => s.shutdown().await,
     }
     SetResult { downloads, inspects, profiles }
+}
+
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 {
+        format!("{:.2} GB", bytes as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
+}
+
+fn count_text(n: u64) -> String {
+    match n {
+        1_000_000.. => format!("{:.2}M", n as f64 / 1e6),
+        10_000.. => format!("{:.0}k", n as f64 / 1e3),
+        _ => n.to_string(),
+    }
 }
 
 fn clone(c: &Command) -> Command {
