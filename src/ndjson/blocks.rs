@@ -33,6 +33,40 @@ pub fn classify_scalar(block: &[u8; 64]) -> Masks {
     m
 }
 
+/// For a block that starts inside a string: `None` if it has a quote or a control character,
+/// else its backslashes (all of it is then string: only escapes to check). The long-text fast path.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn plain_text(block: &[u8; 64]) -> Option<u64> {
+    // SAFETY: as for `classify`.
+    unsafe { plain_text_sse2(block) }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn plain_text(block: &[u8; 64]) -> Option<u64> {
+    let m = classify_scalar(block);
+    if m.quote | m.control == 0 { Some(m.backslash) } else { None }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn plain_text_sse2(block: &[u8; 64]) -> Option<u64> {
+    use std::arch::x86_64::*;
+    let quote = _mm_set1_epi8(b'"' as i8);
+    let backslash = _mm_set1_epi8(b'\\' as i8);
+    let c1f = _mm_set1_epi8(0x1f);
+    let mut any = _mm_setzero_si128();
+    let mut bs = 0u64;
+    for k in 0..4 {
+        let word = |o: usize| i64::from_le_bytes(block[16 * k + o..16 * k + o + 8].try_into().expect("8 bytes"));
+        let v = _mm_set_epi64x(word(8), word(0));
+        any = _mm_or_si128(any, _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(_mm_max_epu8(v, c1f), c1f)));
+        bs |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash)) as u16) << (16 * k);
+    }
+    if _mm_movemask_epi8(any) == 0 { Some(bs) } else { None }
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 pub fn classify(block: &[u8; 64]) -> Masks {
@@ -96,13 +130,15 @@ pub struct Tokens<'a> {
     escaped_next: u64,
     /// Escapes are validated up to here (a surrogate pair covers the next backslash too).
     checked_to: usize,
+    /// The last block had no positions: likely inside a long string, where the fast path pays.
+    quiet: bool,
     /// A problem stage one found; tokens stop there.
     pub err: Option<JsonError>,
 }
 
 impl<'a> Tokens<'a> {
     pub fn new(b: &'a [u8]) -> Self {
-        Tokens { b, base: 0, next: 0, bits: 0, in_string: 0, escaped_next: 0, checked_to: 0, err: None }
+        Tokens { b, base: 0, next: 0, bits: 0, in_string: 0, escaped_next: 0, checked_to: 0, quiet: false, err: None }
     }
 
     /// The next position to read, or `None` at the end of the line (or at a stage-one error).
@@ -143,7 +179,20 @@ impl<'a> Tokens<'a> {
         }
         let base = self.next;
         let m = match b.get(base..base + 64) {
-            Some(block) => classify(block.try_into().expect("64 bytes")),
+            Some(block) => {
+                let block: &[u8; 64] = block.try_into().expect("64 bytes");
+                if self.in_string != 0
+                    && self.quiet
+                    && let Some(backslash) = plain_text(block)
+                {
+                    // All string: no positions, only escapes to check.
+                    self.base = base;
+                    self.next = base + 64;
+                    let (_, escapes) = self.escapes(backslash);
+                    return self.check_escapes(base, escapes);
+                }
+                classify(block)
+            }
             None => {
                 // The last, partial block: padded with spaces, which are whitespace.
                 let mut block = [b' '; 64];
@@ -153,18 +202,7 @@ impl<'a> Tokens<'a> {
         };
         self.base = base;
         self.next = base + 64;
-        // Escaped characters: the one after each backslash that starts an escape (simdjson's
-        // branch-free odd-run arithmetic).
-        let (escaped, escapes) = if m.backslash == 0 {
-            (std::mem::take(&mut self.escaped_next), 0)
-        } else {
-            let potential = m.backslash & !self.escaped_next;
-            let codes = (((potential << 1) | ODD).wrapping_sub(potential)) ^ ODD;
-            let escaped = codes ^ (m.backslash | self.escaped_next);
-            let escapes = codes & m.backslash;
-            self.escaped_next = escapes >> 63;
-            (escaped, escapes)
-        };
+        let (escaped, escapes) = self.escapes(m.backslash);
         let real_quotes = m.quote & !escaped;
         let inside = prefix_xor(real_quotes) ^ self.in_string;
         self.in_string = ((inside as i64) >> 63) as u64;
@@ -177,18 +215,42 @@ impl<'a> Tokens<'a> {
         if odd_space != 0 && !self.only_whitespace(base, odd_space) {
             return false;
         }
-        let mut escapes = escapes & inside;
+        if !self.check_escapes(base, escapes & inside) {
+            return false;
+        }
+        self.bits = (outside & !m.space_or_control) | (real_quotes & inside);
+        self.quiet = self.bits == 0;
+        true
+    }
+
+    /// Escaped characters and escaping backslashes of a block, from its backslashes: the character
+    /// after each backslash that starts an escape (simdjson's branch-free odd-run arithmetic).
+    #[inline(always)]
+    fn escapes(&mut self, backslash: u64) -> (u64, u64) {
+        if backslash == 0 {
+            return (std::mem::take(&mut self.escaped_next), 0);
+        }
+        let potential = backslash & !self.escaped_next;
+        let codes = (((potential << 1) | ODD).wrapping_sub(potential)) ^ ODD;
+        let escaped = codes ^ (backslash | self.escaped_next);
+        let escapes = codes & backslash;
+        self.escaped_next = escapes >> 63;
+        (escaped, escapes)
+    }
+
+    /// Validates the escapes that start at the bits of `escapes` (inside strings).
+    #[inline(always)]
+    fn check_escapes(&mut self, base: usize, mut escapes: u64) -> bool {
         while escapes != 0 {
             let at = base + escapes.trailing_zeros() as usize;
             escapes &= escapes - 1;
             if at >= self.checked_to {
-                match escape(b, at) {
+                match escape(self.b, at) {
                     Ok(end) => self.checked_to = end,
                     Err(e) => return self.fail(e),
                 }
             }
         }
-        self.bits = (outside & !m.space_or_control) | (real_quotes & inside);
         true
     }
 
