@@ -361,16 +361,13 @@ impl<'a> Parser<'a> {
             let c = b[i];
             let after = match c {
                 b'"' => {
-                    if field != Field::Other || REFS {
+                    let reference = REFS && key.is_some_and(|k| &b[k.0..k.1] == b"reference");
+                    if field != Field::Other || reference {
                         let mut esc = false;
                         let end = string_end(b, i + 1, &mut esc)?;
                         let span = (i + 1, end, esc);
                         match field {
-                            Field::Other => {
-                                if REFS && key.is_some_and(|k| &b[k.0..k.1] == b"reference") {
-                                    sink.reference(span, self.s);
-                                }
-                            }
+                            Field::Other => sink.reference(span, self.s),
                             Field::ResourceType => head.resource_type = Some(self.text(span)),
                             Field::Id => head.id = Some(self.text(span)),
                             Field::LastUpdated => head.last_updated = Some(self.text(span)),

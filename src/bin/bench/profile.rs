@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// The kinds of work a symbol belongs to, by name; first match wins.
 const KINDS: &[(&str, &[&str])] = &[
-    ("JSON check (validating skip)", &["ndjson::json", "Parser", "specials"]),
+    ("JSON check (validating skip)", &["ndjson::json", "ndjson::blocks", "ndjson::parse", "ndjson::check_line"]),
     ("JSON (serde_json)", &["serde_json"]),
     ("UTF-8 check", &["from_utf8", "run_utf8_validation"]),
     ("line splitting (memchr)", &["memchr", "LineSplitter"]),
@@ -84,15 +84,17 @@ pub fn record(cmd: &Command) -> Result<Profile, String> {
     let mut symbols = Vec::new();
     for l in text.lines().filter(|l| !l.starts_with('#') && l.contains('%')) {
         let mut it = l.split_whitespace();
-        let (Some(pct), Some(_kind)) = (it.next(), it.next()) else { continue };
+        let (Some(pct), Some(space)) = (it.next(), it.next()) else { continue };
         let Ok(pct) = pct.trim_end_matches('%').parse::<f64>() else { continue };
-        symbols.push((pct, it.collect::<Vec<_>>().join(" ")));
+        symbols.push((pct, it.collect::<Vec<_>>().join(" "), space == "[k]"));
     }
     let mut kinds: BTreeMap<&str, f64> = BTreeMap::new();
-    for (pct, sym) in &symbols {
-        let kind = KINDS.iter().find(|(_, pats)| pats.iter().any(|p| sym.contains(p))).map_or("other", |(k, _)| k);
+    for (pct, sym, kernel) in &symbols {
+        let other = if *kernel { "kernel: scheduling, interrupts, other" } else { "other user space" };
+        let kind = KINDS.iter().find(|(_, pats)| pats.iter().any(|p| sym.contains(p))).map_or(other, |(k, _)| k);
         *kinds.entry(kind).or_default() += pct;
     }
+    let symbols = symbols.into_iter().map(|(p, s, _)| (p, s)).collect();
     let mut kinds: Vec<(f64, String)> = kinds.into_iter().map(|(k, v)| (v, k.to_string())).collect();
     kinds.sort_by(|a, b| b.0.total_cmp(&a.0));
     Ok(Profile { symbols, kinds })
