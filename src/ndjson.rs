@@ -6,11 +6,13 @@
 
 mod blocks;
 mod json;
+mod refsink;
 
 use std::io::{self, Read};
 
 use json::Scanned;
-pub use json::{Head, JsonError, MAX_DEPTH, RefSink};
+pub use json::{Head, JsonError, MAX_DEPTH};
+pub use refsink::RefSink;
 
 /// What went wrong with one line.
 #[derive(Debug, Clone, PartialEq, Eq)]

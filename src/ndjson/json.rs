@@ -5,14 +5,16 @@
 //! `meta.lastUpdated`. With a [`RefSink`] it also collects every `reference` string with the keys that
 //! lead to it (for `inspect --check-references`).
 //!
-//! Why not `serde_json` with a borrowed, skip-everything target: it runs at ~1 GB/s on claims-shaped
-//! FHIR, where a string starts every ~14 bytes; this skip keeps no `Result` per byte, compares strings
-//! eight bytes at a time (SWAR, safe code), and runs at 2–3× that (see README, Performance). Exactness
-//! is held by a differential test against `serde_json` (tests/json_differential.rs).
+//! Two stages: `blocks.rs` finds, 64 bytes at a time with SIMD, what is inside strings (and checks
+//! there what needs no grammar); this file checks the grammar over the positions left. Why not
+//! `serde_json` with a borrowed, skip-everything target: on claims-shaped FHIR (a string every ~14
+//! bytes) it executes ~17 instructions a byte, this ~11 (see README, Performance). Exactness is held by
+//! a differential test against `serde_json` (`tests/json_differential.rs`).
 
 use std::borrow::Cow;
 
 use super::blocks::Tokens;
+use super::refsink::{RefSink, Span, decode};
 
 /// The deepest nesting `serde_json` accepts (its recursion limit of 128 counts the failing level).
 pub const MAX_DEPTH: u32 = 127;
@@ -51,79 +53,6 @@ pub struct Head<'a> {
 pub enum Scanned<'a> {
     Object(Head<'a>),
     NotAnObject,
-}
-
-/// Collects `reference` strings with their field paths (`insurance.coverage`), arrays transparent,
-/// as `inspect` reports them. Holds offsets, not borrows, so one sink serves every line of a file.
-#[derive(Debug, Default)]
-pub struct RefSink {
-    /// Keys (byte ranges of the line) of the containers open now, with the depth each was opened at.
-    keys: Vec<(u32, Span)>,
-    /// Depth of a container opened under a `reference` key: nothing inside it is collected.
-    muted_at: Option<u32>,
-    /// The joined paths, back to back; `refs` holds ranges into it.
-    paths: String,
-    refs: Vec<(std::ops::Range<usize>, Span)>,
-}
-
-/// A string's contents on the line: start, end (the closing quote), whether it has escapes.
-type Span = (usize, usize, bool);
-
-impl RefSink {
-    pub fn clear(&mut self) {
-        self.keys.clear();
-        self.muted_at = None;
-        self.paths.clear();
-        self.refs.clear();
-    }
-
-    /// `(field path, reference)` pairs of the last line scanned, which must be `line`.
-    pub fn refs<'s, 'l>(&'s self, line: &'l [u8]) -> impl Iterator<Item = (&'s str, Cow<'l, str>)> {
-        let text = std::str::from_utf8(line).unwrap_or_default();
-        self.refs.iter().map(move |(r, v)| (&self.paths[r.clone()], decode(text, *v)))
-    }
-
-    fn open(&mut self, depth: u32, key: Option<Span>, text: &str) {
-        if let Some(k) = key {
-            if self.muted_at.is_none() && &text[k.0..k.1] == "reference" {
-                self.muted_at = Some(depth);
-            }
-            self.keys.push((depth, k));
-        }
-    }
-
-    fn close(&mut self, depth: u32) {
-        if self.keys.last().is_some_and(|(d, _)| *d == depth) {
-            self.keys.pop();
-        }
-        if self.muted_at == Some(depth) {
-            self.muted_at = None;
-        }
-    }
-
-    fn reference(&mut self, value: Span, text: &str) {
-        if self.muted_at.is_some() {
-            return;
-        }
-        let start = self.paths.len();
-        for (n, (_, k)) in self.keys.iter().enumerate() {
-            if n > 0 {
-                self.paths.push('.');
-            }
-            self.paths.push_str(&decode(text, *k));
-        }
-        self.refs.push((start..self.paths.len(), value));
-    }
-}
-
-/// A string's value: borrowed from the line unless it has escapes.
-fn decode(text: &str, (start, end, escaped): Span) -> Cow<'_, str> {
-    if escaped {
-        // Rare; the escapes were validated, so this decoding cannot fail.
-        Cow::Owned(serde_json::from_str(&text[start - 1..=end]).unwrap_or_default())
-    } else {
-        Cow::Borrowed(&text[start..end])
-    }
 }
 
 /// Validates `line` as one JSON value and reads the head of a top-level object.
