@@ -5,15 +5,16 @@
 //! `meta.lastUpdated`. With a [`RefSink`] it also collects every `reference` string with the keys that
 //! lead to it (for `inspect --check-references`).
 //!
-//! Two stages: `blocks.rs` finds, 64 bytes at a time with SIMD, what is inside strings (and checks
-//! there what needs no grammar); this file checks the grammar over the positions left. Why not
-//! `serde_json` with a borrowed, skip-everything target: on claims-shaped FHIR (a string every ~14
-//! bytes) it executes ~17 instructions a byte, this ~11 (see README, Performance). Exactness is held by
+//! One pass, byte-driven, with the index in a register and no `Result` per byte: strings are skipped
+//! eight bytes at a time (SWAR), and 64 at a time with SSE2 once they run past 16 bytes
+//! (`blocks.rs`). Why not `serde_json` with a borrowed, skip-everything target: on claims-shaped FHIR
+//! (a string every ~14 bytes) it executes ~17 instructions a byte, this ~10 (see README,
+//! Performance). Exactness is held by
 //! a differential test against `serde_json` (`tests/json_differential.rs`).
 
 use std::borrow::Cow;
 
-use super::blocks::Tokens;
+use super::blocks;
 use super::refsink::{RefSink, Span, decode};
 
 /// The deepest nesting `serde_json` accepts (its recursion limit of 128 counts the failing level).
@@ -106,14 +107,7 @@ fn specials(x: u64) -> u64 {
 #[inline(always)]
 fn string_end(b: &[u8], mut i: usize, escaped: &mut bool) -> Result<usize, JsonError> {
     loop {
-        while let Some(chunk) = b.get(i..i + 8) {
-            let m = specials(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-            if m != 0 {
-                i += (m.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
+        i = skip_plain(b, i);
         match b.get(i) {
             Some(b'"') => return Ok(i),
             Some(b'\\') => {
@@ -125,6 +119,50 @@ fn string_end(b: &[u8], mut i: usize, escaped: &mut bool) -> Result<usize, JsonE
             None => return Err(JsonError::Eof(b.len() + 1)),
         }
     }
+}
+
+/// The first quote, backslash or control character at or after `i` (or the end): two words of
+/// eight bytes (most FHIR strings end within 16), then 64-byte blocks, then words again.
+#[inline(always)]
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    for _ in 0..2 {
+        let Some(chunk) = b.get(i..i + 8) else { return skip_tail(b, i) };
+        let m = specials(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    skip_long(b, i)
+}
+
+#[inline(never)]
+fn skip_long(b: &[u8], mut i: usize) -> usize {
+    while let Some(block) = b.get(i..i + 64) {
+        let m = blocks::specials(block.try_into().expect("64 bytes"));
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 64;
+    }
+    while let Some(chunk) = b.get(i..i + 8) {
+        let m = specials(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    skip_tail(b, i)
+}
+
+fn skip_tail(b: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// At a backslash inside a string: checks the escape, returns the index after it.
@@ -253,57 +291,59 @@ fn field_of(name: &[u8], depth: usize) -> Field {
     }
 }
 
+#[inline(always)]
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+#[inline(always)]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).copied().is_some_and(is_ws) {
+        i += 1;
+    }
+    i
+}
+
 impl<'a> Parser<'a> {
     fn text(&self, span: Span) -> Cow<'a, str> {
         decode(self.s, span)
     }
 
-    /// The whole line: one value, then only whitespace. Stage one (`blocks.rs`) has checked the
-    /// insides of strings and gives the positions to read; this checks the grammar over them.
     fn value_tree<const REFS: bool>(&self, sink: &mut RefSink) -> Result<Scanned<'a>, JsonError> {
-        let mut t = Tokens::new(self.b);
-        let r = self.grammar::<REFS>(&mut t, sink);
-        // A stage-one problem comes first: it lies before wherever the grammar stopped.
-        match t.err {
-            Some(e) => Err(e),
-            None => r,
-        }
-    }
-
-    fn grammar<const REFS: bool>(&self, t: &mut Tokens<'a>, sink: &mut RefSink) -> Result<Scanned<'a>, JsonError> {
         let b = self.b;
         let eof = JsonError::Eof(b.len() + 1);
         let mut head = Head::default();
-        // stack[d]: the container at depth d+1 is an object.
+        let mut i = 0usize;
         let mut stack = [false; MAX_DEPTH as usize];
         let mut depth = 0usize;
         let mut top_object = false;
-        // The head field whose value comes next, whether `meta` is open, which fields were seen.
         let mut field = Field::Other;
         let mut in_meta = false;
         let mut seen = [false; 4];
-        // The last key read, for references.
         let mut key: Option<Span> = None;
-        let mut i = t.next().ok_or(eof)?;
         'value: loop {
-            // `i` is the first byte of a value. `after` becomes the index just past it.
-            let c = b[i];
-            let after = match c {
+            let mut c = *b.get(i).ok_or(eof)?;
+            if c <= b' ' {
+                i = skip_ws(b, i);
+                c = *b.get(i).ok_or(eof)?;
+            }
+            match c {
                 b'"' => {
-                    let reference = REFS && key.is_some_and(|k| &b[k.0..k.1] == b"reference");
-                    if field != Field::Other || reference {
-                        let mut esc = false;
-                        let end = string_end(b, i + 1, &mut esc)?;
-                        let span = (i + 1, end, esc);
-                        match field {
-                            Field::Other => sink.reference(span, self.s),
-                            Field::ResourceType => head.resource_type = Some(self.text(span)),
-                            Field::Id => head.id = Some(self.text(span)),
-                            Field::LastUpdated => head.last_updated = Some(self.text(span)),
-                            Field::Meta => return Err(JsonError::Data(span.0)),
+                    let mut esc = false;
+                    let end = string_end(b, i + 1, &mut esc)?;
+                    let span = (i + 1, end, esc);
+                    i = end + 1;
+                    match field {
+                        Field::Other => {
+                            if REFS && key.is_some_and(|k| &b[k.0..k.1] == b"reference") {
+                                sink.reference(span, self.s);
+                            }
                         }
+                        Field::ResourceType => head.resource_type = Some(self.text(span)),
+                        Field::Id => head.id = Some(self.text(span)),
+                        Field::LastUpdated => head.last_updated = Some(self.text(span)),
+                        Field::Meta => return Err(JsonError::Data(span.0)),
                     }
-                    0 // the string's end is wherever the next position is
                 }
                 b'{' | b'[' => {
                     if depth == MAX_DEPTH as usize {
@@ -323,15 +363,16 @@ impl<'a> Parser<'a> {
                     if REFS {
                         sink.open(depth as u32, key.take(), self.s);
                     }
-                    i = t.next().ok_or(eof)?;
-                    if b[i] != if is_obj { b'}' } else { b']' } {
+                    i = skip_ws(b, i + 1);
+                    let c = *b.get(i).ok_or(eof)?;
+                    if c != if is_obj { b'}' } else { b']' } {
                         field = Field::Other;
                         if is_obj {
-                            i = self.key::<REFS>(t, i, depth, in_meta, &mut field, &mut seen, &mut key)?;
+                            i = self.key::<REFS>(i, depth, in_meta, &mut field, &mut seen, &mut key)?;
                         }
                         continue 'value;
                     }
-                    // Empty: closed below, like any container after its last value.
+                    i += 1;
                     if REFS {
                         sink.close(depth as u32);
                     }
@@ -339,50 +380,50 @@ impl<'a> Parser<'a> {
                     if depth == 1 {
                         in_meta = false;
                     }
-                    0
                 }
                 b'-' | b'0'..=b'9' => {
                     if field != Field::Other {
                         return Err(JsonError::Data(i + 1));
                     }
-                    number(self.s, b, i)?
+                    i = number(self.s, b, i)?;
                 }
                 b't' | b'f' => {
                     if field != Field::Other {
                         return Err(JsonError::Data(i + 1));
                     }
-                    literal(b, i, if c == b't' { b"true" } else { b"false" })?
+                    i = literal(b, i, if c == b't' { b"true" } else { b"false" })?;
                 }
-                // null is an absent field, as `Option` reads it.
-                b'n' => literal(b, i, b"null")?,
+                b'n' => i = literal(b, i, b"null")?,
                 _ => return Err(JsonError::Syntax(i + 1)),
-            };
+            }
             key = None;
-            // After a value: a comma, or the end of one or more containers, or of the line. A byte
-            // right after a number or literal that is not punctuation is a position too, and fails here.
             loop {
-                let next = t.next_from(after);
                 if depth == 0 {
-                    return match next {
+                    i = skip_ws(b, i);
+                    return match b.get(i) {
                         None if top_object => Ok(Scanned::Object(head)),
                         None => Ok(Scanned::NotAnObject),
-                        Some(j) => Err(JsonError::Syntax(j + 1)),
+                        Some(_) => Err(JsonError::Syntax(i + 1)),
                     };
                 }
-                i = next.ok_or(eof)?;
+                let mut c = *b.get(i).ok_or(eof)?;
+                if c <= b' ' {
+                    i = skip_ws(b, i);
+                    c = *b.get(i).ok_or(eof)?;
+                }
                 let is_obj = stack[depth - 1];
-                let c = b[i];
                 if c == b',' {
                     field = Field::Other;
-                    i = t.next().ok_or(eof)?;
+                    i += 1;
                     if is_obj {
-                        i = self.key::<REFS>(t, i, depth, in_meta, &mut field, &mut seen, &mut key)?;
+                        i = self.key::<REFS>(i, depth, in_meta, &mut field, &mut seen, &mut key)?;
                     }
                     continue 'value;
                 }
                 if c != if is_obj { b'}' } else { b']' } {
                     return Err(JsonError::Syntax(i + 1));
                 }
+                i += 1;
                 if REFS {
                     sink.close(depth as u32);
                 }
@@ -394,15 +435,10 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// At position `i`, where a key must start, inside an object at `depth`: reads the key and its
-    /// colon, sets the head field the value belongs to, and returns the value's position. A head
-    /// field named twice is an error, as it is for `serde_json` reading a struct.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn key<const REFS: bool>(
         &self,
-        t: &mut Tokens<'a>,
-        i: usize,
+        mut i: usize,
         depth: usize,
         in_meta: bool,
         field: &mut Field,
@@ -411,31 +447,38 @@ impl<'a> Parser<'a> {
     ) -> Result<usize, JsonError> {
         let b = self.b;
         let eof = JsonError::Eof(b.len() + 1);
-        if b[i] != b'"' {
+        let mut c = *b.get(i).ok_or(eof)?;
+        if c <= b' ' {
+            i = skip_ws(b, i);
+            c = *b.get(i).ok_or(eof)?;
+        }
+        if c != b'"' {
             return Err(JsonError::Syntax(i + 1));
         }
-        if REFS || depth == 1 || (depth == 2 && in_meta) {
-            let mut esc = false;
-            let end = string_end(b, i + 1, &mut esc)?;
-            let span = (i + 1, end, esc);
-            if REFS {
-                *key = Some(span);
-            }
-            if depth == 1 || (depth == 2 && in_meta) {
-                *field =
-                    if esc { field_of(self.text(span).as_bytes(), depth) } else { field_of(&b[i + 1..end], depth) };
-                if *field != Field::Other {
-                    let n = *field as usize - 1;
-                    if std::mem::replace(&mut seen[n], true) {
-                        return Err(JsonError::Data(i + 1));
-                    }
+        let mut esc = false;
+        let end = string_end(b, i + 1, &mut esc)?;
+        let span = (i + 1, end, esc);
+        if REFS {
+            *key = Some(span);
+        }
+        if depth == 1 || (depth == 2 && in_meta) {
+            *field = if esc { field_of(self.text(span).as_bytes(), depth) } else { field_of(&b[i + 1..end], depth) };
+            if *field != Field::Other {
+                let n = *field as usize - 1;
+                if std::mem::replace(&mut seen[n], true) {
+                    return Err(JsonError::Data(i + 1));
                 }
             }
         }
-        let colon = t.next().ok_or(eof)?;
-        if b[colon] != b':' {
-            return Err(JsonError::Syntax(colon + 1));
+        i = end + 1;
+        let mut c = *b.get(i).ok_or(eof)?;
+        if c <= b' ' {
+            i = skip_ws(b, i);
+            c = *b.get(i).ok_or(eof)?;
         }
-        t.next().ok_or(eof)
+        if c != b':' {
+            return Err(JsonError::Syntax(i + 1));
+        }
+        Ok(i + 1)
     }
 }
