@@ -1,12 +1,18 @@
 //! NDJSON line handling shared by the downloader and `inspect`: a bounded line splitter (memchr, a maximum
 //! line length, 1-based line numbers) and the per-line check (a JSON object whose `resourceType` is the
-//! expected one). Nothing here allocates per line except the carry-over of a line split across chunks,
-//! and that carry-over never grows past the maximum line length.
+//! expected one), done by the validating skip in `ndjson/json.rs`. Nothing here allocates per line
+//! except the carry-over of a line split across chunks, which never grows past the maximum line length,
+//! and the decoding of a head field written with escapes.
 
-use std::borrow::Cow;
+mod blocks;
+mod json;
+mod refsink;
+
 use std::io::{self, Read};
 
-use serde::Deserialize;
+use json::Scanned;
+pub use json::{Head, JsonError, MAX_DEPTH};
+pub use refsink::RefSink;
 
 /// What went wrong with one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,36 +147,23 @@ pub fn read_lines(
     Ok(())
 }
 
-/// The fields of a resource that line checks and `inspect` look at; the rest is parsed (so the whole
-/// line is validated as JSON) but not kept.
-#[derive(Debug, Deserialize)]
-pub struct ResourceHead<'a> {
-    #[serde(rename = "resourceType", borrow, default)]
-    pub resource_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub meta: Option<MetaHead<'a>>,
+/// Parses one line as a resource: a JSON object, validated whole, with the fields the checks read.
+pub fn parse_head(line: &[u8]) -> Result<Head<'_>, LineError> {
+    scanned(json::scan(line))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct MetaHead<'a> {
-    #[serde(rename = "lastUpdated", borrow, default)]
-    pub last_updated: Option<Cow<'a, str>>,
+/// [`parse_head`], also collecting the line's `reference` strings into `sink` (cleared first).
+pub fn parse_refs<'a>(line: &'a [u8], sink: &mut RefSink) -> Result<Head<'a>, LineError> {
+    sink.clear();
+    scanned(json::scan_refs(line, sink))
 }
 
-/// Parses one line as a resource: a JSON object. `serde_json` checks the whole line even though only
-/// the head is kept.
-pub fn parse_head(line: &[u8]) -> Result<ResourceHead<'_>, LineError> {
-    let first = line.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        // Distinguish "valid JSON but not an object" from garbage, for a better message.
-        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-            Ok(_) => LineError::NotAnObject,
-            Err(e) => LineError::NotJson(short_json_error(&e)),
-        });
+fn scanned(r: Result<Scanned<'_>, json::JsonError>) -> Result<Head<'_>, LineError> {
+    match r {
+        Ok(Scanned::Object(head)) => Ok(head),
+        Ok(Scanned::NotAnObject) => Err(LineError::NotAnObject),
+        Err(e) => Err(LineError::NotJson(e.to_string())),
     }
-    serde_json::from_slice::<ResourceHead<'_>>(line).map_err(|e| LineError::NotJson(short_json_error(&e)))
 }
 
 /// Checks a line: a JSON object whose `resourceType` equals `expected` (any type when `None`).
@@ -183,17 +176,6 @@ pub fn check_line(line: &[u8], expected: Option<&str>) -> Result<(), LineError> 
         }
         _ => Ok(()),
     }
-}
-
-fn short_json_error(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Io => "read error",
-        Category::Syntax => "syntax error",
-        Category::Data => "unexpected value",
-        Category::Eof => "unexpected end",
-    };
-    format!("{what} at column {}", e.column())
 }
 
 #[cfg(test)]

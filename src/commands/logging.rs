@@ -10,9 +10,10 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::{Global, LogFormat};
@@ -46,14 +47,23 @@ pub fn init_logging(g: &Global) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},rustls_platform_verifier=off,warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| AboveBars).with_ansi(color_stderr());
+    // `RUST_LOG` as a list of `target=level` directives (tracing-subscriber's `Targets`, no regex engine).
+    let filter: Targets = std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        format!("oneup_bulk={level},rustls_platform_verifier=off,warn").parse().expect("a valid filter")
+    });
+    // The builder's own level would cap `Targets` at INFO: the filter below decides alone.
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
+        .with_writer(|| AboveBars)
+        .with_ansi(color_stderr());
     let _ = match g.log_format {
-        LogFormat::Json => {
-            builder.fmt_fields(JsonFields::new()).event_format(JsonLine { target: g.verbose > 0 }).try_init()
-        }
-        LogFormat::Text => builder.event_format(TextLine).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLine { target: g.verbose > 0 })
+            .finish()
+            .with(filter)
+            .try_init(),
+        LogFormat::Text => builder.event_format(TextLine).finish().with(filter).try_init(),
     };
 }
 

@@ -2,18 +2,40 @@
 //! `Type/id`; this one reads the output files again and looks up every relative `Type/id` reference.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::scan::{id_hash, open, type_from_name};
 use crate::job::fhir_types::is_r4_type;
-use crate::ndjson::{LineSplitter, read_lines};
+use crate::ndjson::{LineSplitter, RefSink, parse_refs, read_lines};
 
-pub type IdSet = HashSet<u64>;
+/// `Type/id` hashes ([`id_hash`]); they are hashes already, so the set does not hash them again.
+pub type IdSet = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+/// A `Hasher` for keys that are uniform 64-bit hashes: passes them through.
+#[derive(Default)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys go in; this keeps any other use correct, if slower.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 const EXAMPLES: usize = 3;
 
@@ -48,23 +70,29 @@ struct Acc {
     not_exported: BTreeMap<(String, String, String), u64>,
 }
 
-/// Every `reference` string in a resource, with the path of fields that leads to it.
-fn references<'a>(v: &'a Value, path: &mut Vec<&'a str>, out: &mut Vec<(String, &'a str)>) {
-    match v {
-        Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get("reference") {
-                out.push((path.join("."), r.as_str()));
-            }
-            for (k, child) in m {
-                if k != "reference" && (child.is_object() || child.is_array()) {
-                    path.push(k);
-                    references(child, path, out);
-                    path.pop();
-                }
+impl Acc {
+    /// One reference `r` in field `field` of a `src` resource. Allocates only for the ones reported.
+    fn reference(&mut self, src: &str, field: &str, r: &str, ids: &IdSet, exported: &BTreeSet<String>) {
+        let Some((t, id)) = r.split_once('/') else {
+            return;
+        };
+        let id = id.split('/').next().unwrap_or(id);
+        if !is_r4_type(t) || id.is_empty() {
+            return; // absolute URLs, contained (#x), logical references
+        }
+        self.checked += 1;
+        if ids.contains(&id_hash(t, id)) {
+            return;
+        }
+        if !exported.contains(t) {
+            *self.not_exported.entry((src.to_string(), field.to_string(), t.to_string())).or_default() += 1;
+        } else {
+            let e = self.dangling.entry((src.to_string(), field.to_string())).or_default();
+            e.0 += 1;
+            if e.1.len() < EXAMPLES {
+                e.1.push(r.to_string());
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| references(x, path, out)),
-        _ => {}
     }
 }
 
@@ -88,34 +116,14 @@ pub(super) fn check(root: &Path, files: &[PathBuf], ids: &IdSet, threads: usize,
                     let Some(f) = outputs.get(i) else { break };
                     let Ok(mut r) = open(f) else { continue };
                     let mut splitter = LineSplitter::new(max_line);
+                    let mut sink = RefSink::default();
                     let mut on_line = |_: u64, line: Result<&[u8], crate::ndjson::LineError>| {
                         let Ok(line) = line else { return };
-                        let Ok(v) = serde_json::from_slice::<Value>(line) else {
-                            return;
-                        };
-                        let src = v["resourceType"].as_str().unwrap_or("?").to_string();
-                        let mut found = Vec::new();
-                        references(&v, &mut Vec::new(), &mut found);
-                        for (field, r) in found {
-                            let Some((t, id)) = r.split_once('/') else {
-                                continue;
-                            };
-                            let id = id.split('/').next().unwrap_or(id);
-                            if !is_r4_type(t) || id.is_empty() {
-                                continue; // absolute URLs, contained (#x), logical references
-                            }
-                            acc.checked += 1;
-                            if ids.contains(&id_hash(t, id)) {
-                                continue;
-                            }
-                            if !exported.contains(t) {
-                                *acc.not_exported.entry((src.clone(), field, t.to_string())).or_default() += 1;
-                            } else {
-                                let e = acc.dangling.entry((src.clone(), field)).or_default();
-                                e.0 += 1;
-                                if e.1.len() < EXAMPLES {
-                                    e.1.push(r.to_string());
-                                }
+                        // Lines that are not valid resources were reported by the first pass.
+                        if let Ok(head) = parse_refs(line, &mut sink) {
+                            let src = head.resource_type.as_deref().unwrap_or("?");
+                            for (field, r) in sink.refs(line) {
+                                acc.reference(src, field, &r, ids, &exported);
                             }
                         }
                     };
@@ -160,16 +168,37 @@ pub(super) fn check(root: &Path, files: &[PathBuf], ids: &IdSet, threads: usize,
 mod tests {
     use super::*;
 
+    fn refs_of(line: &str) -> Vec<(String, String)> {
+        let mut sink = RefSink::default();
+        parse_refs(line.as_bytes(), &mut sink).unwrap();
+        let mut out: Vec<(String, String)> =
+            sink.refs(line.as_bytes()).map(|(f, r)| (f.to_string(), r.into_owned())).collect();
+        out.sort();
+        out
+    }
+
     #[test]
     fn references_with_their_field_paths() {
-        let v: Value = serde_json::from_str(
-            r#"{"resourceType":"ExplanationOfBenefit","patient":{"reference":"Patient/1"},
-                "insurance":[{"coverage":{"reference":"Coverage/9"}}],"contained":[{"id":"x"}]}"#,
-        )
-        .unwrap();
-        let mut out = Vec::new();
-        references(&v, &mut Vec::new(), &mut out);
-        out.sort();
-        assert_eq!(out, vec![("insurance.coverage".to_string(), "Coverage/9"), ("patient".to_string(), "Patient/1")]);
+        let line = r#"{"resourceType":"ExplanationOfBenefit","patient":{"reference":"Patient/1"},
+                "insurance":[{"coverage":{"reference":"Coverage/9"}}],"contained":[{"id":"x"}],
+                "item":[{"a":[[{"reference":"Practitioner/p\u0031"}]]}],"reference":"Group/g",
+                "x":{"reference":{"reference":"Patient/muted"}}}"#;
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            refs_of(line),
+            vec![
+                s("", "Group/g"),
+                s("insurance.coverage", "Coverage/9"),
+                s("item.a", "Practitioner/p1"),
+                s("patient", "Patient/1")
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_pass_through_the_hasher() {
+        let mut h = Prehashed::default();
+        h.write_u64(42);
+        assert_eq!(h.finish(), 42);
     }
 }

@@ -5,7 +5,7 @@
 //! is a `Parameters` block header and whose name gives no type) holds resources of every type: its
 //! lines are counted per type ([`Part`]), the headers as `Parameters`, and none is "of another type".
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub(super) struct Scanned {
     pub problems: Vec<Problem>,
     pub problems_total: u64,
     pub outcomes: BTreeMap<(String, String, String), u64>,
-    pub ids: HashSet<u64>,
+    pub ids: super::refs::IdSet,
 }
 
 /// The resource type a file's name announces: `Patient.ndjson`, `Patient.001.ndjson.gz`,
@@ -187,7 +187,7 @@ struct State {
     latest: Option<String>,
     problems: Vec<Problem>,
     outcomes: BTreeMap<(String, String, String), u64>,
-    ids: HashSet<u64>,
+    ids: super::refs::IdSet,
     /// Organized output: counted per type in `parts`, `Parameters` lines as its `headers`.
     mixed: bool,
     parts: BTreeMap<String, Part>,
@@ -217,7 +217,7 @@ impl State {
         let Some(rt) = head.resource_type.as_deref() else {
             return self.invalid(file, no, LineError::MissingResourceType);
         };
-        let updated = head.meta.as_ref().and_then(|m| m.last_updated.as_deref());
+        let updated = head.last_updated.as_deref();
         if self.expected.is_none() && !self.mixed && rt == "Parameters" {
             // A block header where the name gave no type: organized output from another tool.
             self.mixed = true;
@@ -234,10 +234,10 @@ impl State {
         }
         if let Some(u) = updated {
             if self.earliest.as_deref().is_none_or(|e| u < e) {
-                self.earliest = Some(u.to_string());
+                set(&mut self.earliest, u);
             }
             if self.latest.as_deref().is_none_or(|l| u > l) {
-                self.latest = Some(u.to_string());
+                set(&mut self.latest, u);
             }
         }
         if ids
@@ -282,6 +282,17 @@ impl State {
                 p.latest = Some(u.to_string());
             }
         }
+    }
+}
+
+/// Replaces the text of `slot`, reusing its allocation (the range moves on many lines of a sorted file).
+fn set(slot: &mut Option<String>, v: &str) {
+    match slot {
+        Some(s) => {
+            s.clear();
+            s.push_str(v);
+        }
+        None => *slot = Some(v.to_string()),
     }
 }
 

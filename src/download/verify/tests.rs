@@ -240,7 +240,7 @@ fn line_checks_count_and_name_each_problem() {
             invalid: 4,
             wrong_type: 1,
             problems: vec![
-                (4, "not JSON: unexpected end at column 25".into()),
+                (4, "not JSON: unexpected end at column 26".into()),
                 (5, "resourceType is \"Observation\", expected \"Patient\"".into()),
                 (6, "not a JSON object".into()),
                 (7, "line longer than the limit of 60 bytes".into()),
