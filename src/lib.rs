@@ -29,5 +29,6 @@ pub mod redact;
 pub mod sandbox;
 pub mod session;
 pub mod state;
+pub mod store;
 
 pub use error::{Error, Result};

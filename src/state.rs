@@ -1,20 +1,27 @@
-//! Per-job state beside the outputs (`<dir>/<job>/.state/`): the export in flight (status URL, request,
-//! start, verified files), the checkpoint (last complete `transactionTime` and a short history) and the
-//! lock that keeps two runs of one job apart. Every write is atomic (write, fsync, rename), so a
-//! `kill -9` leaves either the old state or the new one.
+//! Per-job state beside the outputs (`<dir>/<job>/.state/`, on disk or in the bucket): the export in
+//! flight (status URL, request, start, verified files), the checkpoint (last complete
+//! `transactionTime` and a short history) and the lock that keeps two runs of one job apart.
+//!
+//! On disk every write is atomic (write, fsync, rename) and the lock is an OS file lock. In a bucket
+//! every write is a conditional put (create-if-absent, or if-the-version-is-the-one-we-read), so two
+//! writers cannot both win, and the lock is a renewed lease ([`crate::store::lease`]). The state always
+//! lives beside the data: a job has one place of truth that every machine running it can see.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::private_fs::{create_private_dir, write_json};
+use crate::private_fs::create_private_dir;
 use crate::progress::{Event, Reporter};
 use crate::record::{FileRecord, RunRecord};
+use crate::store::{Dir, Expect, Location, lease, upload};
 
 pub const STATE_DIR: &str = ".state";
 const INFLIGHT: &str = "inflight.json";
@@ -109,30 +116,95 @@ impl HistoryEntry {
 /// The state folder of one job.
 #[derive(Debug, Clone)]
 pub struct JobState {
-    pub job_dir: PathBuf,
-    pub dir: PathBuf,
+    /// `<dir>/<job>`: runs, `latest`.
+    pub job: Dir,
+    /// `<dir>/<job>/.state`.
+    pub dir: Dir,
+    /// The version of each state file as last read or written (bucket only): what the next
+    /// conditional write expects.
+    versions: Arc<Mutex<HashMap<&'static str, Expect>>>,
+    /// The event log while in flight: in `.state/` on disk; for a bucket, a private scratch file that
+    /// is copied to `.state/log.ndjson` whenever the state is saved.
+    log: PathBuf,
 }
 
-/// Held for the duration of a run; the OS releases it when the process dies, however it dies.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
+/// Held for the duration of a run: an OS file lock (released by the OS however the process dies), or
+/// a lease in the bucket (renewed in the background; lost → the run stops with exit 75).
+pub enum Lock {
+    Local(File),
+    Lease(lease::Lease),
+}
+
+impl Lock {
+    /// Resolves when the lock is lost, with why (never, on disk).
+    pub async fn lost(&self) -> String {
+        match self {
+            Lock::Local(_) => std::future::pending().await,
+            Lock::Lease(l) => l.lost().await,
+        }
+    }
+
+    /// The holder this run displaced by taking over its stale lease, if any.
+    pub fn took_over(&self) -> Option<&str> {
+        match self {
+            Lock::Local(_) => None,
+            Lock::Lease(l) => l.took_over.as_deref(),
+        }
+    }
+
+    /// Lets go: the file lock closed, or the lease marked free.
+    pub async fn release(self) {
+        if let Lock::Lease(l) = self {
+            l.release().await;
+        }
+    }
 }
 
 impl JobState {
+    /// The state of the job folder `job_dir` on disk.
     pub fn new(job_dir: &Path) -> Self {
-        JobState { job_dir: job_dir.to_path_buf(), dir: job_dir.join(STATE_DIR) }
+        Self::at(Dir::Local(job_dir.to_path_buf()))
+    }
+
+    /// The state of the job at `loc` (a folder or a bucket prefix).
+    pub fn open(loc: &Location) -> Result<Self> {
+        Ok(Self::at(Dir::open(loc)?))
+    }
+
+    fn at(job: Dir) -> Self {
+        let log = match &job {
+            Dir::Local(p) => p.join(STATE_DIR).join(crate::record::LOG_FILE),
+            Dir::Object(o) => scratch_dir(&o.url.to_string()).join(crate::record::LOG_FILE),
+        };
+        JobState { dir: job.join(STATE_DIR), job, versions: Arc::default(), log }
     }
 
     pub fn create(&self) -> Result<()> {
-        create_private_dir(&self.job_dir)?;
-        create_private_dir(&self.dir)
+        self.job.create()?;
+        self.dir.create()
     }
 
-    /// Takes the job's lock, or says who holds it.
-    pub fn lock(&self) -> Result<Lock> {
+    /// Takes the job's lock, or says who holds it (exit 75).
+    pub async fn lock(&self) -> Result<Lock> {
         self.create()?;
-        let path = self.dir.join(LOCK);
+        let Dir::Object(state) = &self.dir else { return self.lock_file().map(Lock::Local) };
+        let lease = lease::acquire(state, lease::ttl()).await?;
+        let Dir::Object(job) = &self.job else { unreachable!("the state folder is in the job's") };
+        upload::abort_stale(job).await?;
+        // The event log of an export in flight continues where the last run (on any machine) left it.
+        create_private_dir(self.log.parent().expect("the log has a folder"))?;
+        match self.dir.read(crate::record::LOG_FILE).await? {
+            Some(b) => crate::private_fs::write_atomic(&self.log, &b)?,
+            None => {
+                let _ = fs::remove_file(&self.log);
+            }
+        }
+        Ok(Lock::Lease(lease))
+    }
+
+    fn lock_file(&self) -> Result<File> {
+        let Dir::Local(dir) = &self.dir else { unreachable!("a local lock for a local folder") };
+        let path = dir.join(LOCK);
         let mut f = crate::private_fs::open_private(&path, fs::OpenOptions::new().read(true).write(true).create(true))
             .map_err(|e| Error::io(&path, e))?;
         match f.try_lock() {
@@ -142,7 +214,7 @@ impl JobState {
                 let _ = f.rewind();
                 let _ = f.write_all(holder.as_bytes());
                 let _ = f.sync_data();
-                Ok(Lock { _file: f })
+                Ok(f)
             }
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -157,9 +229,12 @@ impl JobState {
     }
 
     /// Who holds the lock, if anyone (for `status`).
-    pub fn lock_holder(&self) -> Option<String> {
-        let path = self.dir.join(LOCK);
-        let mut f = File::open(&path).ok()?;
+    pub async fn lock_holder(&self) -> Option<String> {
+        let dir = match &self.dir {
+            Dir::Object(o) => return lease::holder(o).await.ok().flatten(),
+            Dir::Local(d) => d,
+        };
+        let mut f = File::open(dir.join(LOCK)).ok()?;
         match f.try_lock_shared() {
             Ok(()) => None,
             Err(_) => {
@@ -170,101 +245,150 @@ impl JobState {
         }
     }
 
-    pub fn inflight(&self) -> Result<Option<InFlight>> {
-        read_json(&self.dir.join(INFLIGHT))
+    pub async fn inflight(&self) -> Result<Option<InFlight>> {
+        self.read_json(INFLIGHT).await
     }
 
-    pub fn save_inflight(&self, s: &InFlight) -> Result<()> {
-        write_json(&self.dir.join(INFLIGHT), s)
+    /// Saves the export in flight (and, for a bucket, the event log so far beside it).
+    pub async fn save_inflight(&self, s: &InFlight) -> Result<()> {
+        self.write_json(INFLIGHT, s).await?;
+        if self.dir.is_object()
+            && let Ok(b) = fs::read(&self.log)
+        {
+            self.dir.write(crate::record::LOG_FILE, &b).await?;
+        }
+        Ok(())
     }
 
     /// `--restart`: forgets the export in flight (and its event log), if there is one.
-    pub fn forget_inflight(&self, reporter: &dyn Reporter) -> Result<()> {
-        if let Some(old) = self.inflight()? {
+    pub async fn forget_inflight(&self, reporter: &dyn Reporter) -> Result<()> {
+        if let Some(old) = self.inflight().await? {
             let message = format!("--restart: forgetting the export at {}", old.status_url);
             reporter.event(&Event::Note { message: &message });
-            self.clear_inflight()?;
-            let _ = fs::remove_file(self.log_path());
+            self.clear_inflight().await?;
+            self.forget_log().await?;
         }
         Ok(())
     }
 
     /// The manifest an earlier attempt saved in run folder `run_id`.
-    pub fn saved_manifest(&self, run_id: &str) -> Result<bytes::Bytes> {
-        let p = self.job_dir.join(run_id).join(crate::record::MANIFEST_FILE);
-        Ok(fs::read(&p).map_err(|e| Error::io(&p, e))?.into())
+    pub async fn saved_manifest(&self, run_id: &str) -> Result<bytes::Bytes> {
+        let rel = format!("{run_id}/{}", crate::record::MANIFEST_FILE);
+        self.job.read(&rel).await?.ok_or_else(|| {
+            Error::Failed(format!("{}: missing; run with --restart to start a new export", self.job.label(&rel)))
+        })
     }
 
     /// Copies a file kept in the state folder (a `$bulk-member-match` result) into the run folder.
-    pub fn keep_in_run(&self, run_dir: &Path, name: &str) -> Result<()> {
-        match fs::read(self.dir.join(name)) {
-            Ok(doc) => crate::private_fs::write_atomic(&run_dir.join(name), &doc),
-            Err(_) => Ok(()),
+    pub async fn keep_in_run(&self, run_dir: &Dir, name: &str) -> Result<()> {
+        match self.dir.read(name).await? {
+            Some(doc) => run_dir.write(name, &doc).await,
+            None => Ok(()),
         }
     }
 
-    pub fn clear_inflight(&self) -> Result<()> {
-        let p = self.dir.join(INFLIGHT);
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&p, e)),
-        }
+    pub async fn clear_inflight(&self) -> Result<()> {
+        self.dir.remove(INFLIGHT).await?;
+        self.versions.lock().expect("versions").insert(INFLIGHT, Expect::Absent);
+        Ok(())
     }
 
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
-        Ok(read_json(&self.dir.join(CHECKPOINT))?.unwrap_or_default())
+    pub async fn checkpoint(&self) -> Result<Checkpoint> {
+        Ok(self.read_json(CHECKPOINT).await?.unwrap_or_default())
     }
 
     /// Moves the checkpoint forward after a complete run.
-    pub fn advance(&self, entry: HistoryEntry) -> Result<()> {
-        let mut c = self.checkpoint()?;
+    pub async fn advance(&self, entry: HistoryEntry) -> Result<()> {
+        let mut c = self.checkpoint().await?;
         c.transaction_time = Some(entry.transaction_time.clone());
         c.run_id = Some(entry.run_id.clone());
         c.history.insert(0, entry);
         c.history.truncate(HISTORY);
-        write_json(&self.dir.join(CHECKPOINT), &c)
+        self.write_json(CHECKPOINT, &c).await
     }
 
-    /// The event log of the export in flight; moved into the run folder when the run completes.
+    /// The event log of the export in flight, on local disk (see [`JobState::finish_log`]).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join(crate::record::LOG_FILE)
+        self.log.clone()
+    }
+
+    /// Moves the event log into the run folder (as `rel`) when the run is recorded.
+    pub async fn finish_log(&self, run_dir: &Dir, rel: &str) -> Result<()> {
+        match run_dir {
+            Dir::Local(p) => {
+                let to = p.join(rel);
+                create_private_dir(to.parent().expect("the log has a folder"))?;
+                fs::rename(&self.log, &to).map_err(|e| Error::io(&to, e))
+            }
+            Dir::Object(_) => {
+                let b = fs::read(&self.log).map_err(|e| Error::io(&self.log, e))?;
+                run_dir.write(rel, &b).await?;
+                self.forget_log().await
+            }
+        }
+    }
+
+    /// Removes the event log of the export in flight.
+    pub async fn forget_log(&self) -> Result<()> {
+        let _ = fs::remove_file(&self.log);
+        if self.dir.is_object() {
+            self.dir.remove(crate::record::LOG_FILE).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &'static str) -> Result<Option<T>> {
+        let Some((b, version)) = self.dir.read_versioned(name).await? else {
+            self.versions.lock().expect("versions").insert(name, Expect::Absent);
+            return Ok(None);
+        };
+        self.versions.lock().expect("versions").insert(name, version);
+        serde_json::from_slice(&b).map(Some).map_err(|e| {
+            Error::Failed(format!(
+                "{}: unreadable state ({e}); remove it to start afresh, or run `oneup-bulk cancel`",
+                self.dir.label(name)
+            ))
+        })
+    }
+
+    /// Writes a state file, expecting the version last seen (nothing seen: the file must not exist).
+    async fn write_json<T: Serialize>(&self, name: &'static str, value: &T) -> Result<()> {
+        let expect = self.versions.lock().expect("versions").get(name).cloned().unwrap_or(Expect::Absent);
+        let written = self.dir.write_versioned(name, &crate::store::json_bytes(value)?, &expect).await?;
+        self.versions.lock().expect("versions").insert(name, written);
+        Ok(())
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            Error::Failed(format!(
-                "{}: unreadable state ({e}); remove it to start afresh, or run `oneup-bulk cancel`",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
-    }
+/// A private folder for this job's scratch files (the event log while in flight, for a bucket job):
+/// per user and per bucket prefix, under the system's temporary folder.
+fn scratch_dir(key: &str) -> PathBuf {
+    let mut h = crate::digest::Sha256::new();
+    h.update(key.as_bytes());
+    let digest = h.finish_hex();
+    std::env::temp_dir().join(format!("oneup-bulk-{}", &digest[..16]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn second_lock_is_refused_and_released_on_drop() {
+    #[tokio::test]
+    async fn second_lock_is_refused_and_released_on_drop() {
         let d = tempfile::tempdir().unwrap();
         let s = JobState::new(&d.path().join("job"));
-        let l = s.lock().unwrap();
-        let e = s.lock().unwrap_err();
+        let l = s.lock().await.unwrap();
+        let e = s.lock().await.err().unwrap();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
-        assert!(s.lock_holder().is_some());
+        assert!(s.lock_holder().await.is_some());
         drop(l);
-        assert!(s.lock_holder().is_none());
-        s.lock().unwrap();
+        assert!(s.lock_holder().await.is_none());
+        s.lock().await.unwrap();
     }
 
-    #[test]
-    fn checkpoint_keeps_a_short_history() {
+    #[tokio::test]
+    async fn checkpoint_keeps_a_short_history() {
         let d = tempfile::tempdir().unwrap();
         let s = JobState::new(&d.path().join("job"));
         s.create().unwrap();
@@ -278,9 +402,10 @@ mod tests {
                 bytes: 1,
                 exit_code: 0,
             })
+            .await
             .unwrap();
         }
-        let c = s.checkpoint().unwrap();
+        let c = s.checkpoint().await.unwrap();
         assert_eq!(c.transaction_time.as_deref(), Some("t24"));
         assert_eq!(c.history.len(), HISTORY);
         assert_eq!(c.history[0].run_id, "r24");

@@ -49,7 +49,7 @@ pub async fn demo(out: &Path, data_scale: u32, g: &Global) -> Result<u8, Error> 
     job.auth.token_url = Some(sb.token_url());
     eprintln!("demo: a local Bulk Data server is running at {} with synthetic data", sb.fhir_base());
     eprintln!("demo: running examples/sandbox.yaml against it (token → kick-off → poll → download → record)\n");
-    job.apply(&Overrides { out: Some(out.to_path_buf()), ..Default::default() });
+    job.apply(&Overrides { out: Some(crate::store::Location::Local(out.to_path_buf())), ..Default::default() });
     let opts = RunOptions::default();
     let display = reporter(g);
     let res = tokio::select! {

@@ -59,9 +59,12 @@ pub async fn main(cli: Cli) -> u8 {
     let res = match cli.command {
         Command::Run(args) => return run_jobs(args, &g).await,
         Command::Validate { jobs, no_env } => validate(&jobs, no_env),
-        Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
+        Command::Status { jobs, out } => status::status(&jobs, out.as_deref()).await,
         Command::Cancel { job, out } => status::cancel(&job, out.as_deref(), &g).await,
-        Command::Inspect(args) => inspect(args),
+        // Off the runtime's threads: inspect blocks (on files, or on a bucket's requests).
+        Command::Inspect(args) => tokio::task::spawn_blocking(move || inspect(args))
+            .await
+            .unwrap_or_else(|e| Err(Error::Failed(format!("inspect failed: {e}")))),
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
         Command::Demo { out, data_scale } => demo::demo(&out, data_scale, &g).await,
@@ -92,6 +95,11 @@ fn env_var(name: &str) -> Option<String> {
 }
 
 /// Loads a job file with the process environment, and applies the command line's overrides.
+/// `--out`: a folder or a bucket URL, checked like `download.dir`.
+pub fn out_location(out: &Path) -> Result<crate::store::Location, Error> {
+    crate::store::Location::from_path(out).map_err(|e| Error::Usage(format!("--out: {e}")))
+}
+
 pub fn load_job(path: &Path, overrides: &job::Overrides) -> Result<Job, Error> {
     let mut job = job::load(path, &env_var).map_err(Error::from)?;
     job.apply(overrides);

@@ -47,7 +47,11 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         Ok(s) => s,
         Err(e) => return report_error(&e),
     };
-    let overrides = crate::job::Overrides { out: args.out.clone(), since };
+    let out = match args.out.as_deref().map(super::out_location).transpose() {
+        Ok(o) => o,
+        Err(e) => return report_error(&e),
+    };
+    let overrides = crate::job::Overrides { out, since };
     // Every job file is checked before anything is sent.
     let mut jobs = Vec::new();
     let mut code = exit::OK;
@@ -63,7 +67,7 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
     let opts = RunOptions { restart: args.restart };
     if args.dry_run {
         for j in &jobs {
-            print!("{}", dry_run(j));
+            print!("{}", dry_run(j).await);
         }
         return exit::OK;
     }
@@ -173,9 +177,11 @@ pub fn summary(name: &str, out: &RunOutcome) -> String {
 }
 
 /// `--dry-run`: the token request and the kick-off as they would be sent, secrets redacted.
-pub fn dry_run(job: &Job) -> String {
-    let state = crate::state::JobState::new(&job.job_dir());
-    let since = crate::export::inflight::resolve_since(job, &state).ok().flatten();
+pub async fn dry_run(job: &Job) -> String {
+    let since = match crate::state::JobState::open(&job.job_dir()) {
+        Ok(state) => crate::export::inflight::resolve_since(job, &state).await.ok().flatten(),
+        Err(_) => None,
+    };
     let k = kickoff::build(job, since);
     let mut s = String::new();
     let _ = writeln!(
@@ -233,11 +239,8 @@ pub fn dry_run(job: &Job) -> String {
             serde_json::to_string_pretty(b).unwrap_or_default()
         );
     }
-    let _ = writeln!(
-        s,
-        "\n# then: poll the status URL, download the manifest's files into {}/<run-id>/",
-        job.job_dir().display()
-    );
+    let _ =
+        writeln!(s, "\n# then: poll the status URL, download the manifest's files into {}/<run-id>/", job.job_dir());
     s
 }
 

@@ -14,11 +14,11 @@ use crate::state::JobState;
 
 use super::{load_job, reporter};
 
-pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
+pub async fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
     if paths.is_empty() {
         return Err(Error::Usage("name the job files: oneup-bulk status jobs/*.yaml".into()));
     }
-    let overrides = Overrides { out: out.map(Path::to_path_buf), ..Default::default() };
+    let overrides = Overrides { out: out.map(super::out_location).transpose()?, ..Default::default() };
     let mut code = exit::OK;
     for p in paths {
         let job = match load_job(p, &overrides) {
@@ -28,17 +28,17 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
                 continue;
             }
         };
-        let state = JobState::new(&job.job_dir());
-        print!("{}", describe(&job.name, &state)?);
+        let state = JobState::open(&job.job_dir())?;
+        print!("{}", describe(&job.name, &state).await?);
     }
     Ok(code)
 }
 
 /// The status text of one job.
-pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
+pub async fn describe(name: &str, state: &JobState) -> Result<String, Error> {
     let mut s = String::new();
-    let _ = writeln!(s, "{name}  ({})", state.job_dir.display());
-    let c = state.checkpoint()?;
+    let _ = writeln!(s, "{name}  ({})", state.job.location());
+    let c = state.checkpoint().await?;
     match c.history.first() {
         Some(h) => {
             let _ = writeln!(
@@ -56,7 +56,7 @@ pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
         "  checkpoint (since: auto): {}",
         c.transaction_time.as_deref().unwrap_or("none: the next run is a full export")
     );
-    match state.inflight()? {
+    match state.inflight().await? {
         Some(f) => {
             let _ = writeln!(s, "  in flight: {} since {}", f.status_url, f.started);
             if let Some(p) = &f.last_progress {
@@ -70,18 +70,19 @@ pub fn describe(name: &str, state: &JobState) -> Result<String, Error> {
             let _ = writeln!(s, "  in flight: nothing");
         }
     }
-    if let Some(h) = state.lock_holder() {
+    if let Some(h) = state.lock_holder().await {
         let _ = writeln!(s, "  running now: {h}");
     }
     Ok(s)
 }
 
 pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, Error> {
-    let overrides = Overrides { out: out.map(Path::to_path_buf), ..Default::default() };
+    let overrides = Overrides { out: out.map(super::out_location).transpose()?, ..Default::default() };
     let job = load_job(path, &overrides)?;
-    let state = JobState::new(&job.job_dir());
-    let _lock = state.lock()?;
-    let Some(f) = state.inflight()? else {
+    let state = JobState::open(&job.job_dir())?;
+    let lock = state.lock().await?;
+    let Some(f) = state.inflight().await? else {
+        lock.release().await;
         println!("{}: no export in flight; nothing to cancel", job.name);
         return Ok(exit::OK);
     };
@@ -97,7 +98,8 @@ pub async fn cancel(path: &Path, out: Option<&Path>, g: &Global) -> Result<u8, E
         ),
         None => println!("{}: the server could not be reached; forgetting the export here anyway", job.name),
     }
-    state.clear_inflight()?;
-    let _ = std::fs::remove_file(state.log_path());
+    state.clear_inflight().await?;
+    state.forget_log().await?;
+    lock.release().await;
     Ok(exit::OK)
 }

@@ -24,6 +24,11 @@ pub use schedule::download_all;
 use crate::record::PlannedFile;
 use crate::record::{FileRecord, Problem};
 
+/// Told of each file as it is verified (the run records it in the job's state, so a rerun skips it).
+pub trait OnVerified: Send {
+    fn verified<'a>(&'a mut self, d: &'a Downloaded) -> futures_util::future::BoxFuture<'a, ()>;
+}
+
 /// One verified file.
 #[derive(Debug, Clone)]
 pub struct Downloaded {

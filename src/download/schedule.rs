@@ -1,22 +1,21 @@
 //! Scheduling: `download.concurrency` files at once in a `JoinSet`, and for each file the retry loop
-//! around [`attempt`] (resume or restart, backoff, the final rename from `.part`).
+//! around [`attempt`] (resume or restart, backoff, and the final name given through the file's
+//! [`Target`]: the rename from `.part`, or the completion of its multipart upload).
 
-use std::fs;
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
 use super::classify::Retry;
 use super::fetch::{Attempt, attempt};
-use super::{Batch, Downloaded, part_path};
+use super::{Batch, Downloaded};
 use crate::error::{Error, Result};
 use crate::job::DownloadSettings;
-use crate::private_fs::create_private_dir;
 use crate::progress::Event;
 use crate::record::FileRecord;
 use crate::record::PlannedFile;
 use crate::session::Session;
+use crate::store::{Dir, Target};
 
 /// How one file ended, when no error ended it.
 enum FileEnd {
@@ -32,20 +31,24 @@ enum FileEnd {
 /// again with the files done so far.
 pub async fn download_all(
     session: Arc<Session>,
-    run_dir: &Path,
+    run_dir: &Dir,
     files: &[PlannedFile],
     settings: &DownloadSettings,
     requires_token: bool,
     done: &[FileRecord],
-    mut on_verified: impl FnMut(&Downloaded),
+    on_verified: &mut dyn super::OnVerified,
 ) -> Result<Batch> {
     let mut results: Vec<Option<Downloaded>> = vec![None; files.len()];
     let mut queue = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let final_path = run_dir.join(&f.path);
         // By path and type, not URL: a refreshed manifest has new (signed) URLs for the same files.
-        match done.iter().find(|d| d.path == f.path && d.resource_type == f.resource_type) {
-            Some(d) if final_path.exists() => {
+        let d = done.iter().find(|d| d.path == f.path && d.resource_type == f.resource_type);
+        let stored = match d {
+            Some(_) => run_dir.size(&f.path).await?,
+            None => None,
+        };
+        match d {
+            Some(d) if stored == Some(d.bytes) => {
                 results[i] = Some(Downloaded { record: d.clone(), problems: Vec::new() });
             }
             _ => queue.push(i),
@@ -57,7 +60,7 @@ pub async fn download_all(
     let mut stop: Option<Result<String>> = None;
     let spawn = |set: &mut JoinSet<_>, i: usize| {
         let (session, file, settings) = (session.clone(), files[i].clone(), settings.clone());
-        let dir = run_dir.to_path_buf();
+        let dir = run_dir.clone();
         set.spawn(async move { (i, download_one(&session, &dir, i, &file, &settings, requires_token).await) });
     };
     for i in next.by_ref().take(settings.concurrency.max(1)) {
@@ -67,7 +70,7 @@ pub async fn download_all(
         let (i, res) = joined.map_err(|e| Error::Failed(format!("a download task failed: {e}")))?;
         match res {
             Ok(FileEnd::Verified(d)) => {
-                on_verified(&d);
+                on_verified.verified(&d).await;
                 results[i] = Some(d);
                 if stop.is_none()
                     && let Some(j) = next.next()
@@ -94,23 +97,23 @@ pub async fn download_all(
 /// One file, with its retries, from the first request to the rename to its final name.
 async fn download_one(
     session: &Session,
-    run_dir: &Path,
+    run_dir: &Dir,
     id: usize,
     file: &PlannedFile,
     settings: &DownloadSettings,
     requires_token: bool,
 ) -> Result<FileEnd> {
-    let final_path = run_dir.join(&file.path);
-    if let Some(parent) = final_path.parent() {
-        create_private_dir(parent)?;
-    }
-    let part = part_path(&final_path);
+    let mut target: Target = run_dir.target(&file.path)?;
     session.reporter.event(&Event::DownloadStarted { id, file });
     let mut failures = 0u32;
     loop {
-        let retry = match attempt(session, id, file, &part, settings, requires_token).await? {
-            Attempt::Verified(d) => {
-                fs::rename(&part, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        let retry = match attempt(session, id, file, &mut target, settings, requires_token).await {
+            Err(e) => {
+                target.abandon().await;
+                return Err(e);
+            }
+            Ok(Attempt::Verified(d)) => {
+                target.commit().await?;
                 session.reporter.event(&Event::DownloadFinished {
                     id,
                     file,
@@ -119,17 +122,21 @@ async fn download_one(
                 });
                 return Ok(FileEnd::Verified(d));
             }
-            Attempt::UrlExpired => return Ok(FileEnd::UrlExpired),
-            Attempt::Retry(retry) => retry,
+            Ok(Attempt::UrlExpired) => {
+                target.abandon().await;
+                return Ok(FileEnd::UrlExpired);
+            }
+            Ok(Attempt::Retry(retry)) => retry,
         };
         let reason = match retry {
             Retry::Resume(r) => r,
             Retry::Restart(r) => {
-                let _ = fs::remove_file(&part);
+                target.discard().await;
                 r
             }
         };
         if failures >= settings.retries {
+            target.abandon().await;
             session.reporter.event(&Event::DownloadFailed { id, file, reason: &reason });
             return Err(Error::Transient(format!(
                 "{}: {reason} (after {} attempts); the run's state is kept: run again to resume",
@@ -137,7 +144,7 @@ async fn download_one(
                 failures + 1
             )));
         }
-        let from = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let from = target.resume_from();
         session.reporter.event(&Event::DownloadRetry { id, file, reason: &reason, resume_from: from });
         let wait = session.policy.wait(failures, None, fastrand::f64());
         failures += 1;

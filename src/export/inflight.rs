@@ -25,7 +25,7 @@ pub async fn kick_off(
     log: &EventLog,
     export_id: String,
 ) -> Result<InFlight> {
-    let since = resolve_since(job, state)?;
+    let since = resolve_since(job, state).await?;
     let matched;
     let target = match &job.member_match {
         Some(mm) if job.export.group_id.is_none() => {
@@ -47,18 +47,18 @@ pub async fn kick_off(
     let status_url =
         kickoff::send(session, &k).await.inspect_err(|e| logged(None, Some((e.exit_code(), e.to_string()))))?;
     let s = InFlight::new(export_id, &status_url, &k.url, k.method.as_str(), since);
-    state.save_inflight(&s)?;
+    state.save_inflight(&s).await?;
     logged(Some(&status_url), None);
     session.reporter.event(&Event::KickedOff { status_url: status_url.as_str() });
     Ok(s)
 }
 
 /// The `_since` this run sends: the job's instant (or `--since`), else (auto) the checkpoint's.
-pub fn resolve_since(job: &Job, state: &JobState) -> Result<Option<time::OffsetDateTime>> {
+pub async fn resolve_since(job: &Job, state: &JobState) -> Result<Option<time::OffsetDateTime>> {
     Ok(match job.export.since {
         Since::None => None,
         Since::At(t) => Some(t),
-        Since::Auto => state.checkpoint()?.transaction_time.as_deref().and_then(instant::parse),
+        Since::Auto => state.checkpoint().await?.transaction_time.as_deref().and_then(instant::parse),
     })
 }
 
@@ -77,21 +77,21 @@ pub async fn wait_for_manifest(
     let res = poll::wait(session, status_url, &job.poll, started, |p| last_progress = p.map(str::to_string)).await;
     if last_progress != inflight.last_progress {
         inflight.last_progress = last_progress;
-        let _ = state.save_inflight(inflight);
+        let _ = state.save_inflight(inflight).await;
     }
     let error = |message: &str| log.write(&LogEvent::StatusError { message, status_url: status_url.as_str() });
     match res {
         Ok(Polled::Ready(body)) => Ok(body),
         Ok(Polled::Gone(why)) => {
             error(&why);
-            state.clear_inflight()?;
+            state.clear_inflight().await?;
             Err(Error::Transient(format!("{why}. The state is cleared: the next run starts a new export")))
         }
         Err(e) => {
             error(&e.to_string());
             if e.exit_code() == exit::SERVER_REJECTED {
                 // The server failed this export for good: the next run must start a new one.
-                state.clear_inflight()?;
+                state.clear_inflight().await?;
             }
             Err(e)
         }

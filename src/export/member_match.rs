@@ -112,12 +112,12 @@ pub async fn matched_members_job(
     session: &Session,
     job: &Job,
     mm: &MemberMatch,
-    keep_dir: &std::path::Path,
+    keep_dir: &crate::store::Dir,
     log: &EventLog,
 ) -> Result<Job> {
     let r = run(session, job, mm).await?;
-    let kept = keep_dir.join(RESULT_FILE);
-    crate::private_fs::write_atomic(&kept, &r.document)?;
+    keep_dir.write(RESULT_FILE, &r.document).await?;
+    let kept = keep_dir.label(RESULT_FILE);
     let note = format!(
         "$bulk-member-match: {} matched, {} not matched, {} consent-constrained; exporting Group/{}",
         r.matched, r.non_matched, r.consent_constrained, r.matched_group_id
@@ -130,7 +130,7 @@ pub async fn matched_members_job(
         group_id: &r.matched_group_id,
     });
     if r.matched == 0 {
-        return Err(Error::Failed(format!("no member matched, so there is nothing to export; see {}", kept.display())));
+        return Err(Error::Failed(format!("no member matched, so there is nothing to export; see {kept}")));
     }
     let mut j = job.clone();
     j.export.level = crate::job::Level::Group;

@@ -1,17 +1,18 @@
 //! Command-line overrides (`--out`, `--since`), applied to a resolved [`Job`] once, when it is loaded, so
 //! every later step (run, status, cancel, dry run) sees the same job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use time::OffsetDateTime;
 
 use super::model::{Job, Since};
+use crate::store::Location;
 
 /// What the command line may override.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// Instead of `download.dir`.
-    pub out: Option<PathBuf>,
+    pub out: Option<Location>,
     /// Instead of the job's `since`, for this run only.
     pub since: Option<OffsetDateTime>,
 }
@@ -28,7 +29,7 @@ impl Job {
     }
 
     /// `<download.dir>/<name>`: the job's runs, `latest` and state folder.
-    pub fn job_dir(&self) -> PathBuf {
+    pub fn job_dir(&self) -> Location {
         self.download.dir.join(&self.name)
     }
 

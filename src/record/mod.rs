@@ -1,12 +1,7 @@
 //! The run record: the run folder's layout (DESIGN §4), owner-only files, `manifest.json` as received and
 //! `run.json`, the run summary that is written last and marks a run complete.
 
-use std::fs;
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
 
 pub mod summarize;
 pub use summarize::{Summary, summarize};
@@ -14,7 +9,7 @@ pub use summarize::{Summary, summarize};
 pub const RUN_FILE: &str = "run.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const LOG_FILE: &str = "log.ndjson";
-pub const LATEST: &str = "latest";
+pub use crate::store::LATEST;
 
 /// `run.json`. Field names are a stable interface (scripts and `inspect` read them).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,15 +133,6 @@ pub fn run_id(transaction_time: &str) -> String {
         id.insert_str(0, "run");
     }
     id
-}
-
-/// Points `<job dir>/latest` at a run folder (a relative symlink, replaced atomically).
-pub fn point_latest(job_dir: &Path, run_id: &str) -> Result<()> {
-    let link = job_dir.join(LATEST);
-    let tmp = job_dir.join(".latest.tmp");
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(run_id, &tmp).map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))
 }
 
 #[cfg(test)]
