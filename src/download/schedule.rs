@@ -10,10 +10,10 @@ use super::classify::Retry;
 use super::fetch::{Attempt, attempt};
 use super::{Batch, Downloaded};
 use crate::error::{Error, Result};
-use crate::job::DownloadSettings;
+use crate::job::{DownloadSettings, Validate};
 use crate::progress::Event;
-use crate::record::FileRecord;
 use crate::record::PlannedFile;
+use crate::record::{FileRecord, Problem};
 use crate::session::Session;
 use crate::store::{Dir, Target};
 
@@ -112,8 +112,17 @@ async fn download_one(
                 target.abandon().await;
                 return Err(e);
             }
-            Ok(Attempt::Verified(d)) => {
-                target.commit().await?;
+            Ok(Attempt::Verified(mut d)) => {
+                let invalid = d.record.invalid_lines + d.record.wrong_type_lines > 0;
+                if invalid && settings.validate == Validate::Strict && run_dir.is_object() {
+                    // A bucket's consumers may act on any new object: a file that fails strict checks is
+                    // never published there (on disk it stays for review; the run fails either way).
+                    target.discard().await;
+                    let message = "not kept: the file failed strict validation, so its upload was aborted".into();
+                    d.problems.push(Problem { file: Some(file.path.clone()), line: None, message });
+                } else {
+                    target.commit().await?;
+                }
                 session.reporter.event(&Event::DownloadFinished {
                     id,
                     file,

@@ -57,14 +57,18 @@ pub enum Expect {
     Version(UpdateVersion),
 }
 
-/// Builds the client for `url`'s bucket from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
-pub fn connect(url: &ObjectUrl) -> Result<Arc<dyn Backend>> {
+/// Builds the client for `url`'s bucket from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`), then
+/// `config` (`object_store` configuration keys such as `aws_endpoint`; empty outside tests).
+pub fn connect(url: &ObjectUrl, config: &[(&str, &str)]) -> Result<Arc<dyn Backend>> {
     let failed = |e: object_store::Error| Error::Failed(format!("{url}: {}", scrub(&e.to_string())));
     Ok(match url.scheme {
         Scheme::S3 => {
-            let b = AmazonS3Builder::from_env()
+            let mut b = AmazonS3Builder::from_env()
                 .with_bucket_name(&url.bucket)
                 .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "60s");
+            for (k, v) in config {
+                b = b.with_config(k.parse().map_err(failed)?, *v);
+            }
             let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
             check_endpoint(url, endpoint.as_deref())?;
             Arc::new(b.build().map_err(failed)?)
@@ -109,7 +113,12 @@ pub fn scrub(msg: &str) -> String {
 
 impl ObjectDir {
     pub fn open(url: &ObjectUrl) -> Result<ObjectDir> {
-        Ok(ObjectDir { backend: connect(url)?, url: url.clone() })
+        Self::open_with(url, &[])
+    }
+
+    /// As [`ObjectDir::open`], with configuration keys on top of the environment's.
+    pub fn open_with(url: &ObjectUrl, config: &[(&str, &str)]) -> Result<ObjectDir> {
+        Ok(ObjectDir { backend: connect(url, config)?, url: url.clone() })
     }
 
     pub fn join(&self, name: &str) -> ObjectDir {

@@ -5,7 +5,9 @@ mod harness;
 
 mod faults;
 mod flow;
+mod s3;
 mod security;
 mod servers;
+mod store;
 mod tls;
 mod unattended;
