@@ -34,13 +34,18 @@ pub struct RunOptions {
 /// What a finished run left behind.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
-    /// The run folder on disk; for a run in a bucket, its URL as text (see `location`).
+    /// The run folder on disk; for a run in a bucket, its URL as text (see [`RunOutcome::location`]).
     pub run_dir: PathBuf,
-    /// Where the run is: a folder or a bucket prefix.
-    pub location: Location,
     pub record: RunRecord,
     /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed.
     pub exit_code: u8,
+}
+
+impl RunOutcome {
+    /// Where the run is: a folder, or a bucket prefix.
+    pub fn location(&self) -> Location {
+        Location::from_path(&self.run_dir).unwrap_or_else(|_| Location::Local(self.run_dir.clone()))
+    }
 }
 
 /// How often expired file URLs are refreshed from the status URL in one run.
@@ -117,7 +122,12 @@ async fn run_locked(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>, st
         });
     }
     let expected: Option<u64> = m.output.iter().map(|e| e.count).sum();
-    reporter.event(&Event::ManifestReady { files: files.len(), resources: expected });
+    reporter.event(&Event::ManifestReady {
+        files: files.len(),
+        resources: expected,
+        planned: &files,
+        verified: &inflight.done,
+    });
 
     // 4. Downloads: verified files are recorded in the state as they land, so a rerun skips them.
     let downloaded = download(job, &session, state, &log, &mut inflight, &status_url, &run_dir, &m, files).await?;
@@ -163,7 +173,7 @@ async fn run_locked(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>, st
     }
     let location = run_dir.location();
     let run_dir = location.local().map_or_else(|| PathBuf::from(location.to_string()), PathBuf::from);
-    Ok(RunOutcome { run_dir, location, record: rec, exit_code: verdict.exit_code })
+    Ok(RunOutcome { run_dir, record: rec, exit_code: verdict.exit_code })
 }
 
 /// Downloads every file not yet verified. Signed file URLs expire (often after an hour): when a file

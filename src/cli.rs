@@ -6,16 +6,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
-  oneup-bulk demo                              try it: a local sandbox server and a sample job, offline
+  oneup-bulk demo                              try it: a local sandbox and a sample job, offline
   oneup-bulk validate jobs/*.yaml              check job files (no network)
   oneup-bulk run jobs/provider.yaml            run an export; rerun the same command to resume
   oneup-bulk run --dry-run jobs/provider.yaml  print the requests it would send
-  oneup-bulk status                            last runs, exports in flight, checkpoints
+  oneup-bulk status                            last runs, exports in flight (every job in exports/)
   oneup-bulk inspect exports/provider/latest   review downloaded files
 
 Exit codes: 0 complete, 1 failed, 2 bad job file or usage, 3 auth refused, 4 the server rejected or
 failed the export, 5 complete but the server reported errors, 75 interrupted or timed out (rerun
-resumes), 130 Ctrl-C, 143 SIGTERM.";
+resumes), 130 Ctrl-C, 143 SIGTERM.
+
+Logs and progress go to stderr, summaries and reports to stdout. NO_COLOR turns colour off.";
 
 #[derive(Debug, Parser)]
 #[command(name = "oneup-bulk", version, about = "Run FHIR Bulk Data exports described in YAML job files", after_help = EXAMPLES)]
@@ -37,22 +39,35 @@ pub struct Global {
     /// Plain log lines instead of progress bars, even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,
-    /// Format of log lines on stderr.
+    /// Format of log lines on stderr: text, or json (one JSON object per line, errors included).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Lines for people.
     Text,
+    /// One JSON object per line, for log pipelines.
     Json,
+}
+
+/// How `run` prints its end-of-run summary on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    /// A table per job, printed as each job ends, and a line per job at the end.
+    Text,
+    /// One JSON document at the end, every job in it.
+    Json,
+    /// No summary.
+    None,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run jobs: token, kick-off, poll, download, record. Resumes an interrupted run of the same job.
     #[command(
-        after_help = "Examples:\n  oneup-bulk run jobs/provider.yaml\n  oneup-bulk run jobs/*.yaml --parallel 2\n  oneup-bulk run jobs/provider.yaml --since 2024-01-01T00:00:00Z --out /data/exports\n  oneup-bulk run jobs/provider.yaml --dry-run"
+        after_help = "Examples:\n  oneup-bulk run jobs/provider.yaml\n  oneup-bulk run jobs/*.yaml --parallel 2\n  oneup-bulk run --log-format json --summary json jobs/provider.yaml\n  oneup-bulk run jobs/provider.yaml --since 2024-01-01T00:00:00Z --out /data/exports\n  oneup-bulk run jobs/provider.yaml --dry-run"
     )]
     Run(RunArgs),
     /// Check job files offline; non-zero on any problem.
@@ -68,9 +83,10 @@ pub enum Command {
     },
     /// Last runs, exports in flight, checkpoints and lock holders.
     #[command(
-        after_help = "Examples:\n  oneup-bulk status jobs/provider.yaml\n  oneup-bulk status --out /data/exports jobs/*.yaml"
+        after_help = "Examples:\n  oneup-bulk status\n  oneup-bulk status jobs/provider.yaml\n  oneup-bulk status --out /data/exports jobs/*.yaml"
     )]
     Status {
+        /// Job files; without any, every job folder under the output folder (default `exports/`).
         #[arg(value_name = "JOB.yaml")]
         jobs: Vec<PathBuf>,
         /// Where outputs go, if not the jobs' `download.dir`.
@@ -80,8 +96,10 @@ pub enum Command {
     /// DELETE the export in flight on the server and forget it.
     #[command(after_help = "Examples:\n  oneup-bulk cancel jobs/provider.yaml")]
     Cancel {
+        /// The job file whose export to cancel.
         #[arg(value_name = "JOB.yaml")]
         job: PathBuf,
+        /// Where outputs go, if not the job's `download.dir`.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -93,12 +111,14 @@ pub enum Command {
     /// Connection test: discovery, token, CapabilityStatement, advertised export operations. No export.
     #[command(after_help = "Examples:\n  oneup-bulk check jobs/provider.yaml")]
     Check {
+        /// The job file to check the server of.
         #[arg(value_name = "JOB.yaml")]
         job: PathBuf,
     },
     /// Serve a local Bulk Data server with synthetic data (for trying things and for tests).
     #[command(after_help = "Examples:\n  oneup-bulk sandbox\n  oneup-bulk sandbox --port 8089 --data-scale 100")]
     Sandbox {
+        /// Port on 127.0.0.1.
         #[arg(long, default_value_t = 8089)]
         port: u16,
         /// About ten patients (and their records) per unit.
@@ -106,19 +126,26 @@ pub enum Command {
         data_scale: u32,
     },
     /// Sandbox + a sample job, end to end, offline: the first thing to run.
-    #[command(after_help = "Examples:\n  oneup-bulk demo\n  oneup-bulk demo --out /tmp/demo")]
+    #[command(
+        after_help = "Examples:\n  oneup-bulk demo\n  oneup-bulk demo --out /tmp/demo\n  oneup-bulk demo --with-server-errors   (exits 5, like a real run with error[] files)"
+    )]
     Demo {
         /// Where the demo's files go.
         #[arg(long, value_name = "DIR", default_value = "exports")]
         out: PathBuf,
+        /// About ten patients (and their records) per unit.
         #[arg(long, default_value_t = 1)]
         data_scale: u32,
+        /// Have the sandbox list an `error[]` file, as real servers often do (the run then exits 5).
+        #[arg(long)]
+        with_server_errors: bool,
     },
     /// Make a key pair for SMART Backend Services: a private key (PEM, 0600) and the public JWKS to register.
     #[command(
         after_help = "Examples:\n  oneup-bulk keygen --algorithm es384 --kid my-key --out keys/backend\n  (writes keys/backend.pem and keys/backend.jwks.json)"
     )]
     Keygen {
+        /// The key type and signing algorithm (job: `auth.algorithm`).
         #[arg(long, value_enum, default_value_t = KeyAlgorithm::Rs384)]
         algorithm: KeyAlgorithm,
         /// Key id, sent as the JWT header `kid` and set in the JWKS.
@@ -130,17 +157,23 @@ pub enum Command {
     },
     /// Print shell completions.
     #[command(after_help = "Examples:\n  oneup-bulk completions bash > /etc/bash_completion.d/oneup-bulk")]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to print completions for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KeyAlgorithm {
+    /// RSA 3072, signing with RS384.
     Rs384,
+    /// EC P-384, signing with ES384.
     Es384,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Job files; a file named twice runs once.
     #[arg(required = true, value_name = "JOB.yaml")]
     pub jobs: Vec<PathBuf>,
     /// Output folder, instead of each job's `download.dir`.
@@ -158,10 +191,14 @@ pub struct RunArgs {
     /// Jobs run at once (default: one after another).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub parallel: usize,
+    /// The end-of-run summary on stdout: text, json (one document), or none.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text, value_name = "FORMAT")]
+    pub summary: SummaryFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    /// Run folders, folders of NDJSON, or .ndjson / .ndjson.gz files.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// One JSON document on stdout, for scripts.
@@ -182,4 +219,46 @@ pub struct InspectArgs {
     /// Files read at once (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every entry of every `--help` says something: subcommands, arguments, and possible values
+    /// (when some value of an argument is described, all are).
+    #[test]
+    fn no_blank_entries_in_help() {
+        let cmd = Cli::command();
+        let mut blank = Vec::new();
+        let mut check = |owner: &str, args: Vec<&clap::Arg>| {
+            for a in args {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() {
+                    blank.push(format!("{owner} {id}"));
+                }
+                let values = a.get_possible_values();
+                if values.iter().any(|v| v.get_help().is_some()) {
+                    for v in values.iter().filter(|v| v.get_help().is_none()) {
+                        blank.push(format!("{owner} {id}={}", v.get_name()));
+                    }
+                }
+            }
+        };
+        check("oneup-bulk", cmd.get_arguments().collect());
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name();
+            assert!(sub.get_about().is_some(), "{name} has no description");
+            assert!(sub.get_after_help().is_some(), "{name} has no examples");
+            // `validate`'s arguments belong to the job-file work, checked there.
+            if name != "validate" {
+                check(name, sub.get_arguments().filter(|a| !a.is_global_set()).collect());
+            }
+        }
+        assert!(blank.is_empty(), "help entries without a description: {blank:?}");
+    }
 }

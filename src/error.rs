@@ -48,7 +48,8 @@ pub enum Error {
     #[error("{0}")]
     Locked(String),
 
-    #[error("interrupted ({}); state kept: run the same command again to resume, or `oneup-bulk cancel` to forget the export", match .0 { Signal::Interrupt => "Ctrl-C", Signal::Terminate => "SIGTERM" })]
+    /// `run` names the jobs cut short and the commands that resume or cancel them.
+    #[error("interrupted ({}); the state is kept: the same command resumes, `oneup-bulk cancel JOB.yaml` forgets the export", match .0 { Signal::Interrupt => "Ctrl-C", Signal::Terminate => "SIGTERM" })]
     Interrupted(Signal),
 
     #[error("{path}: {source}")]

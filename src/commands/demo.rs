@@ -11,7 +11,10 @@ use crate::job;
 use crate::job::Overrides;
 use crate::sandbox::{Sandbox, SandboxConfig, serve_until};
 
-use super::{reporter, signal};
+use tracing::Instrument as _;
+
+use super::logging::say;
+use super::signal;
 
 /// The demo's job, shipped in the binary so `demo` works from anywhere.
 pub const DEMO_JOB: &str = include_str!("../../examples/sandbox.yaml");
@@ -40,30 +43,40 @@ pub async fn sandbox(port: u16, data_scale: u32) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
-pub async fn demo(out: &Path, data_scale: u32, g: &Global) -> Result<u8, Error> {
-    let sb = Sandbox::start(SandboxConfig { data_scale, ..Default::default() })
-        .await
-        .map_err(|e| Error::Failed(format!("cannot start the sandbox on 127.0.0.1: {e}")))?;
+pub async fn demo(out: &Path, data_scale: u32, with_server_errors: bool, g: &Global) -> Result<u8, Error> {
+    let cfg = SandboxConfig { data_scale, error_file: with_server_errors, ..Default::default() };
+    let sb =
+        Sandbox::start(cfg).await.map_err(|e| Error::Failed(format!("cannot start the sandbox on 127.0.0.1: {e}")))?;
     let mut job = job::parse(DEMO_JOB, "examples/sandbox.yaml", Path::new("."), &|_| None)?;
     job.fhir_base = sb.fhir_base();
     job.auth.token_url = Some(sb.token_url());
-    eprintln!("demo: a local Bulk Data server is running at {} with synthetic data", sb.fhir_base());
-    eprintln!("demo: running examples/sandbox.yaml against it (token → kick-off → poll → download → record)\n");
+    say(&format!("demo: a local Bulk Data server is running at {} with synthetic data", sb.fhir_base()));
+    say(&format!(
+        "demo: running examples/sandbox.yaml against it (token → kick-off → poll → download → record) into {}\n",
+        out.join(&job.name).display()
+    ));
     job.apply(&Overrides { out: Some(crate::store::Location::Local(out.to_path_buf())), ..Default::default() });
     let opts = RunOptions::default();
-    let display = reporter(g);
+    let display = super::display(g, std::slice::from_ref(&job.name));
+    let reporter = display.for_job(&job.name);
+    let span = tracing::error_span!("job", job = %job.name);
     let res = tokio::select! {
-        r = run_job(&job, &opts, display.clone()) => r,
+        r = run_job(&job, &opts, reporter.clone()).instrument(span) => r,
         s = signal() => Err(Error::Interrupted(s)),
     };
+    reporter.finish();
     display.finish();
     sb.shutdown().await;
     let outcome = res?;
-    print!("{}", super::run::summary(&job.name, &outcome));
+    print!("{}", super::summary::text(&job.name, &outcome));
+    let me = super::self_command();
     let latest = out.join(&job.name).join("latest");
     println!("\nnext:");
-    println!("  oneup-bulk inspect {}          review what arrived", latest.display());
-    println!("  cp examples/sandbox.yaml jobs/mine.yaml   and point it at your server");
-    // The sandbox reports an error[] file on purpose (real servers do); the demo itself succeeded.
-    Ok(if outcome.exit_code == exit::SERVER_ERRORS { exit::OK } else { outcome.exit_code })
+    println!("  {me} inspect {}   review what arrived", latest.display());
+    if Path::new("examples/sandbox.yaml").exists() {
+        println!("  cp examples/sandbox.yaml jobs/mine.yaml   and point it at your server");
+    } else {
+        println!("  {me} sandbox   serve the same server on :8089 for your own job files");
+    }
+    Ok(outcome.exit_code)
 }

@@ -3,54 +3,42 @@
 
 mod check;
 mod demo;
+mod logging;
 mod run;
 mod status;
+pub mod summary;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing_subscriber::EnvFilter;
-
 use crate::cli::{Cli, Command, Global, LogFormat};
 use crate::error::{Error, Signal, exit};
 use crate::job::{self, Job};
-use crate::progress::{Bars, Plain, Reporter, Silent};
+use crate::progress::{Bars, Display, Plain, Reporter, Silent};
 
-pub use run::run_jobs;
+pub use logging::{color_stderr, init_logging, json as json_logs, json_error_line, report_error};
+pub use run::{Board, Runner, Slot, SlotState, run_all, run_jobs};
 
 /// True when progress bars should be drawn: stderr is a terminal, and nobody asked for quiet or detail.
 pub fn use_bars(g: &Global) -> bool {
     !g.quiet && g.verbose == 0 && !g.no_progress && g.log_format == LogFormat::Text && std::io::stderr().is_terminal()
 }
 
-/// Logs to stderr. Default level: warnings under progress bars, info otherwise; `-v` debug, `-vv` trace;
-/// `RUST_LOG` overrides all of it.
-pub fn init_logging(g: &Global) {
-    let level = match (g.quiet, g.verbose) {
-        (true, _) => "error",
-        (false, 0) if use_bars(g) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        _ => "trace",
-    };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("oneup_bulk={level},warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match g.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init(),
-    };
-}
-
-pub fn reporter(g: &Global) -> Arc<dyn Reporter> {
+/// Where the jobs `names` show their progress: bars on a terminal, log lines elsewhere, nothing with `-q`.
+pub fn display(g: &Global, names: &[String]) -> Arc<dyn Display> {
     if g.quiet {
         Arc::new(Silent)
     } else if use_bars(g) {
-        Arc::new(Bars::new())
+        Arc::new(Bars::new(names, color_stderr()))
     } else {
         Arc::new(Plain)
     }
+}
+
+/// A reporter for one-request commands (`cancel`): log lines, or nothing with `-q`.
+pub fn reporter(g: &Global) -> Arc<dyn Reporter> {
+    if g.quiet { Arc::new(Silent) } else { Arc::new(Plain) }
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -67,7 +55,9 @@ pub async fn main(cli: Cli) -> u8 {
             .unwrap_or_else(|e| Err(Error::Failed(format!("inspect failed: {e}")))),
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
-        Command::Demo { out, data_scale } => demo::demo(&out, data_scale, &g).await,
+        Command::Demo { out, data_scale, with_server_errors } => {
+            demo::demo(&out, data_scale, with_server_errors, &g).await
+        }
         Command::Keygen { algorithm, kid, out } => keygen(algorithm, &kid, &out),
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -81,13 +71,32 @@ pub async fn main(cli: Cli) -> u8 {
     }
 }
 
-/// Prints an error for a person and returns its exit code.
-pub fn report_error(e: &Error) -> u8 {
-    match e {
-        Error::Job(_) => eprintln!("{e}"),
-        _ => eprintln!("error: {e}"),
+/// How a person runs this binary again from where they are: `oneup-bulk` when that is on `PATH`,
+/// `cargo run --release --` under `cargo run`, else the binary's path relative to the working folder.
+pub fn self_command() -> String {
+    let Ok(exe) = std::env::current_exe() else { return "oneup-bulk".into() };
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| d.join("oneup-bulk").canonicalize().is_ok_and(|p| p == exe))
+    });
+    if on_path {
+        return "oneup-bulk".into();
     }
-    e.exit_code()
+    // `cargo run` sets CARGO for the program it runs; the binary sits in target/<profile>/.
+    let profile = exe.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    let in_target = exe.parent().and_then(Path::parent).and_then(|d| d.file_name()).is_some_and(|n| n == "target");
+    if std::env::var_os("CARGO").is_some() && in_target {
+        match profile {
+            "release" => return "cargo run --release --".into(),
+            "debug" => return "cargo run --".into(),
+            _ => {}
+        }
+    }
+    let cwd = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+    match cwd.as_deref().and_then(|d| exe.strip_prefix(d).ok()) {
+        Some(rel) => format!("./{}", rel.display()),
+        None => exe.display().to_string(),
+    }
 }
 
 fn env_var(name: &str) -> Option<String> {

@@ -1,22 +1,28 @@
 //! `run`: one or more jobs, one after another or `--parallel N`; one failing job does not stop the
 //! others; the exit code is the worst one; Ctrl-C / SIGTERM stop cleanly with the state kept.
+//!
+//! Each job runs inside a `job` tracing span (so every log line about it carries its name) with its
+//! own reporter from the display (so its lines and counters are its own). When a job ends, one final
+//! `job finished` event says its exit code, totals and run folder, and its text summary is printed at
+//! once; a [`Board`] keeps every job's result, so an interruption still reports the jobs that finished
+//! and names the ones it cut short.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::app::{RunOptions, RunOutcome, run_job};
-use crate::cli::{Global, RunArgs};
-use crate::error::{Error, exit};
+use crate::cli::{Global, RunArgs, SummaryFormat};
+use crate::error::{Error, Signal, exit};
 use crate::export::kickoff;
 use crate::job::{AuthMethod, Job};
-use crate::progress::Reporter;
-use crate::record::FileKind;
+use crate::progress::Display;
 
-use super::{load_job, report_error, reporter, signal};
-
+use super::logging::{error_prefix, json};
+use super::{load_job, report_error, signal, summary};
 /// Exit codes from least to most severe, for "the worst one".
 const SEVERITY: [u8; 9] = [
     exit::OK,
@@ -42,6 +48,62 @@ pub fn parse_since(s: &str) -> Result<OffsetDateTime, Error> {
     })
 }
 
+/// How far each job of the command got.
+#[derive(Debug)]
+pub enum SlotState {
+    Waiting,
+    Running,
+    Done(Result<Box<RunOutcome>, Error>),
+}
+
+/// One job of the command.
+#[derive(Debug)]
+pub struct Slot {
+    pub name: String,
+    /// The job file as named on the command line.
+    pub file: Option<PathBuf>,
+    pub state: SlotState,
+}
+
+impl Slot {
+    fn file_text(&self) -> Option<String> {
+        self.file.as_ref().map(|p| p.display().to_string())
+    }
+}
+
+/// Every job's state, shared by the job tasks and whoever reports at the end.
+#[derive(Debug)]
+pub struct Board(Mutex<Vec<Slot>>);
+
+impl Board {
+    pub fn new(jobs: &[Job]) -> Arc<Board> {
+        Arc::new(Board(Mutex::new(
+            jobs.iter()
+                .map(|j| Slot { name: j.name.clone(), file: j.source.clone(), state: SlotState::Waiting })
+                .collect(),
+        )))
+    }
+
+    fn set(&self, i: usize, state: SlotState) {
+        if let Some(s) = self.0.lock().expect("board").get_mut(i) {
+            s.state = state;
+        }
+    }
+
+    /// Takes the slots out (at the end).
+    pub fn take(&self) -> Vec<Slot> {
+        std::mem::take(&mut *self.0.lock().expect("board"))
+    }
+}
+
+/// How the jobs of one command are run and reported.
+#[derive(Clone)]
+pub struct Runner {
+    pub display: Arc<dyn Display>,
+    pub parallel: usize,
+    pub summary: SummaryFormat,
+}
+
 pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
     let since = match args.since.as_deref().map(parse_since).transpose() {
         Ok(s) => s,
@@ -52,10 +114,17 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         Err(e) => return report_error(&e),
     };
     let overrides = crate::job::Overrides { out, since };
-    // Every job file is checked before anything is sent.
+    // Every job file is checked before anything is sent; a file named twice runs once.
     let mut jobs = Vec::new();
+    let mut seen = Vec::new();
     let mut code = exit::OK;
     for p in &args.jobs {
+        let key = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if seen.contains(&key) {
+            tracing::warn!("{} is named more than once; running it once", p.display());
+            continue;
+        }
+        seen.push(key);
         match load_job(p, &overrides) {
             Ok(j) => jobs.push(j),
             Err(e) => code = worst(code, report_error(&e)),
@@ -71,109 +140,200 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         }
         return exit::OK;
     }
-    let display = reporter(g);
-    let run_all = run_all(jobs, opts, display.clone(), args.parallel.max(1));
-    tokio::select! {
-        code = run_all => code,
-        sig = signal() => {
-            display.finish();
-            // Dropping the runs cancels their requests; state and .part files stay for the rerun.
-            report_error(&Error::Interrupted(sig))
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let runner = Runner { display: super::display(g, &names), parallel: args.parallel.max(1), summary: args.summary };
+    let board = Board::new(&jobs);
+    let sig = tokio::select! {
+        () = run_all(&jobs, &opts, &runner, &board) => None,
+        // Dropping the runs cancels their requests; state and .part files stay for the rerun.
+        sig = signal() => Some(sig),
+    };
+    runner.display.finish();
+    report(&board.take(), sig, &runner)
+}
+
+/// Runs `jobs`, `runner.parallel` at a time, recording each one's result on `board`.
+pub async fn run_all(jobs: &[Job], opts: &RunOptions, runner: &Runner, board: &Arc<Board>) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(runner.parallel.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, job) in jobs.iter().cloned().enumerate() {
+        // Taken here, in order, so jobs start in the order they were named.
+        let Ok(permit) = sem.clone().acquire_owned().await else { break };
+        let (opts, runner, board) = (opts.clone(), runner.clone(), board.clone());
+        // At ERROR level so the span (and the job's name on every line) survives any log filter.
+        let span = tracing::error_span!("job", job = %job.name);
+        set.spawn(
+            async move {
+                let _permit = permit;
+                board.set(i, SlotState::Running);
+                let reporter = runner.display.for_job(&job.name);
+                let res = run_job(&job, &opts, reporter.clone()).await;
+                reporter.finish();
+                announce(&job.name, &res, &runner);
+                board.set(i, SlotState::Done(res.map(Box::new)));
+            }
+            .instrument(span),
+        );
+    }
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r {
+            // A job task that panicked: whatever it was running is reported as failed.
+            let mut slots = board.0.lock().expect("board");
+            for s in slots.iter_mut().filter(|s| matches!(s.state, SlotState::Running)) {
+                s.state = SlotState::Done(Err(Error::Failed(format!("the job's task failed: {e}"))));
+            }
         }
     }
 }
 
-async fn run_all(jobs: Vec<Job>, opts: RunOptions, display: Arc<dyn Reporter>, parallel: usize) -> u8 {
-    let many = jobs.len() > 1;
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, job) in jobs.into_iter().enumerate() {
-        let (sem, opts, display) = (sem.clone(), opts.clone(), display.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let res = run_job(&job, &opts, display.clone()).await;
-            display.finish();
-            (i, job.name.clone(), res)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(r) => results.push(r),
-            Err(e) => results.push((usize::MAX, "?".into(), Err(Error::Failed(format!("job task failed: {e}"))))),
+/// A job's final event (inside its span), and its summary or error for people.
+fn announce(name: &str, res: &Result<RunOutcome, Error>, runner: &Runner) {
+    match res {
+        Ok(out) => {
+            let t = &out.record.totals;
+            let tally = summary::tally(&out.record);
+            tracing::info!(
+                exit_code = out.exit_code,
+                outcome = summary::outcome_words(out.exit_code),
+                files = tally.data.files,
+                resources = tally.data.lines,
+                bytes = tally.data.bytes,
+                error_files = tally.errors.files,
+                server_errors = t.server_errors,
+                deleted_files = tally.deleted.files,
+                seconds = (t.seconds * 10.0).round() / 10.0,
+                run_dir = %out.run_dir.display(),
+                transaction_time = %out.record.transaction_time,
+                "job finished"
+            );
+            if runner.summary == SummaryFormat::Text {
+                runner.display.print(&summary::text(name, out));
+            }
         }
+        Err(e) if json() => tracing::error!(exit_code = e.exit_code(), error = %e, "job finished"),
+        Err(e) => runner.display.eprint(&format!("{}job {name}: {e}\n", error_prefix())),
     }
-    results.sort_by_key(|r| r.0);
+}
+
+/// The end of the command: what an interruption cut short, the table of jobs, the JSON summary.
+fn report(slots: &[Slot], sig: Option<Signal>, runner: &Runner) -> u8 {
     let mut code = exit::OK;
-    let mut table = String::new();
-    for (_, name, res) in &results {
-        match res {
-            Ok(out) => {
-                print!("{}", summary(name, out));
-                code = worst(code, out.exit_code);
-                let _ = writeln!(
-                    table,
-                    "  {name:<24} {:>3}  complete: {} resources in {} files",
-                    out.exit_code, out.record.totals.resources, out.record.totals.files
-                );
-            }
-            Err(e) => {
-                eprintln!("error: job {name}: {e}");
-                code = worst(code, e.exit_code());
-                let _ = writeln!(table, "  {name:<24} {:>3}  {}", e.exit_code(), first_line(&e.to_string()));
-            }
+    for s in slots {
+        if let SlotState::Done(res) = &s.state {
+            code = worst(code, res.as_ref().map_or_else(Error::exit_code, |o| o.exit_code));
         }
     }
-    if many {
-        println!("\njobs (exit code, outcome):\n{table}");
+    if let Some(sig) = sig {
+        code = worst(code, Error::Interrupted(sig).exit_code());
+        interrupted(slots, sig);
+    }
+    match runner.summary {
+        SummaryFormat::Text if slots.len() > 1 => print!("\njobs (exit code, outcome):\n{}", table(slots, sig)),
+        SummaryFormat::Json => {
+            let jobs: Vec<serde_json::Value> = slots.iter().map(|s| slot_json(s, sig)).collect();
+            println!("{}", serde_json::json!({"jobs": jobs, "exit_code": code}));
+        }
+        _ => {}
     }
     code
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+fn signal_name(sig: Signal) -> &'static str {
+    match sig {
+        Signal::Interrupt => "Ctrl-C",
+        Signal::Terminate => "SIGTERM",
+    }
 }
 
-/// The end-of-run summary: files and resources per type, bytes, time, where the files are.
-pub fn summary(name: &str, out: &RunOutcome) -> String {
-    let r = &out.record;
-    let mut per_type: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
-    for f in r.files.iter().filter(|f| f.kind == FileKind::Output) {
-        let e = per_type.entry(&f.resource_type).or_default();
-        e.0 += 1;
-        e.1 += f.lines;
-        e.2 += f.bytes;
+/// Names the jobs a signal cut short, with the commands that resume or forget them.
+fn interrupted(slots: &[Slot], sig: Signal) {
+    let code = Error::Interrupted(sig).exit_code();
+    let cut: Vec<&Slot> = slots.iter().filter(|s| matches!(s.state, SlotState::Running)).collect();
+    let waiting: Vec<&Slot> = slots.iter().filter(|s| matches!(s.state, SlotState::Waiting)).collect();
+    let me = super::self_command();
+    let files = |ss: &[&Slot]| ss.iter().map(|s| s.file_text().unwrap_or_else(|| s.name.clone())).collect::<Vec<_>>();
+    if json() {
+        for s in &cut {
+            let resume = format!("{me} run {}", files(&[s]).join(" "));
+            tracing::error!(job = %s.name, exit_code = code, resume = %resume, "job finished: interrupted ({}); state kept", signal_name(sig));
+        }
+        for s in &waiting {
+            tracing::warn!(job = %s.name, "job not started: interrupted ({}) before its turn", signal_name(sig));
+        }
+        return;
     }
-    let mut s = String::new();
-    let status = match out.exit_code {
-        exit::OK => "complete",
-        exit::SERVER_ERRORS => "complete, with errors reported by the server",
-        _ => "downloaded, but validation failed",
-    };
-    let _ = writeln!(s, "{name}: {status} (transactionTime {})", r.transaction_time);
-    let _ = writeln!(s, "  {:<28} {:>6} {:>10} {:>12}", "type", "files", "resources", "bytes");
-    for (t, (files, lines, bytes)) in &per_type {
-        let _ = writeln!(s, "  {t:<28} {files:>6} {lines:>10} {bytes:>12}");
+    let mut m = format!("{}interrupted ({})", error_prefix(), signal_name(sig));
+    match cut.as_slice() {
+        [] => m.push_str("; no job was running\n"),
+        [one] => {
+            let _ = writeln!(m, " during job {}; its state is kept", one.name);
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|s| s.name.as_str()).collect();
+            let _ = writeln!(m, " during jobs {}; their state is kept", names.join(", "));
+        }
     }
-    let _ = writeln!(s, "  {:<28} {:>6} {:>10} {:>12}", "total", r.totals.files, r.totals.resources, r.totals.bytes);
-    if r.totals.server_errors > 0 {
-        let _ = writeln!(
-            s,
-            "  the server reported {} error(s): see {}/error/",
-            r.totals.server_errors,
-            out.run_dir.display()
-        );
+    if !waiting.is_empty() {
+        let names: Vec<&str> = waiting.iter().map(|s| s.name.as_str()).collect();
+        let _ = writeln!(m, "  not started: {}", names.join(", "));
     }
-    for p in r.problems.iter().take(5) {
-        let loc = match (&p.file, p.line) {
-            (Some(f), Some(l)) => format!("{f}:{l}: "),
-            (Some(f), None) => format!("{f}: "),
-            _ => String::new(),
+    let again: Vec<String> = files(&cut).into_iter().chain(files(&waiting)).collect();
+    if !again.is_empty() {
+        let _ = writeln!(m, "  resume:  {me} run {}", again.join(" "));
+    }
+    for f in files(&cut) {
+        let _ = writeln!(m, "  forget the export instead:  {me} cancel {f}");
+    }
+    eprint!("{m}");
+}
+
+fn table(slots: &[Slot], sig: Option<Signal>) -> String {
+    let mut t = String::new();
+    for s in slots {
+        let (code, what) = match &s.state {
+            SlotState::Done(Ok(out)) => {
+                let d = summary::tally(&out.record).data;
+                (
+                    out.exit_code.to_string(),
+                    format!(
+                        "{}: {} resources in {} files",
+                        summary::outcome_words(out.exit_code),
+                        crate::progress::units::thousands(d.lines),
+                        d.files
+                    ),
+                )
+            }
+            SlotState::Done(Err(e)) => (e.exit_code().to_string(), first_line(&e.to_string()).to_string()),
+            SlotState::Running => match sig {
+                Some(sig) => {
+                    (Error::Interrupted(sig).exit_code().to_string(), format!("interrupted ({})", signal_name(sig)))
+                }
+                None => ("?".into(), "did not finish".into()),
+            },
+            SlotState::Waiting => ("-".into(), "not started".into()),
         };
-        let _ = writeln!(s, "  problem: {loc}{}", p.message);
+        let _ = writeln!(t, "  {:<24} {code:>3}  {what}", s.name);
     }
-    let _ = writeln!(s, "  {:.1} s; files in {}", r.totals.seconds, out.run_dir.display());
-    s
+    t
+}
+
+fn slot_json(s: &Slot, sig: Option<Signal>) -> serde_json::Value {
+    let file = s.file_text();
+    match &s.state {
+        SlotState::Done(Ok(out)) => summary::job_json(&s.name, file.as_deref(), out),
+        SlotState::Done(Err(e)) => {
+            summary::unfinished_json(&s.name, file.as_deref(), Some(e.exit_code()), "failed", Some(&e.to_string()))
+        }
+        SlotState::Running => {
+            let code = sig.map(|s| Error::Interrupted(s).exit_code());
+            summary::unfinished_json(&s.name, file.as_deref(), code, "interrupted", None)
+        }
+        SlotState::Waiting => summary::unfinished_json(&s.name, file.as_deref(), None, "not started", None),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 /// `--dry-run`: the token request and the kick-off as they would be sent, secrets redacted.

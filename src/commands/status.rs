@@ -16,7 +16,7 @@ use super::{load_job, reporter};
 
 pub async fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
     if paths.is_empty() {
-        return Err(Error::Usage("name the job files: oneup-bulk status jobs/*.yaml".into()));
+        return scan(out.unwrap_or(Path::new("exports"))).await;
     }
     let overrides = Overrides { out: out.map(super::out_location).transpose()?, ..Default::default() };
     let mut code = exit::OK;
@@ -32,6 +32,33 @@ pub async fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> 
         print!("{}", describe(&job.name, &state).await?);
     }
     Ok(code)
+}
+
+/// `status` without job files: every job folder (one with a `.state/`) under `dir`.
+async fn scan(dir: &Path) -> Result<u8, Error> {
+    if let crate::store::Location::Object(u) = super::out_location(dir)? {
+        return Err(Error::Usage(format!("{u}: name the job files to see their status in a bucket")));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::Usage(format!(
+            "{}: {e}; name the job files (oneup-bulk status jobs/*.yaml) or the output folder (--out DIR)",
+            dir.display()
+        ))
+    })?;
+    let mut jobs: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.join(crate::state::STATE_DIR).is_dir()).collect();
+    if jobs.is_empty() {
+        return Err(Error::Usage(format!(
+            "no job folders under {}; name the job files (oneup-bulk status jobs/*.yaml) or the output folder (--out DIR)",
+            dir.display()
+        )));
+    }
+    jobs.sort();
+    for job_dir in jobs {
+        let name = job_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        print!("{}", describe(&name, &JobState::new(&job_dir)).await?);
+    }
+    Ok(exit::OK)
 }
 
 /// The status text of one job.

@@ -74,12 +74,10 @@ pub async fn attempt(
         }
     };
     let content_length = if gzip { None } else { resp.content_length() };
+    let offset = if append { have } else { 0 };
+    session.reporter.event(&Event::DownloadOffset { id, offset });
     if let Some(n) = content_length {
-        let have = if append { have } else { 0 };
-        session.reporter.event(&Event::DownloadLength { id, total: have + n });
-        if have > 0 {
-            session.reporter.event(&Event::DownloadProgress { id, bytes: have });
-        }
+        session.reporter.event(&Event::DownloadLength { id, total: offset + n });
     }
 
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);

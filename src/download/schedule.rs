@@ -61,7 +61,9 @@ pub async fn download_all(
     let spawn = |set: &mut JoinSet<_>, i: usize| {
         let (session, file, settings) = (session.clone(), files[i].clone(), settings.clone());
         let dir = run_dir.clone();
-        set.spawn(async move { (i, download_one(&session, &dir, i, &file, &settings, requires_token).await) });
+        // In the caller's span, so log lines from a download carry the job's name.
+        let task = async move { (i, download_one(&session, &dir, i, &file, &settings, requires_token).await) };
+        set.spawn(tracing::Instrument::in_current_span(task));
     };
     for i in next.by_ref().take(settings.concurrency.max(1)) {
         spawn(&mut set, i);

@@ -200,8 +200,7 @@ async fn killed_while_polling_then_rerun_resumes_the_same_export() {
     let latest = env.out().join("t/latest");
     let record: oneup_bulk::record::RunRecord =
         serde_json::from_slice(&std::fs::read(latest.join("run.json")).unwrap()).unwrap();
-    let location = oneup_bulk::store::Location::Local(latest.clone());
-    let out = oneup_bulk::app::RunOutcome { run_dir: latest, location, record, exit_code: 0 };
+    let out = oneup_bulk::app::RunOutcome { run_dir: latest, record, exit_code: 0 };
     assert_run_matches_server(&env, &out).await;
     drop(job);
 }
@@ -234,8 +233,7 @@ async fn killed_while_downloading_then_rerun_keeps_verified_files() {
     let latest = env.out().join("t/latest");
     let record: oneup_bulk::record::RunRecord =
         serde_json::from_slice(&std::fs::read(latest.join("run.json")).unwrap()).unwrap();
-    let location = oneup_bulk::store::Location::Local(latest.clone());
-    let out = oneup_bulk::app::RunOutcome { run_dir: latest, location, record, exit_code: 0 };
+    let out = oneup_bulk::app::RunOutcome { run_dir: latest, record, exit_code: 0 };
     assert_run_matches_server(&env, &out).await;
 }
 

@@ -3,8 +3,10 @@
 
 mod harness;
 
+mod display;
 mod faults;
 mod flow;
+mod logs;
 mod s3;
 mod security;
 mod servers;

@@ -56,7 +56,7 @@ async fn exit_0_when_complete_and_5_when_the_server_reported_errors() {
         let o = run_bin(vec!["run".into(), p.display().to_string()]).await;
         assert_eq!(o.status.code(), Some(code), "{}", text(&o));
         if code == 5 {
-            assert!(text(&o).contains("the server reported 1 error(s)"), "{}", text(&o));
+            assert!(text(&o).contains("the server reported 1 error: see "), "{}", text(&o));
         }
     }
 }
@@ -95,7 +95,10 @@ async fn sigint_and_sigterm_keep_the_state() {
         let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
         let t = text(&o);
         assert_eq!(o.status.code(), Some(code), "{sig}: {t}");
-        assert!(t.contains("run the same command again to resume"), "{t}");
+        let what = if sig == "INT" { "Ctrl-C" } else { "SIGTERM" };
+        assert!(t.contains(&format!("interrupted ({what}) during job t; its state is kept")), "{t}");
+        assert!(t.contains(&format!(" run {}\n", path.display())), "the resume hint names the job file: {t}");
+        assert!(t.contains(&format!(" cancel {}\n", path.display())), "{t}");
         assert!(inflight.exists(), "state kept after SIG{sig}");
     }
 }
