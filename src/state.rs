@@ -27,6 +27,9 @@ pub const STATE_DIR: &str = ".state";
 const INFLIGHT: &str = "inflight.json";
 const CHECKPOINT: &str = "checkpoint.json";
 const LOCK: &str = "lock";
+/// For a bucket job, the in-flight event log is copied beside the state at most this often (each
+/// copy is the whole log, so copying it on every verified file would cost O(files²) bytes).
+const LOG_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Complete runs remembered in `checkpoint.json`.
 pub const HISTORY: usize = 20;
 
@@ -124,8 +127,9 @@ pub struct JobState {
     /// conditional write expects.
     versions: Arc<Mutex<HashMap<&'static str, Expect>>>,
     /// The event log while in flight: in `.state/` on disk; for a bucket, a private scratch file that
-    /// is copied to `.state/log.ndjson` whenever the state is saved.
+    /// is copied to `.state/log.ndjson` when the state is saved (at most every [`LOG_SYNC_EVERY`]).
     log: PathBuf,
+    log_synced: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 /// Held for the duration of a run: an OS file lock (released by the OS however the process dies), or
@@ -171,12 +175,13 @@ impl JobState {
         Ok(Self::at(Dir::open(loc)?))
     }
 
-    fn at(job: Dir) -> Self {
+    /// The state of the job folder or prefix `job`.
+    pub fn at(job: Dir) -> Self {
         let log = match &job {
             Dir::Local(p) => p.join(STATE_DIR).join(crate::record::LOG_FILE),
             Dir::Object(o) => scratch_dir(&o.url.to_string()).join(crate::record::LOG_FILE),
         };
-        JobState { dir: job.join(STATE_DIR), job, versions: Arc::default(), log }
+        JobState { dir: job.join(STATE_DIR), job, versions: Arc::default(), log, log_synced: Arc::default() }
     }
 
     pub fn create(&self) -> Result<()> {
@@ -252,7 +257,16 @@ impl JobState {
     /// Saves the export in flight (and, for a bucket, the event log so far beside it).
     pub async fn save_inflight(&self, s: &InFlight) -> Result<()> {
         self.write_json(INFLIGHT, s).await?;
+        let due = {
+            let mut last = self.log_synced.lock().expect("log sync");
+            let due = last.is_none_or(|t| t.elapsed() >= LOG_SYNC_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
         if self.dir.is_object()
+            && due
             && let Ok(b) = fs::read(&self.log)
         {
             self.dir.write(crate::record::LOG_FILE, &b).await?;

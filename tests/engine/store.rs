@@ -274,19 +274,19 @@ async fn a_run_whose_lease_is_taken_stops_with_75() {
     c.env("ONEUP_BULK_LEASE_TTL", "600ms");
     let child = c.spawn().unwrap();
     let state = b.dir("t/.state");
-    let mut version = None;
+    // Take the lease from under the run, conditionally (its renewals may win a round or two).
+    let mut taken = false;
     for _ in 0..2000 {
         if let Some((_, v)) = state.get("lease").await.unwrap() {
-            version = Some(v);
-            break;
+            let intruder = lease_doc(&oneup_bulk::instant::now(), "intruder").into();
+            if state.put_if("lease", intruder, &Expect::Version(v)).await.is_ok() {
+                taken = true;
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let v = version.expect("the run took the lease");
-    state
-        .put_if("lease", lease_doc(&oneup_bulk::instant::now(), "intruder").into(), &Expect::Version(v))
-        .await
-        .unwrap();
+    assert!(taken, "the lease was taken");
     let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
     assert!(text(&o).contains("/t/.state/lease was taken over by host intruder, pid 4242"), "{}", text(&o));
@@ -337,6 +337,13 @@ async fn since_auto_across_two_runs_with_the_checkpoint_in_the_bucket() {
     assert_eq!(c.history.len(), 2);
     let (_, second) = record(&b).await;
     assert_eq!(c.transaction_time.as_deref(), Some(second.transaction_time.as_str()));
+    // `status` reads the same state from the bucket.
+    let o = run(&b, tmp().path(), &["status", job.to_str().unwrap()]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let first_lines: Vec<_> = out.lines().take(3).collect();
+    assert_eq!(first_lines[0], format!("t  ({}/t)", b.url()));
+    assert_eq!(first_lines[2], format!("  checkpoint (since: auto): {}", second.transaction_time));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,4 +360,31 @@ async fn a_storage_error_names_the_bucket_and_no_credential() {
         assert!(!text(&o).contains(secret), "{secret} leaked: {}", text(&o));
     }
     assert_eq!(env.sandbox.kickoff_count(), 0, "nothing sent to the FHIR server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_of_the_state_cannot_both_win() {
+    use oneup_bulk::state::{InFlight, JobState};
+    use oneup_bulk::store::Dir;
+    let Some(s3) = server("two_writers_of_the_state_cannot_both_win") else { return };
+    let b = s3.bucket().await;
+    let (one, two) = (JobState::at(Dir::Object(b.dir("t"))), JobState::at(Dir::Object(b.dir("t"))));
+    assert!(one.inflight().await.unwrap().is_none());
+    assert!(two.inflight().await.unwrap().is_none());
+    let url = url::Url::parse("https://fhir.example/$export-status/1").unwrap();
+    let s = InFlight::new("e1".into(), &url, &url, "GET", None);
+    one.save_inflight(&s).await.unwrap();
+    let conflict = format!(
+        "{}/t/.state/inflight.json was changed by another run of this job; this run stops without writing more state",
+        b.url()
+    );
+    // Both saw no state; only the first create wins.
+    let e = two.save_inflight(&s).await.unwrap_err();
+    assert_eq!((e.exit_code(), e.to_string()), (75, conflict.clone()));
+    // The second reads the first's write; then the first writes again: the second's version is stale.
+    assert_eq!(two.inflight().await.unwrap().as_ref(), Some(&s));
+    one.save_inflight(&InFlight { last_progress: Some("50%".into()), ..s.clone() }).await.unwrap();
+    let e = two.save_inflight(&s).await.unwrap_err();
+    assert_eq!((e.exit_code(), e.to_string()), (75, conflict));
+    assert_eq!(one.inflight().await.unwrap().unwrap().last_progress.as_deref(), Some("50%"));
 }
