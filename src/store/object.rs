@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as Key;
 use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -29,9 +29,13 @@ const SECRET_VARS: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AZURE_STORAGE_ACCOUNT_KEY",
     "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_MASTER_KEY",
     "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET",
     "AZURE_CLIENT_SECRET",
     "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "GOOGLE_BEARER_TOKEN",
 ];
 
 /// A prefix in a bucket, with the client that reaches it. Cheap to clone.
@@ -74,7 +78,9 @@ pub fn connect(url: &ObjectUrl, config: &[(&str, &str)]) -> Result<Arc<dyn Backe
             Arc::new(b.build().map_err(failed)?)
         }
         Scheme::Gs => {
-            Arc::new(GoogleCloudStorageBuilder::from_env().with_bucket_name(&url.bucket).build().map_err(failed)?)
+            let b = GoogleCloudStorageBuilder::from_env().with_bucket_name(&url.bucket);
+            check_endpoint(url, b.get_config_value(&GoogleConfigKey::BaseUrl).as_deref())?;
+            Arc::new(b.build().map_err(failed)?)
         }
         Scheme::Az => {
             let b = MicrosoftAzureBuilder::from_env().with_container_name(&url.bucket);

@@ -6,7 +6,11 @@
 //!   attempt aborts its upload. Nothing unverified is ever visible under a final name.
 //!
 //! Memory per file in object storage: one part filling ([`PART_SIZE`]) and at most [`PARTS_IN_FLIGHT`]
-//! parts uploading: `(1 + PARTS_IN_FLIGHT) × PART_SIZE` = 24 MiB, times `download.concurrency`.
+//! parts uploading: `(1 + PARTS_IN_FLIGHT) × PART_SIZE` = 24 MiB, times `download.concurrency`. Part
+//! buffers are allocated on one thread and freed on another; with glibc's default (sliding) mmap
+//! threshold they would be served from per-thread heaps that never shrink (measured: 184 MiB peak
+//! for 1 GB at concurrency 4, against 96 MiB with the threshold fixed), so the first upload pins
+//! the threshold below the part size and every part buffer is mapped and unmapped on its own.
 //!
 //! There is no part-level resume: a file restarts from its first byte (the verifier's hash and line
 //! counts would have to be rebuilt from bytes the store will not hand back before completion). Each
@@ -73,7 +77,21 @@ struct Marker {
 
 impl Upload {
     pub(super) fn new(dir: ObjectDir, rel: &str, markers: ObjectDir) -> Upload {
+        part_buffers_unmapped_when_freed();
         Upload { dir, rel: rel.to_string(), markers, current: None }
+    }
+}
+
+/// Part buffers go back to the system when freed (see the module's doc): glibc's `M_MMAP_THRESHOLD`
+/// fixed at 4 MiB, once per process.
+fn part_buffers_unmapped_when_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes an allocator parameter; it is safe to call at any time.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        });
     }
 }
 

@@ -165,7 +165,7 @@ async fn killed_mid_upload_then_rerun_from_another_folder_completes_with_one_kic
     let first_cwd = tmp();
     // A short lease, so the rerun can take over from the killed run without a minute's wait.
     let mut c = cmd(&b, first_cwd.path(), &["run", "-q", job.to_str().unwrap()]);
-    let mut child = c.env("ONEUP_BULK_LEASE_TTL", "1s").spawn().unwrap();
+    let mut child = c.env("ONEUP_BULK_LEASE_TTL", "3s").spawn().unwrap();
     let state = b.dir("t/.state");
     // Killed once a file is verified and the next one's upload is open.
     for _ in 0..2000 {
@@ -204,7 +204,7 @@ async fn killed_mid_upload_then_rerun_from_another_folder_completes_with_one_kic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_at_once_one_refused_naming_the_holder() {
     let Some(s3) = server("two_runs_at_once") else { return };
-    let env = Env::long_export(40).await;
+    let env = Env::long_export(100).await;
     let b = s3.bucket().await;
     let job = job_file(&env, &b, EXPORT, "");
     let (a, c) = (tmp(), tmp());
@@ -271,7 +271,7 @@ async fn a_run_whose_lease_is_taken_stops_with_75() {
     let job = job_file(&env, &b, EXPORT, "");
     let cwd = tmp();
     let mut c = cmd(&b, cwd.path(), &["run", job.to_str().unwrap()]);
-    c.env("ONEUP_BULK_LEASE_TTL", "600ms");
+    c.env("ONEUP_BULK_LEASE_TTL", "3s");
     let child = c.spawn().unwrap();
     let state = b.dir("t/.state");
     // Take the lease from under the run, conditionally (its renewals may win a round or two).
