@@ -1,7 +1,9 @@
 //! Access tokens: OAuth 2.0 client credentials (`client_secret_post`, `client_secret_basic`, SMART
 //! Backend Services `private_key_jwt` signed by [`crate::jwt`]), the token
 //! URL discovered from `.well-known/smart-configuration` when the job gives none, renewal before expiry
-//! and after a 401. Tokens and secrets only ever live in [`Secret`]s.
+//! and after a 401, and the `scope` the server granted (for [`crate::scope`]'s warning when it is
+//! narrower than the export asks for); for `access: patient-access`, the member's refresh token instead
+//! ([`crate::patient::tokens::RefreshGrant`]). Tokens and secrets only ever live in [`Secret`]s.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::fhir::outcome_text;
 use crate::http::{RetryPolicy, plain_attempt, retrying};
-use crate::job::{Auth, AuthMethod, Job};
+use crate::job::{Auth, AuthMethod, Job, TimeoutSettings};
 use crate::jwt::SigningKey;
 use crate::progress::{Event, Reporter};
 use crate::redact::Secret;
@@ -37,8 +39,13 @@ pub struct TokenSource {
     token_url: Mutex<Option<Url>>,
     fhir_base: Url,
     policy: RetryPolicy,
+    timeouts: TimeoutSettings,
     reporter: Arc<dyn Reporter>,
     current: Mutex<Option<Token>>,
+    /// The `scope` of the last token response that had one.
+    granted: std::sync::Mutex<Option<String>>,
+    /// `access: patient-access`: tokens come from the member's saved refresh token instead.
+    refresh: Option<crate::patient::tokens::RefreshGrant>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +55,9 @@ struct TokenResponse {
     token_type: Option<String>,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+    /// What the server granted, when it says (RFC 6749 §5.1: absent means what was asked for).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// When to renew a token that lives `expires_in` seconds: a minute early, or a fifth early when short.
@@ -57,7 +67,7 @@ pub fn renew_after(expires_in: Duration) -> Duration {
 }
 
 /// `expires_in` as a number or a numeric string (some servers send `"3600"`).
-fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
+pub(crate) fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
     match v {
         Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
@@ -81,14 +91,23 @@ impl TokenSource {
             token_url: Mutex::new(job.auth.token_url.clone()),
             fhir_base: job.fhir_base.clone(),
             policy,
+            timeouts: job.timeouts,
             reporter,
             current: Mutex::new(None),
+            granted: std::sync::Mutex::new(None),
+            refresh: job.patient.is_some().then(|| crate::patient::tokens::RefreshGrant::new(job)).transpose()?,
         })
     }
 
-    /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`.
+    /// The `scope` the token endpoint granted with the last token, if it said.
+    pub fn granted_scope(&self) -> Option<String> {
+        self.granted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The bearer token to send, fetching or renewing it when needed; `None` with `auth.method: none`
+    /// and `client-headers` (whose credentials go in headers, see [`crate::session`]).
     pub async fn bearer(&self) -> Result<Option<Secret>> {
-        if self.auth.method == AuthMethod::None {
+        if !self.auth.method.uses_tokens() && self.refresh.is_none() {
             return Ok(None);
         }
         // Held across the fetch so concurrent downloads wait for one renewal instead of each asking.
@@ -120,12 +139,18 @@ impl TokenSource {
         if let Some(u) = &*slot {
             return Ok(u.clone());
         }
-        let u = discover_token_url(&self.client, &self.fhir_base, &self.policy, &*self.reporter).await?;
+        let u =
+            discover_token_url(&self.client, &self.fhir_base, &self.policy, &self.timeouts, &*self.reporter).await?;
         *slot = Some(u.clone());
         Ok(u)
     }
 
     async fn fetch(&self) -> Result<Token> {
+        if let Some(r) = &self.refresh {
+            let (value, expires_in) = r.fetch(&self.client, &self.policy, &*self.reporter).await?;
+            self.reporter.event(&Event::TokenObtained { expires_in: expires_in.map(|d| d.as_secs()) });
+            return Ok(Token { value, renew_at: expires_in.map(|d| Instant::now() + renew_after(d)) });
+        }
         let url = self.token_url().await?;
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         if let Some(s) = &self.auth.scope {
@@ -153,7 +178,9 @@ impl TokenSource {
                 .map_err(Error::Failed)?;
                 assertion = Some(Secret::new(jwt));
             }
-            AuthMethod::None => unreachable!("no token is fetched with auth.method none"),
+            AuthMethod::None | AuthMethod::ClientHeaders => {
+                unreachable!("no token is fetched with auth.method none or client-headers")
+            }
         }
         if let Some(a) = &assertion {
             form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
@@ -164,7 +191,7 @@ impl TokenSource {
             if self.auth.method == AuthMethod::ClientSecretBasic {
                 rb = rb.basic_auth(form_encode(&self.auth.client_id), Some(form_encode(secret)));
             }
-            plain_attempt(rb, MAX_TOKEN_BODY)
+            plain_attempt(rb, MAX_TOKEN_BODY, &self.timeouts)
         })
         .await?;
         if !status.is_success() {
@@ -183,6 +210,10 @@ impl TokenSource {
                 detail: format!("token_type is {tt:?}; only bearer tokens are supported"),
             });
         }
+        if let Some(granted) = parsed.scope.filter(|s| !s.trim().is_empty()) {
+            tracing::debug!(scope = %granted, "scope granted");
+            *self.granted.lock().unwrap_or_else(|e| e.into_inner()) = Some(granted);
+        }
         let expires_in = expires_in_secs(&parsed.expires_in);
         self.reporter.event(&Event::TokenObtained { expires_in });
         tracing::debug!(expires_in, "access token obtained");
@@ -199,7 +230,7 @@ fn form_encode(s: &str) -> String {
 }
 
 /// `error: error_description` from an OAuth error body, never echoing anything we sent.
-fn token_error_text(body: &[u8], status: u16) -> String {
+pub(crate) fn token_error_text(body: &[u8], status: u16) -> String {
     #[derive(Deserialize)]
     struct OAuthError {
         error: Option<String>,
@@ -219,10 +250,11 @@ async fn get_json(
     url: &Url,
     accept: &'static str,
     policy: &RetryPolicy,
+    timeouts: &TimeoutSettings,
     reporter: &dyn Reporter,
 ) -> Result<std::result::Result<serde_json::Value, String>> {
     let (status, body) = retrying(policy, reporter, "SMART discovery", || {
-        plain_attempt(client.get(url.clone()).header("accept", accept), 16 * MAX_TOKEN_BODY)
+        plain_attempt(client.get(url.clone()).header("accept", accept), 16 * MAX_TOKEN_BODY, timeouts)
     })
     .await?;
     if !status.is_success() {
@@ -247,12 +279,13 @@ pub async fn discover_token_url(
     client: &reqwest::Client,
     fhir_base: &Url,
     policy: &RetryPolicy,
+    timeouts: &TimeoutSettings,
     reporter: &dyn Reporter,
 ) -> Result<Url> {
     let smart = fhir_base.join(".well-known/smart-configuration").expect("a relative path joins");
     let mut why = Vec::new();
     let mut found = None;
-    match get_json(client, &smart, "application/json", policy, reporter).await? {
+    match get_json(client, &smart, "application/json", policy, timeouts, reporter).await? {
         Ok(v) => match v["token_endpoint"].as_str() {
             Some(t) => found = Some(t.to_string()),
             None => why.push(format!("{smart}: no token_endpoint")),
@@ -261,7 +294,7 @@ pub async fn discover_token_url(
     }
     if found.is_none() {
         let meta = fhir_base.join("metadata").expect("a relative path joins");
-        match get_json(client, &meta, "application/fhir+json", policy, reporter).await? {
+        match get_json(client, &meta, "application/fhir+json", policy, timeouts, reporter).await? {
             Ok(cs) => match token_url_from_capability_statement(&cs) {
                 Some(t) => found = Some(t),
                 None => why.push(format!("{meta}: no oauth-uris token extension")),

@@ -75,6 +75,7 @@ pub enum Command {
         after_help = "Examples:\n  oneup-bulk validate jobs/provider.yaml\n  ONEUP_CLIENT_ID=x ONEUP_CLIENT_SECRET=y oneup-bulk validate jobs/*.yaml\n  oneup-bulk validate --no-env jobs/*.yaml examples/*.yaml examples/*/*.yaml   (CI, without secrets)\n\nYAML that is not a job file (a Kubernetes manifest: apiVersion/kind) is skipped with a `skip` line."
     )]
     Validate {
+        /// Job files to check (YAML that is not a job file, like a Kubernetes manifest, is skipped).
         #[arg(required = true, value_name = "JOB.yaml")]
         jobs: Vec<PathBuf>,
         /// Read no environment variables: each `${VAR}` is a note ("not checked"), not an error.
@@ -94,7 +95,9 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// DELETE the export in flight on the server and forget it.
-    #[command(after_help = "Examples:\n  oneup-bulk cancel jobs/provider.yaml")]
+    #[command(
+        after_help = "Examples:\n  oneup-bulk cancel jobs/provider.yaml\n  oneup-bulk cancel --force jobs/provider.yaml   (an unreadable state file, or a lock left by another host)\n\nRefused while a run of the job is going on: the message names its pid and host to stop."
+    )]
     Cancel {
         /// The job file whose export to cancel.
         #[arg(value_name = "JOB.yaml")]
@@ -102,6 +105,11 @@ pub enum Command {
         /// Where outputs go, if not the job's `download.dir`.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Also when the state file cannot be read (set aside, nothing sent to the server), or the
+        /// lock is held from another host sharing the folder (broken). Never breaks a lock held on
+        /// this host.
+        #[arg(long)]
+        force: bool,
     },
     /// Review downloaded NDJSON: files, resources, bytes, invalid lines, counts against the manifest.
     #[command(
@@ -115,6 +123,9 @@ pub enum Command {
         #[arg(value_name = "JOB.yaml")]
         job: PathBuf,
     },
+    /// Patient Access: connect a member once (SMART launch with PKCE); `run` then needs no person.
+    #[command(after_help = crate::commands::AUTHORIZE_HELP)]
+    Authorize(AuthorizeArgs),
     /// Serve a local Bulk Data server with synthetic data (for trying things and for tests).
     #[command(after_help = "Examples:\n  oneup-bulk sandbox\n  oneup-bulk sandbox --port 8089 --data-scale 100")]
     Sandbox {
@@ -133,6 +144,9 @@ pub enum Command {
         /// Where the demo's files go.
         #[arg(long, value_name = "DIR", default_value = "exports")]
         out: PathBuf,
+        /// Patient Access instead: connect a sandbox member (no person needed), then run.
+        #[arg(long)]
+        patient_access: bool,
         /// About ten patients (and their records) per unit.
         #[arg(long, default_value_t = 1)]
         data_scale: u32,
@@ -194,6 +208,25 @@ pub struct RunArgs {
     /// The end-of-run summary on stdout: text, json (one document), or none.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text, value_name = "FORMAT")]
     pub summary: SummaryFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// The member's patient-access job file.
+    #[arg(value_name = "JOB.yaml")]
+    pub job: PathBuf,
+    /// Read the redirected address from stdin instead of listening on the loopback redirect URI.
+    #[arg(long)]
+    pub paste: bool,
+    /// Open the authorize address in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    /// How long to wait for the redirect.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Where outputs (and the job's state folder) go, if not the job's `download.dir`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,11 @@
-//! Typed errors for every stage, and the one place that maps them to exit codes (DESIGN §5).
+//! Typed errors for every stage, and the one place that maps them to exit codes (DESIGN §5). An error
+//! says what happened; what to type next (resume, restart, cancel, with the job's path) is added at the
+//! command layer, in one place (`commands::hint`), from the error and the state it left.
 
 use std::path::PathBuf;
 
 use crate::job::JobError;
+use crate::state::LockHolder;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -44,12 +47,23 @@ pub enum Error {
     #[error("{0}")]
     Transient(String),
 
-    /// Another process holds the job's lock.
-    #[error("{0}")]
-    Locked(String),
+    /// The server no longer has the export (its status URL, a manifest page or a file answered 404/410,
+    /// or no fresh file links came when the old ones expired: restarted, expired, deleted). The state is
+    /// cleared, and a new export replaces it (in the same run, once; else the next run). `reason` says
+    /// why; `next` what happens now.
+    #[error("the server no longer has this export ({reason}); {next}")]
+    ExportGone { reason: String, next: String },
 
-    /// `run` names the jobs cut short and the commands that resume or cancel them.
-    #[error("interrupted ({}); the state is kept: the same command resumes, `oneup-bulk cancel JOB.yaml` forgets the export", match .0 { Signal::Interrupt => "Ctrl-C", Signal::Terminate => "SIGTERM" })]
+    /// Another process holds the job's lock.
+    #[error("another oneup-bulk process holds this job ({0}); nothing was done")]
+    Locked(LockHolder),
+
+    /// A state file (`inflight.json`, `checkpoint.json`) that cannot be read: corrupt, cut short, or
+    /// written by another version.
+    #[error("{}: the job's state cannot be read ({detail})", path.display())]
+    BadState { path: PathBuf, detail: String },
+
+    #[error("interrupted ({}); the state is kept", match .0 { Signal::Interrupt => "Ctrl-C", Signal::Terminate => "SIGTERM" })]
     Interrupted(Signal),
 
     #[error("{path}: {source}")]
@@ -65,6 +79,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The export is gone (see [`Error::ExportGone`]); the state is cleared by the caller.
+    pub fn gone(reason: impl Into<String>) -> Self {
+        Error::ExportGone {
+            reason: reason.into(),
+            next: "its state is cleared and the next run starts a new one".into(),
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
@@ -75,10 +97,10 @@ impl Error {
             Error::Job(_) | Error::Usage(_) => exit::USAGE,
             Error::AuthRefused { .. } => exit::AUTH,
             Error::ServerRejected(_) => exit::SERVER_REJECTED,
-            Error::Transient(_) | Error::Locked(_) => exit::TEMPFAIL,
+            Error::Transient(_) | Error::Locked(_) | Error::ExportGone { .. } => exit::TEMPFAIL,
             Error::Interrupted(Signal::Interrupt) => exit::SIGINT,
             Error::Interrupted(Signal::Terminate) => exit::SIGTERM,
-            Error::Io { .. } | Error::Failed(_) => exit::FAILED,
+            Error::Io { .. } | Error::BadState { .. } | Error::Failed(_) => exit::FAILED,
         }
     }
 }

@@ -1,17 +1,37 @@
 //! FHIR OperationOutcome helpers shared by every stage: the text a person reads from an error body, and
-//! whether a server says a fault is temporary (issue code `transient` or `throttled`).
+//! what a server says about a fault ([`outcome_kind`]): temporary (issue code `transient` or
+//! `throttled`) or not, which the Bulk Data IG makes the signal that an export itself failed.
 
-/// True when a body is an OperationOutcome with an issue whose code is `transient` or `throttled`. (Other
-/// sub-codes of transient, like `exception`, are used loosely by servers for permanent errors; a 5xx
-/// carrying them is retried anyway by its status.)
-pub fn is_transient_outcome(body: &[u8]) -> bool {
+/// What an error body says about the fault, as far as an OperationOutcome can say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// Not an OperationOutcome (an HTML page from a proxy, an empty body, anything else).
+    NoOutcome,
+    /// An OperationOutcome with an issue whose code is `transient` or `throttled`: try again.
+    Transient,
+    /// An OperationOutcome and none of its issues is `transient`/`throttled`: the server failed the
+    /// request for good (the Bulk Data IG: a failed export answers with such an outcome).
+    Permanent,
+}
+
+/// Classifies an error body. (Sub-codes of transient, like `exception` or `timeout`, are used loosely
+/// by servers for permanent errors, so only the two codes that say "temporary" count.)
+pub fn outcome_kind(body: &[u8]) -> OutcomeKind {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
+        return OutcomeKind::NoOutcome;
     };
-    v.get("resourceType").and_then(|t| t.as_str()) == Some("OperationOutcome")
-        && v.get("issue").and_then(|i| i.as_array()).is_some_and(|issues| {
-            issues.iter().any(|i| matches!(i.get("code").and_then(|c| c.as_str()), Some("transient" | "throttled")))
-        })
+    if v.get("resourceType").and_then(|t| t.as_str()) != Some("OperationOutcome") {
+        return OutcomeKind::NoOutcome;
+    }
+    let transient = v.get("issue").and_then(|i| i.as_array()).is_some_and(|issues| {
+        issues.iter().any(|i| matches!(i.get("code").and_then(|c| c.as_str()), Some("transient" | "throttled")))
+    });
+    if transient { OutcomeKind::Transient } else { OutcomeKind::Permanent }
+}
+
+/// True when a body is an OperationOutcome with an issue whose code is `transient` or `throttled`.
+pub fn is_transient_outcome(body: &[u8]) -> bool {
+    outcome_kind(body) == OutcomeKind::Transient
 }
 
 /// The human text of an OperationOutcome (diagnostics, else details.text, else code), or the body's start.
@@ -55,5 +75,23 @@ mod tests {
         assert_eq!(outcome_text(br#"{"error":"invalid_client","error_description":"bad secret"}"#), "bad secret");
         assert_eq!(outcome_text(b"<html>oops</html>"), "<html>oops</html>");
         assert!(!is_transient_outcome(b"not json"));
+    }
+
+    #[test]
+    fn outcome_kinds() {
+        let oo = |code: &str| {
+            format!(r#"{{"resourceType":"OperationOutcome","issue":[{{"severity":"error","code":"{code}"}}]}}"#)
+        };
+        assert_eq!(outcome_kind(oo("transient").as_bytes()), OutcomeKind::Transient);
+        assert_eq!(outcome_kind(oo("throttled").as_bytes()), OutcomeKind::Transient);
+        for code in ["exception", "processing", "timeout", "not-found"] {
+            assert_eq!(outcome_kind(oo(code).as_bytes()), OutcomeKind::Permanent, "{code}");
+        }
+        let mixed = br#"{"resourceType":"OperationOutcome","issue":[{"code":"exception"},{"code":"transient"}]}"#;
+        assert_eq!(outcome_kind(mixed), OutcomeKind::Transient);
+        assert_eq!(outcome_kind(br#"{"resourceType":"OperationOutcome"}"#), OutcomeKind::Permanent);
+        for body in [&b""[..], b"<html>502 Bad Gateway</html>", br#"{"resourceType":"Bundle"}"#, b"[]"] {
+            assert_eq!(outcome_kind(body), OutcomeKind::NoOutcome);
+        }
     }
 }

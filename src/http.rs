@@ -1,6 +1,7 @@
-//! The HTTP layer below authentication: one rustls client, one retry policy (pure decision functions plus
-//! a thin loop), and plain bounded requests (the token endpoint and discovery use these). The
-//! token-carrying [`crate::session::Session`] sits above [`crate::auth`] and builds on this.
+//! The HTTP layer below authentication: the rustls clients with their timeouts (`timeouts:`), one retry
+//! policy (pure decision functions plus a thin loop), and plain bounded requests (the token endpoint and
+//! discovery use these). The token-carrying [`crate::session::Session`] sits above [`crate::auth`] and
+//! builds on this. Every failure text names the host and the limit that ran out ([`describe`]).
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -10,9 +11,13 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{Job, TimeoutSettings};
 use crate::progress::{Event, Reporter};
 use crate::redact::redact_query;
+
+mod failure;
+use failure::tls_error;
+pub use failure::{Failure, describe, failure_text};
 
 pub const USER_AGENT: &str = concat!("oneup-bulk/", env!("CARGO_PKG_VERSION"));
 /// Redirect hops followed for one request.
@@ -29,7 +34,7 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Largest wait, for backoff and for a server's `Retry-After`.
     pub max: Duration,
-    /// Smallest wait honoured for a `Retry-After`.
+    /// Smallest wait of any kind (`poll.min_interval`): backoff and `Retry-After` alike.
     pub min: Duration,
 }
 
@@ -43,14 +48,25 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait before retry number `attempt` (0-based): the server's `Retry-After` clamped to
-    /// `[min, max]`, else exponential backoff with full jitter (`jitter` in `[0, 1)`).
+    /// The wait before retry number `attempt` (0-based), never below `min` nor above `max` (as the
+    /// README promises for `poll.min_interval` / `max_interval`): the server's `Retry-After` clamped to
+    /// those bounds, else exponential backoff with jitter above the floor ([`backoff_above`]).
     pub fn wait(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        let max = self.max.max(self.min);
         match retry_after {
-            Some(d) => d.clamp(self.min, self.max.max(self.min)),
-            None => backoff(attempt, self.base, self.max, jitter),
+            Some(d) => d.clamp(self.min, max),
+            None => backoff_above(attempt, self.min.max(self.base.min(max)), max, jitter),
         }
     }
+}
+
+/// Exponential backoff that never goes below its floor: uniform in `[floor, min(cap, floor · 2^attempt)]`
+/// (`jitter` in `[0, 1)` picks the point), so the first retry waits exactly `floor` and later ones spread
+/// out without ever collapsing to zero the way full jitter does.
+pub fn backoff_above(attempt: u32, floor: Duration, cap: Duration, jitter: f64) -> Duration {
+    let cap = cap.max(floor);
+    let ceiling = floor.saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX)).min(cap);
+    floor + (ceiling - floor).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
 /// Exponential backoff with full jitter: uniform in `[0, min(cap, base · 2^attempt))`, at least 1 ms.
@@ -74,14 +90,82 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
+/// Whether a response read whole (kick-off, status, DELETE, manifest pages) is retried, from its status,
+/// its body and whether it carried `Retry-After`. 408 and 429 always are. A 500/502/503/504 is,
+/// unless its body is an OperationOutcome with no `transient`/`throttled` issue and the server gave no
+/// `Retry-After`: that is the Bulk Data IG's "the export failed", and no retry changes it (issue 18).
+/// Any other 4xx/5xx is retried only when its OperationOutcome says `transient` or `throttled`.
+pub fn is_retryable_reply(status: StatusCode, body: &[u8], has_retry_after: bool) -> bool {
+    use crate::fhir::{OutcomeKind, outcome_kind};
+    match status.as_u16() {
+        408 | 429 => true,
+        500 | 502 | 503 | 504 => has_retry_after || outcome_kind(body) != OutcomeKind::Permanent,
+        s if s >= 400 => outcome_kind(body) == OutcomeKind::Transient,
+        _ => false,
+    }
+}
+
 /// Builds the one HTTP client: rustls (aws-lc-rs) with the system's roots plus `tls.ca_file`, no automatic
 /// redirects (we follow them by hand), keep-alive, HTTP/2 where the server offers it.
+/// What bounds a request, so a failure can say which limit ran out (and where: [`describe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub connect: Duration,
+    pub wait: Wait,
+}
+
+/// The second bound of a request, after the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The whole request and its answer (`timeouts.request`): API requests.
+    Answer(Duration),
+    /// The longest silence (`timeouts.read_idle`): downloads, which may take hours in total.
+    Data(Duration),
+}
+
+impl Limits {
+    pub fn api(t: &TimeoutSettings) -> Self {
+        Limits { connect: t.connect, wait: Wait::Answer(t.request) }
+    }
+
+    pub fn files(t: &TimeoutSettings) -> Self {
+        Limits { connect: t.connect, wait: Wait::Data(t.read_idle) }
+    }
+}
+
+/// The clients of a run: API requests are bounded as a whole ([`Limits::api`], set per request),
+/// downloads by silence ([`Limits::files`], on the client): two pools, so neither bound leaks into the
+/// other's requests.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub api: reqwest::Client,
+    pub files: reqwest::Client,
+    pub timeouts: TimeoutSettings,
+}
+
+impl Clients {
+    pub fn new(job: &Job) -> Result<Self> {
+        let files = builder(job)?.read_timeout(job.timeouts.read_idle);
+        Ok(Clients {
+            api: client(job)?,
+            files: files.build().map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))?,
+            timeouts: job.timeouts,
+        })
+    }
+}
+
+/// The API client: rustls (aws-lc-rs) with the system's roots plus `tls.ca_file`, no automatic redirects
+/// (we follow them by hand), keep-alive, HTTP/2 where the server offers it, `timeouts.connect`. Each
+/// request adds `timeouts.request` ([`plain_attempt`], the session).
 pub fn client(job: &Job) -> Result<reqwest::Client> {
+    builder(job)?.build().map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))
+}
+
+fn builder(job: &Job) -> Result<reqwest::ClientBuilder> {
     let mut b = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(300))
+        .connect_timeout(job.timeouts.connect)
         .pool_idle_timeout(Duration::from_secs(60));
     // Read and checked when the job was resolved; the file is not read again.
     if let Some(pem) = &job.tls.ca_pem {
@@ -91,7 +175,7 @@ pub fn client(job: &Job) -> Result<reqwest::Client> {
             b = b.add_root_certificate(c);
         }
     }
-    b.build().map_err(|e| Error::Failed(format!("cannot set up HTTPS: {e}")))
+    Ok(b)
 }
 
 /// One attempt's outcome inside [`retrying`].
@@ -145,24 +229,31 @@ where
     }
 }
 
-/// One plain request (no bearer token, no redirects): a connection error or a retryable status is an
-/// [`Attempt::Retry`] (with the server's `Retry-After`), else the status and the body, read up to
-/// `limit` bytes. For the token endpoint and discovery, which run before a [`Session`] can send.
-pub async fn plain_attempt(rb: reqwest::RequestBuilder, limit: usize) -> Result<Attempt<(StatusCode, Bytes)>> {
-    let resp = match rb.send().await {
+/// One plain request (no bearer token, no redirects), bounded by `timeouts.request`: a connection error,
+/// a timeout or a retryable status is an [`Attempt::Retry`] (with the server's `Retry-After`), else the
+/// status and the body, read up to `limit` bytes. For the token endpoint and discovery, which run before
+/// a [`crate::session::Session`] can send.
+pub async fn plain_attempt(
+    rb: reqwest::RequestBuilder,
+    limit: usize,
+    t: &TimeoutSettings,
+) -> Result<Attempt<(StatusCode, Bytes)>> {
+    let limits = Limits::api(t);
+    let resp = match rb.timeout(t.request).send().await {
         Ok(r) => r,
-        Err(e) => return send_failed(&e),
+        Err(e) => return send_failed(&e, limits),
     };
     let status = resp.status();
     if is_retryable_status(status) {
         let retry_after = retry_after(resp.headers(), SystemTime::now());
         return Ok(Attempt::Retry { reason: format!("HTTP {}", status.as_u16()), retry_after });
     }
-    let url = redact_query(resp.url());
+    let at = resp.url().clone();
+    let url = redact_query(&at);
     match read_limited(resp, limit).await {
         Ok(body) => Ok(Attempt::Done((status, body))),
         Err(ReadError::TooLarge) => Err(Error::Failed(format!("{url}: response larger than {limit} bytes"))),
-        Err(ReadError::Http(e)) => Ok(Attempt::Retry { reason: describe(&e), retry_after: None }),
+        Err(ReadError::Http(e)) => Ok(Attempt::Retry { reason: describe(&e.with_url(at), limits), retry_after: None }),
     }
 }
 
@@ -188,59 +279,11 @@ pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> std::res
 
 /// A request that could not be sent, as a step of [`retrying`]: a certificate the client refused ends
 /// the run at once (exit 1), since no retry changes a certificate; anything else is retried.
-pub fn send_failed<T>(e: &reqwest::Error) -> Result<Attempt<T>> {
+pub fn send_failed<T>(e: &reqwest::Error, limits: Limits) -> Result<Attempt<T>> {
     if matches!(tls_error(e), Some(rustls::Error::InvalidCertificate(_))) {
-        return Err(Error::Failed(describe(e)));
+        return Err(Error::Failed(describe(e, limits)));
     }
-    Ok(Attempt::Retry { reason: describe(e), retry_after: None })
-}
-
-/// The rustls error inside a request error, if TLS is what failed.
-fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        // An io::Error's source() skips the error it wraps, and the connector nests io::Errors, so
-        // unwrap them by hand to reach the one rustls made.
-        let mut node: &(dyn std::error::Error + 'static) = s;
-        while let Some(inner) = node.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            node = inner;
-        }
-        if let Some(t) = node.downcast_ref::<rustls::Error>() {
-            return Some(t);
-        }
-        source = s.source();
-    }
-    None
-}
-
-/// A reqwest error without the URL's query (signed URLs carry credentials in it). A TLS failure names
-/// the host and port and the reason: `TLS handshake with HOST:PORT failed: invalid peer certificate: …`.
-pub fn describe(e: &reqwest::Error) -> String {
-    if let Some(t) = tls_error(e) {
-        let peer = e.url().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
-        let peer = peer.unwrap_or_else(|| "the server".into());
-        return if e.is_connect() {
-            format!("TLS handshake with {peer} failed: {t}")
-        } else {
-            format!("TLS error from {peer}: {t}")
-        };
-    }
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "connection cut while reading the body"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+    Ok(Attempt::Retry { reason: describe(e, limits), retry_after: None })
 }
 
 #[cfg(test)]
@@ -277,6 +320,52 @@ mod tests {
         assert_eq!(p.wait(0, Some(Duration::from_secs(10)), 0.5), Duration::from_secs(10));
     }
 
+    fn policy(min_ms: u64, max_ms: u64) -> RetryPolicy {
+        let (min, max) = (Duration::from_millis(min_ms), Duration::from_millis(max_ms));
+        RetryPolicy { retries: 5, base: min.max(Duration::from_millis(10)), min, max }
+    }
+
+    #[test]
+    fn retry_waits_never_go_below_poll_min_interval() {
+        let p = policy(2_000, 300_000);
+        // The first retry waits exactly min_interval, whatever the jitter (full jitter gave ~0 s here).
+        for j in [0.0, 0.3, 0.999] {
+            assert_eq!(p.wait(0, None, j), Duration::from_secs(2), "{j}");
+        }
+        assert_eq!(p.wait(1, None, 0.0), Duration::from_secs(2));
+        assert_eq!(p.wait(1, None, 0.5), Duration::from_secs(3));
+        assert_eq!(p.wait(3, None, 0.5), Duration::from_secs(9));
+        assert_eq!(p.wait(3, None, 0.0), Duration::from_secs(2));
+        assert_eq!(p.wait(30, None, 1.0), Duration::from_secs(300));
+        for attempt in 0..40 {
+            for j in [0.0, 0.25, 0.5, 0.75, 0.999_999] {
+                let w = p.wait(attempt, None, j);
+                assert!(w >= p.min && w <= p.max, "attempt {attempt} jitter {j}: {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_min_interval_still_backs_off_from_the_floor_step() {
+        // min_interval 0 is allowed: the first step is then the 10 ms base, never a busy loop.
+        let p = policy(0, 50);
+        assert_eq!(p.wait(0, None, 0.0), Duration::from_millis(10));
+        assert_eq!(p.wait(2, None, 1.0), Duration::from_millis(40));
+        assert_eq!(p.wait(9, None, 1.0), Duration::from_millis(50));
+        assert_eq!(p.wait(0, Some(Duration::ZERO), 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn backoff_above_its_floor() {
+        let (f, cap) = (Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(backoff_above(0, f, cap, 0.9), f);
+        assert_eq!(backoff_above(2, f, cap, 0.0), f);
+        assert_eq!(backoff_above(2, f, cap, 1.0), Duration::from_secs(4));
+        assert_eq!(backoff_above(200, f, cap, 1.0), cap);
+        // A cap below the floor: the floor wins (min_interval is a promise).
+        assert_eq!(backoff_above(5, f, Duration::from_millis(10), 0.5), f);
+    }
+
     #[test]
     fn backoff_grows_then_caps_with_full_jitter() {
         let (b, cap) = (Duration::from_secs(1), Duration::from_secs(60));
@@ -285,6 +374,31 @@ mod tests {
         assert_eq!(backoff(20, b, cap, 0.5), Duration::from_secs(30));
         assert_eq!(backoff(200, b, cap, 1.0), cap);
         assert_eq!(backoff(2, b, cap, 0.0), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_failed_export_is_not_retried_but_a_temporary_fault_is() {
+        let oo = |code: &str| format!(r#"{{"resourceType":"OperationOutcome","issue":[{{"code":"{code}"}}]}}"#);
+        let status = |s| StatusCode::from_u16(s).unwrap();
+        let failed = oo("exception");
+        // The reference server's "File generation failed": a 500 with a non-transient outcome.
+        assert!(!is_retryable_reply(status(500), failed.as_bytes(), false));
+        assert!(!is_retryable_reply(status(503), oo("processing").as_bytes(), false));
+        // …unless the server asks to come back later.
+        assert!(is_retryable_reply(status(503), failed.as_bytes(), true));
+        // A 5xx without an outcome (a proxy's page) or with a transient one stays retried.
+        for s in [500, 502, 503, 504] {
+            assert!(is_retryable_reply(status(s), b"<html>Bad Gateway</html>", false), "{s}");
+            assert!(is_retryable_reply(status(s), b"", false), "{s}");
+            assert!(is_retryable_reply(status(s), oo("transient").as_bytes(), false), "{s}");
+        }
+        // Rate limits always are; other errors only when the outcome says temporary.
+        assert!(is_retryable_reply(status(429), failed.as_bytes(), false));
+        assert!(is_retryable_reply(status(408), b"", false));
+        assert!(is_retryable_reply(status(400), oo("throttled").as_bytes(), false));
+        assert!(!is_retryable_reply(status(400), failed.as_bytes(), false));
+        assert!(!is_retryable_reply(status(501), b"", false));
+        assert!(!is_retryable_reply(status(200), oo("transient").as_bytes(), false));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! The data flows job → token → kick-off → poll → manifest → downloads → run record, and the modules say so:
 //! [`job`] (files to a validated [`job::Job`]), [`auth`] (tokens), [`export`] (kick-off, poll, manifest),
 //! [`download`] (streaming to disk with [`ndjson`] line checks), [`record`] (run folder and run.json),
-//! [`state`] (checkpoint, lock, resume), all driven by [`app`]. [`sandbox`] is a local Bulk Data server
+//! [`state`] (checkpoint, lock, resume), all driven by [`app`]; [`patient`] is the Patient Access flow
+//! (one member's data, after `authorize`). [`sandbox`] is a local Bulk Data server
 //! for the demo and the tests.
 
 pub mod app;
@@ -22,11 +23,13 @@ pub mod instant;
 pub mod job;
 pub mod jwt;
 pub mod ndjson;
+pub mod patient;
 pub mod private_fs;
 pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod sandbox;
+pub mod scope;
 pub mod session;
 pub mod state;
 pub mod store;

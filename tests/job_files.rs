@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use oneup_bulk::job::{self, AuthMethod, Env, JwtAlgorithm, KickoffMethod, Level, Lint, Operation, Since, Validate};
+use oneup_bulk::job::{
+    self, AuthMethod, Env, JwtAlgorithm, KickoffMethod, Level, Lint, MatchOperation, MatchedExport, Operation, Since,
+    Validate,
+};
 
 fn env(v: &str) -> Option<String> {
     match v {
@@ -99,7 +102,17 @@ fn every_key_is_accepted_and_resolved() {
     assert_eq!(j.headers, [("X-Tenant".to_string(), "client-1".to_string())]);
     assert_eq!(j.tls.ca_file.as_deref(), Some(dir.path().join("ca.pem").as_path()));
     assert_eq!(j.tls.ca_pem.as_deref(), Some(ca.as_slice()), "the CA roots are read at resolution");
-    assert!(j.member_match.is_some());
+    let mm = j.member_match.as_ref().unwrap();
+    assert_eq!(
+        (mm.operation, mm.concurrency, mm.matched_export),
+        (MatchOperation::BulkMemberMatch, 2, MatchedExport::ServerScoped)
+    );
+    // `oneup:` names are kept; the explicit fhir_base and token_url win over the derived ones.
+    let o = j.oneup.as_ref().unwrap();
+    assert_eq!((o.tenant.as_deref(), o.realm.as_deref()), (Some("every-key-tenant"), Some("every-key-realm")));
+    assert_eq!(o.gateway.as_str(), "https://gateway.example.org/");
+    assert!(!o.fhir_base_derived && !o.token_url_derived);
+    assert_eq!(j.auth.token_url.as_ref().unwrap().as_str(), "https://auth.example.org/token");
     // `run` builds its client from the bytes read at resolution, not from the file.
     std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
     oneup_bulk::http::client(&j).expect("client from the resolved CA roots");
@@ -350,7 +363,7 @@ fn lint_no_env_without_a_buildable_job() {
     let f = dir.path().join("j.yaml");
     std::fs::write(&f, "access: bulk-data\nfhir_base: ${BASE}\nauth:\n  method: none\npoll:\n  min_interval: ${MIN}\n  max_interval: 1s\n").unwrap();
     match job::lint(&f, Env::Unchecked).unwrap_or_else(|e| panic!("{e}")) {
-        Lint::Job { summary, notes, warnings } => {
+        Lint::Job { summary, notes, warnings, .. } => {
             assert_eq!(summary, None);
             assert!(warnings.is_empty());
             let notes: Vec<String> = notes.iter().map(|n| n.to_string()).collect();

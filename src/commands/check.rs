@@ -1,5 +1,6 @@
 //! `check JOB`: a dry connection test. Discovery (when the job has no token URL), a token, the
-//! CapabilityStatement, and which export operations the server advertises; no export is started.
+//! CapabilityStatement, which export operations the server advertises, and the size of the Group a
+//! group export names (1up's 10,000-member limit); no export is started.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use crate::cli::Global;
 use crate::error::{Error, exit};
-use crate::job::{AuthMethod, Job, JwtAlgorithm};
+use crate::job::{AuthMethod, Job, JwtAlgorithm, Level};
 use crate::progress::Silent;
 use crate::session::{Req, Session, TokenUse};
 
@@ -49,7 +50,13 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
         }
     }
 
-    if job.auth.method != AuthMethod::None {
+    if job.auth.method == AuthMethod::ClientHeaders {
+        let _ = writeln!(
+            out,
+            "  credentials: client headers to {} (no token request)",
+            job.fhir_base.origin().ascii_serialization()
+        );
+    } else if job.auth.method != AuthMethod::None {
         let url = session.tokens.token_url().await?;
         let _ = writeln!(out, "  token URL: {url}");
         session.tokens.bearer().await?;
@@ -77,6 +84,19 @@ pub async fn check_job(job: &Job) -> Result<String, Error> {
         "  export operations: {}",
         if ops.is_empty() { "none advertised".into() } else { ops.join(", ") }
     );
+    if let (Level::Group, Some(id)) = (job.export.level, &job.export.group_id) {
+        match crate::export::group::read_size(&session, job, id).await {
+            Ok(n) => {
+                let _ = writeln!(out, "  Group/{id}: {n} members");
+                if let Some(w) = crate::export::group::limit_warning(job.access, id, n) {
+                    let _ = writeln!(out, "  warning: {w}");
+                }
+            }
+            Err(why) => {
+                let _ = writeln!(out, "  Group/{id}: not read ({why})");
+            }
+        }
+    }
     let _ = writeln!(out, "ok: no export was started");
     Ok(out)
 }
@@ -112,7 +132,7 @@ pub fn advertised_warnings(job: &Job, smart: &Value) -> Vec<String> {
         AuthMethod::ClientSecretPost => Some("client_secret_post"),
         AuthMethod::ClientSecretBasic => Some("client_secret_basic"),
         AuthMethod::PrivateKeyJwt => Some("private_key_jwt"),
-        AuthMethod::None => None,
+        AuthMethod::None | AuthMethod::ClientHeaders => None,
     };
     if let (Some(m), Some(list)) = (wanted, smart["token_endpoint_auth_methods_supported"].as_array())
         && !list.iter().any(|v| v == m)

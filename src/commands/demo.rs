@@ -55,7 +55,7 @@ pub async fn demo(out: &Path, data_scale: u32, with_server_errors: bool, g: &Glo
         "demo: running examples/sandbox.yaml against it (token → kick-off → poll → download → record) into {}\n",
         out.join(&job.name).display()
     ));
-    job.apply(&Overrides { out: Some(crate::store::Location::Local(out.to_path_buf())), ..Default::default() });
+    job.apply(&Overrides { out: Some(out.to_path_buf()), ..Default::default() });
     let opts = RunOptions::default();
     let display = super::display(g, std::slice::from_ref(&job.name));
     let reporter = display.for_job(&job.name);

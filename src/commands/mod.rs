@@ -1,8 +1,11 @@
 //! The subcommands: each turns parsed arguments into calls on the library and returns an exit code.
 //! Messages for people go to stderr; data (summaries, reports) to stdout.
 
+mod authorize;
 mod check;
 mod demo;
+mod demo_patient;
+pub mod hint;
 mod logging;
 mod run;
 mod status;
@@ -17,6 +20,7 @@ use crate::error::{Error, Signal, exit};
 use crate::job::{self, Job};
 use crate::progress::{Bars, Display, Plain, Reporter, Silent};
 
+pub use authorize::AUTHORIZE_HELP;
 pub use logging::{color_stderr, init_logging, json as json_logs, json_error_line, report_error};
 pub use run::{Board, Runner, Slot, SlotState, run_all, run_jobs};
 
@@ -47,15 +51,17 @@ pub async fn main(cli: Cli) -> u8 {
     let res = match cli.command {
         Command::Run(args) => return run_jobs(args, &g).await,
         Command::Validate { jobs, no_env } => validate(&jobs, no_env),
-        Command::Status { jobs, out } => status::status(&jobs, out.as_deref()).await,
-        Command::Cancel { job, out } => status::cancel(&job, out.as_deref(), &g).await,
+        Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
+        Command::Cancel { job, out, force } => status::cancel(&job, out.as_deref(), force, &g).await,
         // Off the runtime's threads: inspect blocks (on files, or on a bucket's requests).
         Command::Inspect(args) => tokio::task::spawn_blocking(move || inspect(args))
             .await
             .unwrap_or_else(|e| Err(Error::Failed(format!("inspect failed: {e}")))),
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
-        Command::Demo { out, data_scale, with_server_errors } => {
+        Command::Authorize(args) => authorize::authorize(args, &g).await,
+        Command::Demo { out, data_scale, patient_access: true, .. } => demo_patient::demo(&out, data_scale, &g).await,
+        Command::Demo { out, data_scale, with_server_errors, .. } => {
             demo::demo(&out, data_scale, with_server_errors, &g).await
         }
         Command::Keygen { algorithm, kid, out } => keygen(algorithm, &kid, &out),
@@ -104,12 +110,8 @@ fn env_var(name: &str) -> Option<String> {
 }
 
 /// Loads a job file with the process environment, and applies the command line's overrides.
-/// `--out`: a folder or a bucket URL, checked like `download.dir`.
-pub fn out_location(out: &Path) -> Result<crate::store::Location, Error> {
-    crate::store::Location::from_path(out).map_err(|e| Error::Usage(format!("--out: {e}")))
-}
-
 pub fn load_job(path: &Path, overrides: &job::Overrides) -> Result<Job, Error> {
+    overrides.check().map_err(Error::Usage)?;
     let mut job = job::load(path, &env_var).map_err(Error::from)?;
     job.apply(overrides);
     for w in &job.warnings {
@@ -125,7 +127,7 @@ fn validate(paths: &[PathBuf], no_env: bool) -> Result<u8, Error> {
     let mut worst = exit::OK;
     for p in paths {
         match job::lint(p, env) {
-            Ok(job::Lint::Job { summary, notes, warnings }) => {
+            Ok(job::Lint::Job { summary, notes, warnings, details }) => {
                 for n in &notes {
                     eprintln!("{n}\n");
                 }
@@ -135,6 +137,9 @@ fn validate(paths: &[PathBuf], no_env: bool) -> Result<u8, Error> {
                 match summary {
                     Some(s) => println!("ok  {}  {s}", p.display()),
                     None => println!("ok  {}  (not every value checked: --no-env)", p.display()),
+                }
+                for d in &details {
+                    println!("      {d}");
                 }
             }
             Ok(job::Lint::NotAJob { what }) => println!("skip  {}  not a job file: {what}", p.display()),

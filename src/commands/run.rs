@@ -21,6 +21,7 @@ use crate::export::kickoff;
 use crate::job::{AuthMethod, Job};
 use crate::progress::Display;
 
+use super::hint::{self, JobCmd, Left};
 use super::logging::{error_prefix, json};
 use super::{load_job, report_error, signal, summary};
 /// Exit codes from least to most severe, for "the worst one".
@@ -102,6 +103,8 @@ pub struct Runner {
     pub display: Arc<dyn Display>,
     pub parallel: usize,
     pub summary: SummaryFormat,
+    /// `--out`, repeated in the commands an error suggests.
+    pub out: Option<PathBuf>,
 }
 
 pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
@@ -109,11 +112,7 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         Ok(s) => s,
         Err(e) => return report_error(&e),
     };
-    let out = match args.out.as_deref().map(super::out_location).transpose() {
-        Ok(o) => o,
-        Err(e) => return report_error(&e),
-    };
-    let overrides = crate::job::Overrides { out, since };
+    let overrides = crate::job::Overrides { out: args.out.clone(), since };
     // Every job file is checked before anything is sent; a file named twice runs once.
     let mut jobs = Vec::new();
     let mut seen = Vec::new();
@@ -136,12 +135,17 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
     let opts = RunOptions { restart: args.restart };
     if args.dry_run {
         for j in &jobs {
-            print!("{}", dry_run(j).await);
+            print!("{}", dry_run(j));
         }
         return exit::OK;
     }
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-    let runner = Runner { display: super::display(g, &names), parallel: args.parallel.max(1), summary: args.summary };
+    let runner = Runner {
+        display: super::display(g, &names),
+        parallel: args.parallel.max(1),
+        summary: args.summary,
+        out: args.out.clone(),
+    };
     let board = Board::new(&jobs);
     let sig = tokio::select! {
         () = run_all(&jobs, &opts, &runner, &board) => None,
@@ -169,7 +173,7 @@ pub async fn run_all(jobs: &[Job], opts: &RunOptions, runner: &Runner, board: &A
                 let reporter = runner.display.for_job(&job.name);
                 let res = run_job(&job, &opts, reporter.clone()).await;
                 reporter.finish();
-                announce(&job.name, &res, &runner);
+                announce(&job, &res, &runner);
                 board.set(i, SlotState::Done(res.map(Box::new)));
             }
             .instrument(span),
@@ -187,7 +191,8 @@ pub async fn run_all(jobs: &[Job], opts: &RunOptions, runner: &Runner, board: &A
 }
 
 /// A job's final event (inside its span), and its summary or error for people.
-fn announce(name: &str, res: &Result<RunOutcome, Error>, runner: &Runner) {
+fn announce(job: &Job, res: &Result<RunOutcome, Error>, runner: &Runner) {
+    let name = job.name.as_str();
     match res {
         Ok(out) => {
             let t = &out.record.totals;
@@ -210,8 +215,15 @@ fn announce(name: &str, res: &Result<RunOutcome, Error>, runner: &Runner) {
                 runner.display.print(&summary::text(name, out));
             }
         }
-        Err(e) if json() => tracing::error!(exit_code = e.exit_code(), error = %e, "job finished"),
-        Err(e) => runner.display.eprint(&format!("{}job {name}: {e}\n", error_prefix())),
+        Err(e) => {
+            let cmd = JobCmd::new(job.file_label(), runner.out.as_deref());
+            let next = hint::next_steps(&cmd, e, &Left::of(&job.job_dir()));
+            if json() {
+                tracing::error!(exit_code = e.exit_code(), error = %e, next = next.trim(), "job finished");
+            } else {
+                runner.display.eprint(&format!("{}job {name}: {e}\n{next}", error_prefix()));
+            }
+        }
     }
 }
 
@@ -337,11 +349,13 @@ fn first_line(s: &str) -> &str {
 }
 
 /// `--dry-run`: the token request and the kick-off as they would be sent, secrets redacted.
-pub async fn dry_run(job: &Job) -> String {
-    let since = match crate::state::JobState::open(&job.job_dir()) {
-        Ok(state) => crate::export::inflight::resolve_since(job, &state).await.ok().flatten(),
-        Err(_) => None,
-    };
+pub fn dry_run(job: &Job) -> String {
+    if job.patient.is_some() {
+        return crate::patient::dry_run(job);
+    }
+    let since = crate::state::JobState::open(&job.job_location())
+        .ok()
+        .and_then(|state| crate::export::inflight::resolve_since(job, &state).ok().flatten());
     let k = kickoff::build(job, since);
     let mut s = String::new();
     let _ = writeln!(
@@ -353,6 +367,12 @@ pub async fn dry_run(job: &Job) -> String {
     match job.auth.method {
         AuthMethod::None => {
             let _ = writeln!(s, "# no token (auth.method: none)");
+        }
+        AuthMethod::ClientHeaders => {
+            let _ = writeln!(
+                s,
+                "# no token request (auth.method: client-headers): the credentials go in headers, to the FHIR server only"
+            );
         }
         m => {
             let url = job
@@ -386,8 +406,16 @@ pub async fn dry_run(job: &Job) -> String {
     let _ = writeln!(s, "{} {}", k.method, k.url);
     let _ = writeln!(s, "Accept: application/fhir+json");
     let _ = writeln!(s, "Prefer: {}", k.prefer);
-    if job.auth.method != AuthMethod::None {
-        let _ = writeln!(s, "Authorization: Bearer [redacted]");
+    match job.auth.method {
+        AuthMethod::None => {}
+        AuthMethod::ClientHeaders => {
+            let _ = writeln!(s, "client_id: {}", job.auth.client_id);
+            let _ = writeln!(s, "client_secret: [redacted]");
+            let _ = writeln!(s, "x-oneup-user-id: {}", crate::session::ONEUP_USER_ID);
+        }
+        _ => {
+            let _ = writeln!(s, "Authorization: Bearer [redacted]");
+        }
     }
     for (h, _) in &job.headers {
         let _ = writeln!(s, "{h}: …");
@@ -399,8 +427,11 @@ pub async fn dry_run(job: &Job) -> String {
             serde_json::to_string_pretty(b).unwrap_or_default()
         );
     }
-    let _ =
-        writeln!(s, "\n# then: poll the status URL, download the manifest's files into {}/<run-id>/", job.job_dir());
+    let _ = writeln!(
+        s,
+        "\n# then: poll the status URL, download the manifest's files into {}/<run-id>/",
+        job.job_location()
+    );
     s
 }
 

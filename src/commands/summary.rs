@@ -64,7 +64,7 @@ pub fn outcome_words(code: u8) -> &'static str {
     match code {
         exit::OK => "complete",
         exit::SERVER_ERRORS => "complete, with errors reported by the server",
-        _ => "downloaded, but validation failed",
+        _ => "downloaded, but not complete (see the problems below)",
     }
 }
 
@@ -107,6 +107,12 @@ pub fn text(name: &str, out: &RunOutcome) -> String {
             if n == 1 { "" } else { "s" },
             out.run_dir.join("error").display()
         );
+    }
+    for line in r.member_match.iter().flat_map(|m| m.summary_lines()) {
+        let _ = writeln!(s, "{line}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "  warning: {}", w.message);
     }
     for p in r.problems.iter().take(5) {
         let loc = match (&p.file, p.line) {
@@ -175,6 +181,9 @@ mod tests {
             sha256: String::new(),
             invalid_lines: 0,
             wrong_type_lines: 0,
+            types: Default::default(),
+            header_lines: 0,
+            continues_in: None,
         }
     }
 
@@ -202,6 +211,7 @@ mod tests {
                 totals: Totals { seconds: 2.04, ..Totals::default() },
                 problems: Vec::new(),
                 warnings: Vec::new(),
+                member_match: None,
                 complete: true,
             },
         }

@@ -1,6 +1,7 @@
 //! Pure decisions of one download attempt, tested on exact inputs: what a response's head means given
-//! what is already in the `.part` ([`classify`]), and whether a body that has been read whole is the
-//! file or calls for another try ([`judge_body`]).
+//! what is already in the `.part` ([`classify`]), whether a body that has been read whole is the
+//! file or calls for another try ([`judge_body`]), and when a file whose line count keeps disagreeing
+//! with the manifest is what the server has ([`judge_mismatch`]).
 //!
 //! Statuses that never reach [`classify`]: the session retries 408, 429, 500, 502, 503 and 504 with
 //! backoff (then fails with `Error::Transient`), renews the token once on a 401 to a request that carried
@@ -8,6 +9,8 @@
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_RANGE, HeaderMap};
+
+use crate::record::count_agrees;
 
 /// What to do with a response, from its head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +21,12 @@ pub enum Decision {
     Append,
     /// Drop the `.part` and try again (counts against the retries).
     Restart(String),
-    /// 401/403 to a request that could not carry a token: the file host's signed URL has expired.
+    /// 410, or 401/403 to a request that could not carry a token: the file link has expired, and the
+    /// status URL may hand out fresh ones.
     UrlExpired,
     /// 401/403 to a request allowed the token (the session has already renewed it once on a 401).
     Refused,
-    /// Any other status: the file cannot be fetched (404, 410, 501, an unfollowed redirect…).
+    /// Any other status: the file cannot be fetched (404, 501, an unfollowed redirect…).
     Failed,
 }
 
@@ -60,6 +64,8 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, have: u64, token_allowe
             }
         }
         416 => Decision::Restart("range not satisfiable".into()),
+        // Gone: what a file server answers for a link past its expiry (the IG lets clients re-poll).
+        410 => Decision::UrlExpired,
         401 | 403 if !token_allowed => Decision::UrlExpired,
         401 | 403 => Decision::Refused,
         _ => Decision::Failed,
@@ -89,27 +95,73 @@ pub struct BodyEnd {
     pub content_length: Option<u64>,
     /// Resources (non-blank lines) in the whole file, the earlier `.part` included.
     pub lines: u64,
+    /// Of those, the `Parameters` headers of organized output.
+    pub header_lines: u64,
     /// The manifest's `count` for the file, when it gave one.
     pub manifest_count: Option<u64>,
+    /// Whether the count is a contract: true for `output[]`; `error[]` and `deleted[]` counts are
+    /// informative (servers copy the failed output's count there), so they never call for a retry.
+    pub count_is_contract: bool,
 }
 
-/// `None` when the body is the whole file and agrees with the manifest, else the retry it calls for.
-pub fn judge_body(b: &BodyEnd) -> Option<Retry> {
+/// What a body read whole amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyVerdict {
+    /// The whole file, and it agrees with the manifest (or its count is only informative).
+    Whole,
+    /// Not the whole file: try again.
+    Retry(Retry),
+    /// The whole file, but its line count disagrees with the manifest's: see [`judge_mismatch`].
+    CountMismatch(String),
+}
+
+/// Whether a body is the whole file and agrees with the manifest.
+pub fn judge_body(b: &BodyEnd) -> BodyVerdict {
     if let Some(reason) = &b.net_error {
         // A decoded gzip prefix cannot be resumed with a range over the encoded bytes.
-        return Some(if b.gzip { Retry::Restart(reason.clone()) } else { Retry::Resume(reason.clone()) });
+        let retry = if b.gzip { Retry::Restart(reason.clone()) } else { Retry::Resume(reason.clone()) };
+        return BodyVerdict::Retry(retry);
     }
     if let Some(n) = b.content_length
         && b.received != n
     {
-        return Some(Retry::Resume(format!("body was {} bytes, Content-Length said {n}", b.received)));
+        return BodyVerdict::Retry(Retry::Resume(format!("body was {} bytes, Content-Length said {n}", b.received)));
     }
-    if let Some(count) = b.manifest_count
-        && b.lines != count
-    {
-        return Some(Retry::Restart(format!("{} resources in the file, the manifest said {count}", b.lines)));
+    match b.manifest_count {
+        Some(count) if b.count_is_contract && !count_agrees(Some(count), b.lines, b.header_lines) => {
+            BodyVerdict::CountMismatch(format!("{} resources in the file, the manifest said {count}", b.lines))
+        }
+        _ => BodyVerdict::Whole,
     }
-    None
+}
+
+/// Full fetches that must give the same bytes before a file whose count disagrees with the manifest is
+/// taken as what the server has. Two: a file still being written, or cut by a proxy, differs from one
+/// fetch to the next; a server that lists a wrong count serves the same bytes every time.
+pub const IDENTICAL_FETCHES: u32 = 2;
+
+/// A whole body, by what identifies its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Consecutive full fetches that gave the same mismatched bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streak {
+    pub fingerprint: Fingerprint,
+    pub fetches: u32,
+}
+
+/// After a whole body whose count disagrees with the manifest: the streak it makes with the one before,
+/// and whether the file is now proven to be what the server has ([`IDENTICAL_FETCHES`] in a row).
+pub fn judge_mismatch(previous: Option<&Streak>, now: Fingerprint) -> (Streak, bool) {
+    let fetches = match previous {
+        Some(p) if p.fingerprint == now => p.fetches + 1,
+        _ => 1,
+    };
+    (Streak { fingerprint: now, fetches }, fetches >= IDENTICAL_FETCHES)
 }
 
 #[cfg(test)]
@@ -189,9 +241,16 @@ mod tests {
     }
 
     #[test]
+    fn gone_is_an_expired_link_with_or_without_a_token() {
+        for (token, have) in [(false, 0), (true, 0), (true, 500)] {
+            assert_eq!(classify(status(410), &head(&[]), have, token), Decision::UrlExpired);
+        }
+    }
+
+    #[test]
     fn other_statuses_fail() {
         // 5xx other than 500/502/503/504 reach here; those four and 408/429 are retried by the session.
-        for s in [204, 302, 400, 404, 410, 422, 501, 505] {
+        for s in [204, 302, 400, 404, 422, 501, 505] {
             for token in [false, true] {
                 assert_eq!(classify(status(s), &head(&[]), 0, token), Decision::Failed, "{s}");
                 assert_eq!(classify(status(s), &head(&[]), 100, token), Decision::Failed, "{s}");
@@ -206,38 +265,83 @@ mod tests {
             received: 1000,
             content_length: Some(1000),
             lines: 10,
+            header_lines: 0,
             manifest_count: Some(10),
+            count_is_contract: true,
         }
     }
 
     #[test]
     fn a_whole_body_that_matches_the_manifest_is_the_file() {
-        assert_eq!(judge_body(&whole()), None);
-        assert_eq!(judge_body(&BodyEnd { content_length: None, manifest_count: None, ..whole() }), None);
+        assert_eq!(judge_body(&whole()), BodyVerdict::Whole);
+        assert_eq!(judge_body(&BodyEnd { content_length: None, manifest_count: None, ..whole() }), BodyVerdict::Whole);
     }
 
     #[test]
     fn a_cut_connection_resumes_unless_gzip() {
         let cut = BodyEnd { net_error: Some("connection reset".into()), received: 10, ..whole() };
-        assert_eq!(judge_body(&cut), Some(Retry::Resume("connection reset".into())));
+        assert_eq!(judge_body(&cut), BodyVerdict::Retry(Retry::Resume("connection reset".into())));
         let cut_gz = BodyEnd { gzip: true, content_length: None, ..cut };
-        assert_eq!(judge_body(&cut_gz), Some(Retry::Restart("connection reset".into())));
+        assert_eq!(judge_body(&cut_gz), BodyVerdict::Retry(Retry::Restart("connection reset".into())));
     }
 
     #[test]
     fn a_short_body_resumes() {
         let short = BodyEnd { received: 999, ..whole() };
-        assert_eq!(judge_body(&short), Some(Retry::Resume("body was 999 bytes, Content-Length said 1000".into())));
+        assert_eq!(
+            judge_body(&short),
+            BodyVerdict::Retry(Retry::Resume("body was 999 bytes, Content-Length said 1000".into()))
+        );
     }
 
     #[test]
-    fn a_count_mismatch_starts_again() {
+    fn a_count_mismatch_is_judged_by_whether_it_repeats() {
         for lines in [9, 11] {
             let b = BodyEnd { lines, ..whole() };
             assert_eq!(
                 judge_body(&b),
-                Some(Retry::Restart(format!("{lines} resources in the file, the manifest said 10")))
+                BodyVerdict::CountMismatch(format!("{lines} resources in the file, the manifest said 10"))
             );
+        }
+    }
+
+    #[test]
+    fn error_and_deleted_counts_are_informative() {
+        // The reference server writes the failed output's count (639) into the error entry.
+        let b = BodyEnd { lines: 1, manifest_count: Some(639), count_is_contract: false, ..whole() };
+        assert_eq!(judge_body(&b), BodyVerdict::Whole);
+        // A cut body is still fetched again.
+        let cut = BodyEnd { received: 10, ..b };
+        assert!(matches!(judge_body(&cut), BodyVerdict::Retry(Retry::Resume(_))));
+    }
+
+    #[test]
+    fn organized_counts_may_or_may_not_include_the_headers() {
+        let b = |count| BodyEnd { lines: 12, header_lines: 2, manifest_count: Some(count), ..whole() };
+        assert_eq!(judge_body(&b(12)), BodyVerdict::Whole);
+        assert_eq!(judge_body(&b(10)), BodyVerdict::Whole);
+        assert!(matches!(judge_body(&b(11)), BodyVerdict::CountMismatch(_)));
+    }
+
+    fn fp(bytes: u64, sha: &str) -> Fingerprint {
+        Fingerprint { bytes, sha256: sha.into() }
+    }
+
+    #[test]
+    fn the_same_bytes_twice_prove_the_file_is_what_the_server_has() {
+        let (first, keep) = judge_mismatch(None, fp(0, "e3b0"));
+        assert_eq!((first.fetches, keep), (1, false));
+        let (second, keep) = judge_mismatch(Some(&first), fp(0, "e3b0"));
+        assert_eq!((second.fetches, keep), (IDENTICAL_FETCHES, true));
+    }
+
+    #[test]
+    fn different_bytes_start_the_streak_again() {
+        let (first, _) = judge_mismatch(None, fp(100, "aa"));
+        // Same length, other bytes; other length, same hash text (cannot happen, still not the same).
+        for other in [fp(100, "bb"), fp(99, "aa")] {
+            let (s, keep) = judge_mismatch(Some(&first), other.clone());
+            assert_eq!((s, keep), (Streak { fingerprint: other, fetches: 1 }, false));
         }
     }
 }

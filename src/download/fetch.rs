@@ -7,14 +7,14 @@ use reqwest::header::{ACCEPT, ACCEPT_ENCODING, RANGE};
 use tokio::sync::mpsc;
 
 use super::Downloaded;
-use super::classify::{BodyEnd, Decision, Retry, classify, judge_body};
+use super::classify::{BodyEnd, BodyVerdict, Decision, Retry, classify, judge_body};
 use super::verify::{VerifyError, verify_stream};
 use crate::error::{Error, Result};
 use crate::fhir::outcome_text;
 use crate::http::{describe, read_limited};
 use crate::job::DownloadSettings;
 use crate::progress::Event;
-use crate::record::PlannedFile;
+use crate::record::{FileKind, PlannedFile};
 use crate::redact::redact_query;
 use crate::session::{Req, Session, TokenUse};
 use crate::store::Target;
@@ -31,8 +31,13 @@ const ERROR_BODY_QUOTED: usize = 4096;
 pub enum Attempt {
     Verified(Downloaded),
     Retry(Retry),
-    /// The file host refused a tokenless request: the signed URL has expired.
+    /// The file link has expired (410, or a tokenless request refused).
     UrlExpired,
+    /// The whole file is in the `.part`, but its line count disagrees with the manifest's.
+    CountMismatch {
+        file: Downloaded,
+        reason: String,
+    },
 }
 
 /// One request for `file` into `target`. `token_allowed` is the manifest's `requiresAccessToken`.
@@ -69,6 +74,8 @@ pub async fn attempt(
             );
             return Err(match d {
                 Decision::Refused => Error::AuthRefused { url: redact_query(&file.url), detail },
+                // The file is gone from the server, and with it the export: rerunning cannot fetch it.
+                _ if status == 404 => Error::gone(detail),
                 _ => Error::Failed(detail),
             });
         }
@@ -108,7 +115,7 @@ pub async fn attempt(
             }
             Ok(None) => break,
             Err(e) => {
-                net_error = Some(describe(&e));
+                net_error = Some(describe(&e.with_url(resp.url().clone()), session.limits(true)));
                 break;
             }
         }
@@ -130,10 +137,19 @@ pub async fn attempt(
         }
         Err(VerifyError::Io(e)) => return target.write_failed(e).map(|r| Attempt::Retry(Retry::Restart(r))),
     };
-    let end =
-        BodyEnd { gzip, net_error, received, content_length, lines: verified.tally.lines, manifest_count: file.count };
+    let end = BodyEnd {
+        gzip,
+        net_error,
+        received,
+        content_length,
+        lines: verified.tally.lines,
+        header_lines: verified.tally.headers,
+        manifest_count: file.count,
+        count_is_contract: file.kind == FileKind::Output,
+    };
     Ok(match judge_body(&end) {
-        None => Attempt::Verified(Downloaded::new(file, verified)),
-        Some(retry) => Attempt::Retry(retry),
+        BodyVerdict::Whole => Attempt::Verified(Downloaded::new(file, verified)),
+        BodyVerdict::Retry(retry) => Attempt::Retry(retry),
+        BodyVerdict::CountMismatch(reason) => Attempt::CountMismatch { file: Downloaded::new(file, verified), reason },
     })
 }

@@ -10,24 +10,22 @@
 //!   end of a body means ([`classify::judge_body`]).
 //! - [`verify`]: the synchronous verifier (gzip, lines, checks, SHA-256, size cap, resume replay) in
 //!   front of a [`verify::Sink`], where verified bytes go (a local `.part` file today).
+//!
+//! Above them, [`refresh`] renews expired file links from the status URL between batches.
 
 mod classify;
 mod fetch;
+pub mod refresh;
 mod schedule;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use classify::parse_content_range_start;
+pub use classify::{IDENTICAL_FETCHES, parse_content_range_start};
 pub use schedule::download_all;
 
 use crate::record::PlannedFile;
 use crate::record::{FileRecord, Problem};
-
-/// Told of each file as it is verified (the run records it in the job's state, so a rerun skips it).
-pub trait OnVerified: Send {
-    fn verified<'a>(&'a mut self, d: &'a Downloaded) -> futures_util::future::BoxFuture<'a, ()>;
-}
 
 /// One verified file.
 #[derive(Debug, Clone)]
@@ -41,8 +39,8 @@ pub struct Downloaded {
 pub enum Batch {
     /// Every file is verified: all of them, in manifest order (those already done included).
     Complete(Vec<Downloaded>),
-    /// A file host refused a download that carried no token (401/403): the signed URLs have expired and
-    /// fresh ones come from the status URL. No more files were started; those in flight were let finish.
+    /// A file host answered 410, or refused a download that carried no token (401/403): the file links
+    /// have expired and fresh ones may come from the status URL. No more files were started; those in flight were let finish.
     UrlsExpired {
         /// The refused file's path (relative to the run folder).
         file: String,
@@ -79,6 +77,9 @@ impl Downloaded {
                 sha256: v.sha256,
                 invalid_lines: v.tally.invalid,
                 wrong_type_lines: v.tally.wrong_type,
+                types: v.tally.types,
+                header_lines: v.tally.headers,
+                continues_in: file.continues_in.clone(),
             },
             problems,
         }
@@ -104,12 +105,14 @@ mod tests {
             url: "https://files.example/Patient.ndjson?X-Sig=abc".parse().unwrap(),
             count: Some(3),
             path: "Patient.002.ndjson".into(),
+            continues_in: None,
         };
         let tally = verify::Tally {
             lines: 3,
             invalid: 1,
             wrong_type: 1,
             problems: vec![(2, "not a JSON object".into()), (3, "no resourceType".into())],
+            ..Default::default()
         };
         let d = Downloaded::new(&file, verify::Verified { bytes: 120, sha256: "ab".repeat(32), tally });
         assert_eq!(
@@ -125,6 +128,9 @@ mod tests {
                 sha256: "ab".repeat(32),
                 invalid_lines: 1,
                 wrong_type_lines: 1,
+                types: Default::default(),
+                header_lines: 0,
+                continues_in: None,
             }
         );
         let problem = |line, message: &str| Problem {

@@ -1,25 +1,25 @@
 //! Scheduling: `download.concurrency` files at once in a `JoinSet`, and for each file the retry loop
 //! around [`attempt`] (resume or restart, backoff, and the final name given through the file's
-//! [`Target`]: the rename from `.part`, or the completion of its multipart upload).
+//! [`Target`]: the rename from `.part`, or the completion of its multipart upload), including the
+//! refetches that tell a file still changing from a manifest count that is simply wrong.
 
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::classify::Retry;
+use super::classify::{Fingerprint, Retry, Streak, judge_mismatch};
 use super::fetch::{Attempt, attempt};
 use super::{Batch, Downloaded};
 use crate::error::{Error, Result};
 use crate::job::{DownloadSettings, Validate};
 use crate::progress::Event;
-use crate::record::PlannedFile;
-use crate::record::{FileRecord, Problem};
+use crate::record::{FileRecord, PlannedFile, Problem};
 use crate::session::Session;
 use crate::store::{Dir, Target};
 
 /// How one file ended, when no error ended it.
 enum FileEnd {
-    Verified(Downloaded),
+    Verified(Box<Downloaded>),
     /// Its signed URL was refused: see [`Batch::UrlsExpired`].
     UrlExpired,
 }
@@ -36,7 +36,7 @@ pub async fn download_all(
     settings: &DownloadSettings,
     requires_token: bool,
     done: &[FileRecord],
-    on_verified: &mut dyn super::OnVerified,
+    mut on_verified: impl FnMut(&Downloaded),
 ) -> Result<Batch> {
     let mut results: Vec<Option<Downloaded>> = vec![None; files.len()];
     let mut queue = Vec::new();
@@ -44,7 +44,7 @@ pub async fn download_all(
         // By path and type, not URL: a refreshed manifest has new (signed) URLs for the same files.
         let d = done.iter().find(|d| d.path == f.path && d.resource_type == f.resource_type);
         let stored = match d {
-            Some(_) => run_dir.size(&f.path).await?,
+            Some(_) => run_dir.size(&f.path)?,
             None => None,
         };
         match d {
@@ -72,8 +72,8 @@ pub async fn download_all(
         let (i, res) = joined.map_err(|e| Error::Failed(format!("a download task failed: {e}")))?;
         match res {
             Ok(FileEnd::Verified(d)) => {
-                on_verified.verified(&d).await;
-                results[i] = Some(d);
+                on_verified(&d);
+                results[i] = Some(*d);
                 if stop.is_none()
                     && let Some(j) = next.next()
                 {
@@ -107,37 +107,74 @@ async fn download_one(
 ) -> Result<FileEnd> {
     let mut target: Target = run_dir.target(&file.path)?;
     session.reporter.event(&Event::DownloadStarted { id, file });
+    let res = fetch_one(session, run_dir, &mut target, id, file, settings, requires_token).await;
+    if res.as_ref().is_ok_and(|e| matches!(e, FileEnd::Verified(_))) {
+        return res;
+    }
+    // An attempt given up: a `.part` stays for a resume; an upload (which cannot resume) is aborted.
+    target.abandon().await;
+    res
+}
+
+/// The attempts at one file, into `target`.
+async fn fetch_one(
+    session: &Session,
+    run_dir: &Dir,
+    target: &mut Target,
+    id: usize,
+    file: &PlannedFile,
+    settings: &DownloadSettings,
+    requires_token: bool,
+) -> Result<FileEnd> {
+    let strict = settings.validate == Validate::Strict;
+    async fn verified(
+        session: &Session,
+        target: &mut Target,
+        bucket: bool,
+        strict: bool,
+        id: usize,
+        file: &PlannedFile,
+        mut d: Downloaded,
+    ) -> Result<FileEnd> {
+        if bucket && strict && d.record.invalid_lines + d.record.wrong_type_lines > 0 {
+            // A bucket's consumers may act on any new object: a file that fails strict checks is never
+            // published there (on disk it stays for review; the run fails either way).
+            target.discard().await;
+            let message = "not kept: the file failed strict validation, so its upload was aborted".into();
+            d.problems.push(Problem { file: Some(file.path.clone()), line: None, message });
+        } else {
+            target.commit().await?;
+        }
+        session.reporter.event(&Event::DownloadFinished { id, file, lines: d.record.lines, bytes: d.record.bytes });
+        Ok(FileEnd::Verified(Box::new(d)))
+    }
+    let bucket = run_dir.is_object();
     let mut failures = 0u32;
+    // Whole bodies whose count disagreed with the manifest, in a row with the same bytes.
+    let mut streak: Option<Streak> = None;
     loop {
-        let retry = match attempt(session, id, file, &mut target, settings, requires_token).await {
-            Err(e) => {
-                target.abandon().await;
-                return Err(e);
-            }
-            Ok(Attempt::Verified(mut d)) => {
-                let invalid = d.record.invalid_lines + d.record.wrong_type_lines > 0;
-                if invalid && settings.validate == Validate::Strict && run_dir.is_object() {
-                    // A bucket's consumers may act on any new object: a file that fails strict checks is
-                    // never published there (on disk it stays for review; the run fails either way).
-                    target.discard().await;
-                    let message = "not kept: the file failed strict validation, so its upload was aborted".into();
-                    d.problems.push(Problem { file: Some(file.path.clone()), line: None, message });
-                } else {
-                    target.commit().await?;
+        // The fetch that checks a first count mismatch is a measurement, not a fault: it is not charged
+        // to `download.retries`, so even `retries: 0` can tell a wrong count from a changing file.
+        let mut free = false;
+        let retry = match attempt(session, id, file, target, settings, requires_token).await? {
+            Attempt::Verified(d) => return verified(session, target, bucket, strict, id, file, d).await,
+            Attempt::UrlExpired => return Ok(FileEnd::UrlExpired),
+            Attempt::CountMismatch { file: d, reason } => {
+                let now = Fingerprint { bytes: d.record.bytes, sha256: d.record.sha256.clone() };
+                free = streak.is_none();
+                let (s, proven) = judge_mismatch(streak.as_ref(), now);
+                if proven {
+                    let note = format!(
+                        "{}: {reason}; {} full fetches gave the same bytes: kept as the server has it",
+                        file.path, s.fetches
+                    );
+                    session.reporter.event(&Event::Note { message: &note });
+                    return verified(session, target, bucket, strict, id, file, d).await;
                 }
-                session.reporter.event(&Event::DownloadFinished {
-                    id,
-                    file,
-                    lines: d.record.lines,
-                    bytes: d.record.bytes,
-                });
-                return Ok(FileEnd::Verified(d));
+                streak = Some(s);
+                Retry::Restart(reason)
             }
-            Ok(Attempt::UrlExpired) => {
-                target.abandon().await;
-                return Ok(FileEnd::UrlExpired);
-            }
-            Ok(Attempt::Retry(retry)) => retry,
+            Attempt::Retry(retry) => retry,
         };
         let reason = match retry {
             Retry::Resume(r) => r,
@@ -146,19 +183,16 @@ async fn download_one(
                 r
             }
         };
-        if failures >= settings.retries {
-            target.abandon().await;
+        if failures >= settings.retries && !free {
             session.reporter.event(&Event::DownloadFailed { id, file, reason: &reason });
-            return Err(Error::Transient(format!(
-                "{}: {reason} (after {} attempts); the run's state is kept: run again to resume",
-                file.path,
-                failures + 1
-            )));
+            return Err(Error::Transient(format!("{}: {reason} (after {} attempts)", file.path, failures + 1)));
         }
         let from = target.resume_from();
         session.reporter.event(&Event::DownloadRetry { id, file, reason: &reason, resume_from: from });
         let wait = session.policy.wait(failures, None, fastrand::f64());
-        failures += 1;
+        if !free {
+            failures += 1;
+        }
         tokio::time::sleep(wait).await;
     }
 }

@@ -6,6 +6,7 @@
 //! Nothing here copies a chunk: the decoder (or the plain path) writes straight into the verifier,
 //! which writes the same slice on to the sink.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
@@ -14,8 +15,9 @@ use flate2::write::MultiGzDecoder;
 
 use crate::digest::Sha256;
 use crate::job::{DownloadSettings, Validate};
-use crate::ndjson::{LineError, LineSplitter, check_line};
+use crate::ndjson::{LineError, LineSplitter, check_line, parse_head};
 use crate::private_fs::{create_private_file, open_private};
+use crate::record::MIXED;
 
 /// Problems kept per file (the counts are always exact).
 pub const MAX_PROBLEMS_PER_FILE: usize = 20;
@@ -23,6 +25,8 @@ pub const MAX_PROBLEMS_PER_FILE: usize = 20;
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Read size when replaying an existing `.part`.
 const REPLAY_BUFFER: usize = 1 << 20;
+/// Resource types counted apart in one organized file; a hostile file cannot grow the map past this.
+pub const MAX_TYPES_PER_FILE: usize = 256;
 
 /// Where verified bytes go. A `.part` file on the local disk today ([`PartFile`]); another store (an
 /// object-storage multipart upload) implements the same two calls. Bytes arrive in order and only
@@ -73,6 +77,10 @@ pub struct Tally {
     pub wrong_type: u64,
     /// The first [`MAX_PROBLEMS_PER_FILE`] problems, with their line numbers.
     pub problems: Vec<(u64, String)>,
+    /// Organized output (expected type [`MIXED`]): resources per type, the headers included.
+    pub types: BTreeMap<String, u64>,
+    /// Organized output: `Parameters` lines, the headers that open each resource block.
+    pub headers: u64,
 }
 
 impl Tally {
@@ -80,6 +88,7 @@ impl Tally {
         self.lines += 1;
         let res = match line {
             Err(e) => Err(e),
+            Ok(l) if expected == MIXED => self.mixed(l, validate),
             Ok(_) if validate == Validate::Off => Ok(()),
             Ok(l) => check_line(l, Some(expected)),
         };
@@ -93,6 +102,37 @@ impl Tally {
                 self.problems.push((n, e.to_string()));
             }
         }
+    }
+}
+
+impl Tally {
+    /// A line of organized output: any resource, counted by its type (parsed even with `validate: off`,
+    /// since the counts come from the content); a `Parameters` line is a block header.
+    fn mixed(&mut self, line: &[u8], validate: Validate) -> Result<(), LineError> {
+        let checked = |e| if validate == Validate::Off { Ok(()) } else { Err(e) };
+        let head = match parse_head(line) {
+            Ok(h) => h,
+            Err(e) => return checked(e),
+        };
+        let Some(t) = head.resource_type else {
+            return checked(LineError::MissingResourceType);
+        };
+        if !crate::export::manifest::safe_type(&t) {
+            let found = t.chars().take(64).collect();
+            return checked(LineError::WrongResourceType { expected: "a resource type name".into(), found });
+        }
+        if t == "Parameters" {
+            self.headers += 1;
+        }
+        let room = self.types.len() < MAX_TYPES_PER_FILE;
+        match self.types.get_mut(t.as_ref()) {
+            Some(n) => *n += 1,
+            None if room => {
+                self.types.insert(t.into_owned(), 1);
+            }
+            None => {}
+        }
+        Ok(())
     }
 }
 
@@ -121,7 +161,8 @@ pub enum VerifyError {
 
 /// Verifies one body: `prior` (the bytes already in the `.part`, when appending) is checked but not
 /// written; then each chunk, decoded when `gzip`, is checked and written to `sink`, which is finished
-/// at the end. `expected` is the file's resource type.
+/// at the end. `expected` is the file's resource type, or [`MIXED`] for organized output (any type,
+/// counted per type).
 pub fn verify_stream<S, B>(
     settings: &DownloadSettings,
     expected: &str,

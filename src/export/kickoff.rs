@@ -1,5 +1,8 @@
 //! Kick-off (DESIGN §1.3): which URL, GET or POST, which parameters. [`build`] is pure; [`send`] is the
-//! thin I/O around it and turns anything but `202` + `Content-Location` into an error the user can act on.
+//! thin I/O around it: `202` + `Content-Location` is an export under way, `200` with a manifest a
+//! synchronous one (1up documents this variant), anything else an error the user can act on.
+//! 1up's GET-only rule (`provider-access`, `payer-to-payer`) is kept at resolution: a job whose request
+//! needs a POST there says `export.method: post`, so `build` never has to choose against the job.
 
 use bytes::Bytes;
 use reqwest::Method;
@@ -153,8 +156,17 @@ pub fn build(job: &Job, since: Option<OffsetDateTime>) -> Kickoff {
     }
 }
 
-/// Sends the kick-off and returns the status URL.
-pub async fn send(session: &Session, k: &Kickoff) -> Result<Url> {
+/// How the server took the kick-off.
+#[derive(Debug)]
+pub enum Accepted {
+    /// `202`: poll this status URL.
+    Async(Url),
+    /// `200` with the completion manifest: the export is already done (a checked manifest body).
+    Complete(Bytes),
+}
+
+/// Sends the kick-off.
+pub async fn send(session: &Session, k: &Kickoff) -> Result<Accepted> {
     let mut req = Req {
         method: k.method.clone(),
         url: k.url.clone(),
@@ -171,14 +183,23 @@ pub async fn send(session: &Session, k: &Kickoff) -> Result<Url> {
     let reply = session.send(&req, MAX_SMALL_BODY).await?;
     let status = reply.status.as_u16();
     match status {
-        202 => super::poll::status_location(&reply.headers, &k.url, "kick-off"),
-        401 | 403 => Err(Error::AuthRefused {
-            url: k.url.to_string(),
-            detail: format!("HTTP {status} on kick-off: {}", outcome_text(&reply.body)),
-        }),
-        200 => Err(Error::ServerRejected(
-            "the server answered the kick-off with 200 instead of 202: it does not run exports asynchronously".into(),
-        )),
+        202 => super::poll::status_location(&reply.headers, &k.url, "kick-off").map(Accepted::Async),
+        401 | 403 => {
+            let mut detail = format!("HTTP {status} on kick-off: {}", outcome_text(&reply.body));
+            if status == 403 && k.method == Method::POST && session.access.get_only() {
+                detail.push_str(
+                    " (1up answers 403 to POST on population-level exports: without `export.method: post` the kick-off is a GET)",
+                );
+            }
+            Err(Error::AuthRefused { url: k.url.to_string(), detail })
+        }
+        200 => match super::manifest::parse(&reply.body) {
+            Ok(_) => Ok(Accepted::Complete(reply.body)),
+            Err(_) => Err(Error::ServerRejected(format!(
+                "the server answered the kick-off with 200 and a body that is not a completion manifest: {}",
+                outcome_text(&reply.body)
+            ))),
+        },
         _ => Err(Error::ServerRejected(format!("HTTP {status} on kick-off: {}", outcome_text(&reply.body)))),
     }
 }

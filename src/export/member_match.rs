@@ -1,8 +1,12 @@
-//! Da Vinci PDex Payer-to-Payer `$bulk-member-match` (run before the export): POST the user's
-//! `Parameters` of `MemberBundle`s with `Prefer: respond-async`, wait for the result like an export's
-//! status, and return the `MatchedMembers` Group to export. The result (matched, non-matched and
-//! consent-constrained groups) is kept beside the run.
+//! Payer-to-Payer member matching, run before the export, and the job it leaves to export. Two ways:
+//! Da Vinci PDex `$bulk-member-match` (here: POST the `Parameters` of `MemberBundle`s with `Prefer:
+//! respond-async`, wait like an export, read the result in either form — see [`super::match_result`] —
+//! and export the `MatchedMembers` group), or HRex `$member-match` one member at a time
+//! ([`super::hrex_match`], 1up's documented way), whose matched members become the export as
+//! `member_match.matched_export` says. Answers are kept in the state folder while the export is in
+//! flight and then in the run folder; the [`MemberMatchRecord`] goes into `run.json`.
 
+use std::path::Path;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -10,52 +14,28 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use serde_json::Value;
 
+use super::match_result::{Answer, Groups, read_answer};
 use crate::error::{Error, Result};
 use crate::eventlog::{EventLog, LogEvent};
 use crate::fhir::outcome_text;
 use crate::http::MAX_SMALL_BODY;
-use crate::job::{Job, MemberMatch};
+use crate::job::{Job, Level, MatchOperation, MatchedExport, MemberMatch};
 use crate::progress::Event;
+use crate::record::MemberMatchRecord;
 use crate::session::{Req, Session, TokenUse};
+use crate::state::JobState;
 
-/// What came back: the group to export and the whole result document.
-#[derive(Debug, Clone)]
-pub struct MatchResult {
-    pub matched_group_id: String,
-    pub matched: usize,
-    pub non_matched: usize,
-    pub consent_constrained: usize,
-    pub document: Bytes,
-}
+/// The `$bulk-member-match` answer as received (the state folder while in flight, then the run folder).
+pub const RESULT_FILE: &str = "member-match.json";
+/// Per-member `$member-match` answers, and PDex 2.2 result files.
+pub const RESULTS_DIR: &str = "member-match";
+/// The record, kept in the state folder until `run.json` takes it.
+const RECORD_FILE: &str = "member-match.record.json";
+/// A PDex 2.2 result file (Group NDJSON) is small: 10,000 members are about a megabyte.
+const MAX_RESULT_FILE: usize = 64 << 20;
 
-/// Reads the group ids and member counts out of a `$bulk-member-match` result.
-pub fn parse_result(body: &[u8]) -> Result<MatchResult> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::ServerRejected(format!("the $bulk-member-match result is not JSON: {e}")))?;
-    if v["resourceType"] != "Parameters" {
-        return Err(Error::ServerRejected("the $bulk-member-match result is not a Parameters resource".into()));
-    }
-    let group = |name: &str| -> Option<&Value> {
-        v["parameter"].as_array()?.iter().find(|p| p["name"] == name).map(|p| &p["resource"])
-    };
-    let members = |name: &str| group(name).and_then(|g| g["member"].as_array()).map_or(0, Vec::len);
-    let matched = group("MatchedMembers")
-        .ok_or_else(|| Error::ServerRejected("the $bulk-member-match result has no MatchedMembers group".into()))?;
-    let id = matched["id"]
-        .as_str()
-        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')))
-        .ok_or_else(|| Error::ServerRejected("the MatchedMembers group has no usable id".into()))?;
-    Ok(MatchResult {
-        matched_group_id: id.to_string(),
-        matched: members("MatchedMembers"),
-        non_matched: members("NonMatchedMembers"),
-        consent_constrained: members("ConsentConstrainedMembers"),
-        document: Bytes::copy_from_slice(body),
-    })
-}
-
-/// Runs the match and waits for its result.
-pub async fn run(session: &Session, job: &Job, mm: &MemberMatch) -> Result<MatchResult> {
+/// POSTs the members and waits for the result document.
+async fn bulk_answer(session: &Session, job: &Job, mm: &MemberMatch) -> Result<Bytes> {
     let body = std::fs::read(&mm.parameters_file).map_err(|e| Error::io(&mm.parameters_file, e))?;
     serde_json::from_slice::<Value>(&body).map_err(|e| {
         Error::Usage(format!(
@@ -76,83 +56,185 @@ pub async fn run(session: &Session, job: &Job, mm: &MemberMatch) -> Result<Match
     .header(CONTENT_TYPE, "application/fhir+json")
     .header(HeaderName::from_static("prefer"), "respond-async");
     let reply = session.send(&req, MAX_SMALL_BODY).await?;
-    let doc = match reply.status.as_u16() {
-        200 => reply.body,
+    match reply.status.as_u16() {
+        200 => Ok(reply.body),
         202 => {
             let status_url = super::poll::status_location(&reply.headers, &url, "$bulk-member-match")?;
             match super::poll::wait(session, &status_url, &job.poll, SystemTime::now(), |_| {}).await? {
-                super::poll::Polled::Ready(b) => b,
-                super::poll::Polled::Gone(gone) => {
-                    return Err(Error::ServerRejected(format!("$bulk-member-match: {gone}")));
-                }
+                super::poll::Polled::Ready(b) => Ok(b),
+                super::poll::Polled::Gone(gone) => Err(Error::ServerRejected(format!("$bulk-member-match: {gone}"))),
             }
         }
-        401 | 403 => {
-            return Err(Error::AuthRefused {
-                url: url.to_string(),
-                detail: format!("HTTP {} on $bulk-member-match: {}", reply.status.as_u16(), outcome_text(&reply.body)),
-            });
-        }
-        s => {
+        s @ (401 | 403) => Err(Error::AuthRefused {
+            url: url.to_string(),
+            detail: format!("HTTP {s} on $bulk-member-match: {}", outcome_text(&reply.body)),
+        }),
+        s => Err(Error::ServerRejected(format!("HTTP {s} on $bulk-member-match: {}", outcome_text(&reply.body)))),
+    }
+}
+
+/// Fetches PDex 2.2 result files (bearer token only when the manifest asks, like export files), keeping
+/// each as received.
+async fn fetch_results(
+    session: &Session,
+    urls: &[String],
+    token: bool,
+    keep_dir: &Path,
+) -> Result<(Groups, Vec<String>)> {
+    let mut groups = Groups::default();
+    let mut files = Vec::new();
+    crate::private_fs::create_private_dir(&keep_dir.join(RESULTS_DIR))?;
+    for (i, u) in urls.iter().enumerate() {
+        let url = url::Url::parse(u)
+            .map_err(|e| Error::ServerRejected(format!("$bulk-member-match result file {u:?} is not a URL: {e}")))?;
+        crate::job::check_url_scheme(&url).map_err(Error::ServerRejected)?;
+        let mut req = Req::get(url.clone(), "$bulk-member-match result").header(ACCEPT, "application/fhir+ndjson");
+        req.token = if token { TokenUse::AllowedOrigins } else { TokenUse::Never };
+        let reply = session.send(&req, MAX_RESULT_FILE).await?;
+        if !reply.status.is_success() {
             return Err(Error::ServerRejected(format!(
-                "HTTP {s} on $bulk-member-match: {}",
+                "$bulk-member-match result file {}: HTTP {}: {}",
+                crate::redact::redact_query(&url),
+                reply.status.as_u16(),
                 outcome_text(&reply.body)
             )));
         }
-    };
-    parse_result(&doc)
+        let name = format!("{RESULTS_DIR}/result.{:03}.ndjson", i + 1);
+        crate::private_fs::write_atomic(&keep_dir.join(&name), &reply.body)?;
+        groups.add_ndjson(&name, &reply.body)?;
+        files.push(name);
+    }
+    Ok((groups, files))
 }
 
-/// Where the `$bulk-member-match` result is kept (the state folder while in flight, then the run folder).
-pub const RESULT_FILE: &str = "member-match.json";
+/// `$bulk-member-match`: the record, and the job that exports the `MatchedMembers` group.
+async fn bulk(session: &Session, job: &Job, mm: &MemberMatch, keep_dir: &Path) -> Result<(MemberMatchRecord, Job)> {
+    let doc = bulk_answer(session, job, mm).await?;
+    crate::private_fs::write_atomic(&keep_dir.join(RESULT_FILE), &doc)?;
+    let (groups, mut files) = match read_answer(&doc)? {
+        Answer::Groups(g) => (g, Vec::new()),
+        Answer::Files { urls, requires_access_token } => {
+            fetch_results(session, &urls, requires_access_token, keep_dir).await?
+        }
+    };
+    let (group_id, mut rec) = groups.record()?;
+    files.insert(0, RESULT_FILE.to_string());
+    rec.files = files;
+    let mut j = job.clone();
+    j.export.level = Level::Group;
+    j.export.group_id = Some(group_id);
+    Ok((rec, j))
+}
 
-/// Payer-to-Payer: matches the members, keeps the result as `keep_dir/member-match.json`, and returns
-/// the job that exports the `MatchedMembers` group.
+/// `$member-match`: the record, and the job that exports the matched members.
+async fn one_by_one(
+    session: &Session,
+    job: &Job,
+    mm: &MemberMatch,
+    keep_dir: &Path,
+) -> Result<(MemberMatchRecord, Job)> {
+    let rec = super::hrex_match::run(session, job, mm, keep_dir, RESULTS_DIR).await?;
+    let mut j = job.clone();
+    if mm.matched_export == MatchedExport::Patients {
+        j.export.level = Level::Patient;
+        j.export.patients = rec.matched.iter().filter_map(|m| m.patient.clone()).collect();
+    }
+    Ok((rec, j))
+}
+
+/// Clears what an earlier match left in the state folder, so its answers cannot join this run.
+fn forget(dir: &Path) -> Result<()> {
+    for f in [RESULT_FILE, RECORD_FILE] {
+        match std::fs::remove_file(dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(dir.join(f), e)),
+            _ => {}
+        }
+    }
+    match std::fs::remove_dir_all(dir.join(RESULTS_DIR)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir.join(RESULTS_DIR), e)),
+        _ => Ok(()),
+    }
+}
+
+/// Payer-to-Payer: matches the members (answers kept in `state`), and returns the job that exports them.
 pub async fn matched_members_job(
     session: &Session,
     job: &Job,
     mm: &MemberMatch,
-    keep_dir: &crate::store::Dir,
+    state: &JobState,
     log: &EventLog,
 ) -> Result<Job> {
-    let r = run(session, job, mm).await?;
-    keep_dir.write(RESULT_FILE, &r.document).await?;
-    let kept = keep_dir.label(RESULT_FILE);
+    let dir = &state.dir;
+    crate::private_fs::create_private_dir(dir)?;
+    forget(dir)?;
+    let (rec, target) = match mm.operation {
+        MatchOperation::BulkMemberMatch => bulk(session, job, mm, dir).await?,
+        MatchOperation::MemberMatch => one_by_one(session, job, mm, dir).await?,
+    };
+    crate::private_fs::write_json(&dir.join(RECORD_FILE), &rec)?;
+    let exporting = match (&target.export.group_id, target.export.level) {
+        (Some(g), Level::Group) => format!("exporting Group/{g}"),
+        (_, Level::Patient) if !target.export.patients.is_empty() => {
+            format!("exporting {} matched patients", target.export.patients.len())
+        }
+        _ => "exporting what the server scopes to the matched members".into(),
+    };
     let note = format!(
-        "$bulk-member-match: {} matched, {} not matched, {} consent-constrained; exporting Group/{}",
-        r.matched, r.non_matched, r.consent_constrained, r.matched_group_id
+        "${}: {} of {} matched, {} not matched, {} consent refused; {exporting}",
+        rec.operation,
+        rec.matched.len(),
+        rec.members,
+        rec.not_matched.len(),
+        rec.consent_refused.len()
     );
     session.reporter.event(&Event::Note { message: &note });
-    log.write(&LogEvent::MemberMatch {
-        matched: r.matched,
-        non_matched: r.non_matched,
-        consent_constrained: r.consent_constrained,
-        group_id: &r.matched_group_id,
-    });
-    if r.matched == 0 {
-        return Err(Error::Failed(format!("no member matched, so there is nothing to export; see {kept}")));
+    for w in rec.warnings() {
+        tracing::warn!("{}", w.message);
     }
-    let mut j = job.clone();
-    j.export.level = crate::job::Level::Group;
-    j.export.group_id = Some(r.matched_group_id);
-    Ok(j)
+    log.write(&LogEvent::MemberMatch {
+        matched: rec.matched.len(),
+        non_matched: rec.not_matched.len(),
+        consent_constrained: rec.consent_refused.len(),
+        group_id: rec.group_id.as_deref().unwrap_or(""),
+    });
+    if rec.matched.is_empty() {
+        let kept = dir.join(rec.files.first().map_or(RESULT_FILE, |f| f.as_str()));
+        return Err(Error::Failed(format!("no member matched, so there is nothing to export; see {}", kept.display())));
+    }
+    if mm.matched_export == MatchedExport::Patients && target.export.patients.is_empty() {
+        return Err(Error::ServerRejected(
+            "members matched, but no answer named the patient (MemberId) to export; use `matched_export: server-scoped`"
+                .into(),
+        ));
+    }
+    Ok(target)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn result_groups_are_read() {
-        let doc = br#"{"resourceType":"Parameters","parameter":[
-            {"name":"MatchedMembers","resource":{"resourceType":"Group","id":"m-1","member":[{"entity":{"reference":"Patient/1"}}]}},
-            {"name":"NonMatchedMembers","resource":{"resourceType":"Group","id":"n-1","member":[{},{}]}},
-            {"name":"ConsentConstrainedMembers","resource":{"resourceType":"Group","id":"c-1"}}]}"#;
-        let r = parse_result(doc).unwrap();
-        assert_eq!((r.matched_group_id.as_str(), r.matched, r.non_matched, r.consent_constrained), ("m-1", 1, 2, 0));
-        assert!(parse_result(br#"{"resourceType":"Parameters","parameter":[]}"#).is_err());
-        let hostile =
-            br#"{"resourceType":"Parameters","parameter":[{"name":"MatchedMembers","resource":{"id":"../x"}}]}"#;
-        assert!(parse_result(hostile).is_err());
+/// Copies the match's answers from the state folder into the run folder (when the manifest arrives).
+pub fn keep_in_run(job: &Job, state: &JobState, run: &crate::store::Dir) -> Result<()> {
+    if job.member_match.is_none() {
+        return Ok(());
     }
+    // Refused before the run starts for a bucket (see `app::run_job`): the match's files are local.
+    let crate::store::Dir::Local(run_dir) = run else {
+        return Err(Error::Usage("member_match needs download.dir on local disk".into()));
+    };
+    state.keep_in_run(run, RESULT_FILE)?;
+    let Ok(entries) = std::fs::read_dir(state.dir.join(RESULTS_DIR)) else {
+        return Ok(());
+    };
+    crate::private_fs::create_private_dir(&run_dir.join(RESULTS_DIR))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let bytes = std::fs::read(e.path()).map_err(|err| Error::io(e.path(), err))?;
+        crate::private_fs::write_atomic(&run_dir.join(RESULTS_DIR).join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+/// The record of this export's match, for `run.json` (`None` for jobs without one).
+pub fn record(job: &Job, state: &JobState) -> Option<MemberMatchRecord> {
+    job.member_match.as_ref()?;
+    let bytes = std::fs::read(state.dir.join(RECORD_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }

@@ -37,7 +37,7 @@ pub async fn collect(
         }
         let number = pages.len() + 1;
         let page_file = manifest::page_file_name(number);
-        let on_disk = if mode == Pages::Saved { run_dir.read(&page_file).await? } else { None };
+        let on_disk = if mode == Pages::Saved { run_dir.read(&page_file)? } else { None };
         let body = match on_disk {
             Some(b) => b,
             None => {
@@ -48,11 +48,11 @@ pub async fn collect(
                 match poll::wait(session, &url, settings, SystemTime::now(), |_| {}).await? {
                     Polled::Ready(b) => {
                         if mode == Pages::Saved {
-                            run_dir.write(&page_file, &b).await?;
+                            run_dir.write(&page_file, &b)?;
                         }
                         b
                     }
-                    Polled::Gone(gone) => return Err(Error::Transient(format!("manifest page {number}: {gone}"))),
+                    Polled::Gone(gone) => return Err(Error::gone(format!("manifest page {number}: {gone}"))),
                 }
             }
         };

@@ -82,7 +82,7 @@ pub fn next_step(status: u16, headers: &HeaderMap, body: &Bytes, clock: Clock, s
             };
             if elapsed + after > settings.timeout {
                 return Step::Failed(Error::Transient(format!(
-                    "the export was not ready within poll.timeout ({}); its state is kept: run again to keep waiting",
+                    "the export was not ready within poll.timeout ({})",
                     humantime::format_duration(settings.timeout)
                 )));
             }

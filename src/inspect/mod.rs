@@ -5,7 +5,9 @@
 //! (bulk-data-client's `1.Patient.ndjson`, SMART Fetch's `Patient.001.ndjson.gz`), or single files
 //! (`.ndjson`, `.ndjson.gz`). The report, per input: resource type, files, resources, bytes, invalid
 //! lines, lines of another `resourceType`, earliest/latest `meta.lastUpdated`; the comparison with
-//! `run.json` (per file: missing, line count, sha256) or `manifest.json` (per type counts); the
+//! `run.json` (per file: missing, line count, sha256) or `manifest.json` (per type counts); organized
+//! output (`organizeOutputBy`) counted per type from its content (the `Parameters` block headers under
+//! `Parameters`; such a file's `type` is `*`, and it counts once under every type it holds); the
 //! server's `error/` OperationOutcomes grouped by severity, code and diagnostics; with
 //! `--check-references`, references to resources not in the export.
 //!
@@ -126,6 +128,22 @@ pub struct FileSummary {
     #[serde(skip)]
     pub earliest: Option<String>,
     #[serde(skip)]
+    pub latest: Option<String>,
+    /// Organized output (`type` `*`): what each type's lines add up to.
+    #[serde(skip)]
+    pub parts: BTreeMap<String, Part>,
+    /// Organized output: the `Parameters` block headers.
+    #[serde(skip)]
+    pub header_lines: u64,
+}
+
+/// The lines of one type in an organized file.
+#[derive(Debug, Clone, Default)]
+pub struct Part {
+    pub resources: u64,
+    /// The bytes of its lines, newlines included.
+    pub bytes: u64,
+    pub earliest: Option<String>,
     pub latest: Option<String>,
 }
 
@@ -269,24 +287,39 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
 
 fn summarise(files: &[FileSummary]) -> Vec<TypeSummary> {
     let mut by: BTreeMap<String, TypeSummary> = BTreeMap::new();
-    for f in files.iter().filter(|f| f.kind == FileRole::Output) {
+    let mut add = |name: &str, p: &Part, invalid: u64, wrong: u64| {
         let t = by
-            .entry(f.resource_type.clone())
-            .or_insert_with(|| TypeSummary { resource_type: f.resource_type.clone(), ..Default::default() });
+            .entry(name.to_string())
+            .or_insert_with(|| TypeSummary { resource_type: name.into(), ..Default::default() });
         t.files += 1;
-        t.resources += f.resources;
-        t.bytes += f.bytes;
-        t.invalid_lines += f.invalid_lines;
-        t.wrong_type_lines += f.wrong_type_lines;
-        if let Some(e) = &f.earliest
+        t.resources += p.resources;
+        t.bytes += p.bytes;
+        t.invalid_lines += invalid;
+        t.wrong_type_lines += wrong;
+        if let Some(e) = &p.earliest
             && t.earliest_last_updated.as_ref().is_none_or(|x| e < x)
         {
             t.earliest_last_updated = Some(e.clone());
         }
-        if let Some(l) = &f.latest
+        if let Some(l) = &p.latest
             && t.latest_last_updated.as_ref().is_none_or(|x| l > x)
         {
             t.latest_last_updated = Some(l.clone());
+        }
+    };
+    for f in files.iter().filter(|f| f.kind == FileRole::Output) {
+        if f.resource_type != crate::record::MIXED {
+            let whole =
+                Part { resources: f.resources, bytes: f.bytes, earliest: f.earliest.clone(), latest: f.latest.clone() };
+            add(&f.resource_type, &whole, f.invalid_lines, f.wrong_type_lines);
+            continue;
+        }
+        // Organized output: each type where it belongs; lines that are no resource stay under `*`.
+        for (name, p) in &f.parts {
+            add(name, p, 0, 0);
+        }
+        if f.invalid_lines + f.wrong_type_lines > 0 {
+            add(crate::record::MIXED, &Part::default(), f.invalid_lines, f.wrong_type_lines);
         }
     }
     by.into_values().collect()
@@ -307,13 +340,15 @@ fn compare(input: &Input, run: Option<&[u8]>, files: &[FileSummary]) -> Vec<Chec
                     ok: false,
                 }),
                 Some(f) => {
-                    if let Some(c) = r.expected_count {
+                    // `error[]`/`deleted[]` counts are informative (servers copy the failed output's
+                    // count there); organized counts may or may not include the block headers.
+                    if let Some(c) = r.expected_count.filter(|_| r.kind == crate::record::FileKind::Output) {
                         checks.push(Check {
                             what: "count".into(),
                             file: r.path.clone(),
                             expected: c.to_string(),
                             found: f.resources.to_string(),
-                            ok: c == f.resources,
+                            ok: crate::record::count_agrees(Some(c), f.resources, f.header_lines),
                         });
                     }
                     checks.push(Check {

@@ -1,5 +1,9 @@
 //! Reading the files: a pool of threads takes files from a shared index, streams each in 1 MiB blocks
 //! (through gzip when the name says so) into the shared line splitter, and checks every line.
+//!
+//! Organized output (`organizeOutputBy`, our `organized.NNN.ndjson`, or any file whose first resource
+//! is a `Parameters` block header and whose name gives no type) holds resources of every type: its
+//! lines are counted per type ([`Part`]), the headers as `Parameters`, and none is "of another type".
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
@@ -8,14 +12,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use super::{FileRole, FileSummary, InspectOptions};
+use super::{FileRole, FileSummary, InspectOptions, Part};
 use crate::error::{Error, Result};
 use crate::job::fhir_types::is_r4_type;
 use crate::ndjson::{LineError, LineSplitter, parse_head, read_lines};
+use crate::record::MIXED;
 use crate::store::reader::Tree;
 
 /// Problems kept per file for listing (all are counted).
 const KEEP_PROBLEMS: usize = 100;
+/// Types counted apart in one organized file (a hostile file cannot grow the map past this).
+const MAX_TYPES_PER_FILE: usize = 256;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
@@ -131,7 +138,8 @@ fn scan_one(
     let mut expected = type_from_name(path);
     let mut raw = Hashing { inner: tree.open_file(rel)?, hash: want_hash.then(crate::digest::Sha256::new) };
     let mut splitter = LineSplitter::new(max_line);
-    let mut st = State { expected: expected.take(), ..Default::default() };
+    let named_organized = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("organized."));
+    let mut st = State { expected: expected.take(), mixed: named_organized, ..Default::default() };
     let mut last_byte = b'\n';
     read_lines(
         &mut decoded(path, &mut raw),
@@ -147,7 +155,11 @@ fn scan_one(
     Ok(Scanned {
         summary: FileSummary {
             path: rel.to_string(),
-            resource_type: st.expected.clone().unwrap_or_else(|| "unknown".into()),
+            resource_type: if st.mixed {
+                MIXED.to_string()
+            } else {
+                st.expected.clone().unwrap_or_else(|| "unknown".into())
+            },
             resources: st.lines,
             bytes: raw_len,
             sha256: raw.hash.map(crate::digest::Sha256::finish_hex),
@@ -157,6 +169,8 @@ fn scan_one(
             kind: role,
             earliest: st.earliest,
             latest: st.latest,
+            parts: st.parts,
+            header_lines: st.headers,
         },
         problems: st.problems,
         problems_total: st.invalid + st.wrong,
@@ -178,6 +192,10 @@ struct State {
     problems: Vec<Problem>,
     outcomes: BTreeMap<(String, String, String), u64>,
     ids: HashSet<u64>,
+    /// Organized output: counted per type in `parts`, `Parameters` lines as its `headers`.
+    mixed: bool,
+    parts: BTreeMap<String, Part>,
+    headers: u64,
 }
 
 impl State {
@@ -203,7 +221,13 @@ impl State {
         let Some(rt) = head.resource_type.as_deref() else {
             return self.invalid(file, no, LineError::MissingResourceType);
         };
+        let updated = head.meta.as_ref().and_then(|m| m.last_updated.as_deref());
+        if self.expected.is_none() && !self.mixed && rt == "Parameters" {
+            // A block header where the name gave no type: organized output from another tool.
+            self.mixed = true;
+        }
         match &self.expected {
+            _ if self.mixed => self.part(rt, line.len() as u64 + 1, updated),
             None => self.expected = Some(rt.to_string()),
             Some(e) if e != rt => {
                 self.wrong += 1;
@@ -212,7 +236,7 @@ impl State {
             }
             _ => {}
         }
-        if let Some(u) = head.meta.as_ref().and_then(|m| m.last_updated.as_deref()) {
+        if let Some(u) = updated {
             if self.earliest.as_deref().is_none_or(|e| u < e) {
                 self.earliest = Some(u.to_string());
             }
@@ -234,6 +258,32 @@ impl State {
                 let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
                 let diag = i["diagnostics"].as_str().or(i["details"]["text"].as_str()).unwrap_or("").to_string();
                 *self.outcomes.entry((s("severity"), s("code"), diag)).or_default() += 1;
+            }
+        }
+    }
+}
+
+impl State {
+    /// One line of organized output, counted under its type.
+    fn part(&mut self, rt: &str, bytes: u64, updated: Option<&str>) {
+        if rt == "Parameters" {
+            self.headers += 1;
+        }
+        if !self.parts.contains_key(rt) {
+            if self.parts.len() >= MAX_TYPES_PER_FILE {
+                return;
+            }
+            self.parts.insert(rt.to_string(), Part::default());
+        }
+        let p = self.parts.get_mut(rt).expect("inserted above");
+        p.resources += 1;
+        p.bytes += bytes;
+        if let Some(u) = updated {
+            if p.earliest.as_deref().is_none_or(|e| u < e) {
+                p.earliest = Some(u.to_string());
+            }
+            if p.latest.as_deref().is_none_or(|l| u > l) {
+                p.latest = Some(u.to_string());
             }
         }
     }

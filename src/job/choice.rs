@@ -58,7 +58,7 @@ mod tests {
         for v in Level::ALL {
             assert_eq!(Level::from_name(v.as_str()), Some(*v));
         }
-        assert_eq!(Access::NAMES, ["provider-access", "payer-to-payer", "bulk-data"]);
+        assert_eq!(Access::NAMES, ["provider-access", "payer-to-payer", "bulk-data", "patient-access"]);
         assert_eq!(JwtAlgorithm::from_name("es384"), Some(JwtAlgorithm::Es384));
         assert_eq!(Level::from_name("sytem"), None);
     }

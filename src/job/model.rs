@@ -10,10 +10,26 @@ use url::Url;
 use super::choice::choices;
 use crate::redact::Secret;
 
-/// 1up's token endpoint, the default for `provider-access` and `payer-to-payer`.
+/// 1up's token endpoint in its sandbox realm: the default for `provider-access` and `payer-to-payer`
+/// when the job names no `oneup.realm` (production realms are per customer).
 pub const ONEUP_TOKEN_URL: &str = "https://gateway.1up.health/auth/realms/dev-portal/protocol/openid-connect/token";
+/// The host of 1up's bulk and token URLs (1up's documentation); `oneup.gateway` overrides it.
+pub const ONEUP_GATEWAY: &str = "https://gateway.1up.health";
+/// The realm of 1up's sandbox (`dev-portal`, with tenant `bison`).
+pub const ONEUP_SANDBOX_REALM: &str = "dev-portal";
+/// 1up's sandbox tenant.
+pub const ONEUP_SANDBOX_TENANT: &str = "bison";
+/// 1up's documented limit on a Group's members.
+pub const ONEUP_GROUP_LIMIT: usize = 10_000;
 /// 1up's documented bulk scope, the default for `provider-access`.
 pub const ONEUP_PROVIDER_SCOPE: &str = "bulk-data|user/*.rs";
+/// 1up's demo health plan (Patient Access), from 1up's documentation: the authorize endpoint is
+/// `https://auth.<plan-domain>/oauth2/authorize/<system-id>`, the token endpoint `…/oauth2/token`.
+pub const ONEUP_DEMO_PLAN_AUTHORIZE_URL: &str = "https://auth.1updemohealthplan.com/oauth2/authorize/demoplan";
+pub const ONEUP_DEMO_PLAN_TOKEN_URL: &str = "https://auth.1updemohealthplan.com/oauth2/token";
+/// The default `patient-access` scope: `patient/*.read` and `launch/patient` are scopes 1up documents
+/// for Patient Access; asking for both (the data, and the patient id in the token response) is ours.
+pub const PATIENT_ACCESS_SCOPE: &str = "patient/*.read launch/patient";
 
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -29,9 +45,15 @@ pub struct Job {
     pub member_match: Option<MemberMatch>,
     pub poll: PollSettings,
     pub download: DownloadSettings,
+    pub timeouts: TimeoutSettings,
     /// Extra headers sent with every FHIR request (not the token request), e.g. `Epic-Client-ID`.
     pub headers: Vec<(String, String)>,
     pub tls: TlsSettings,
+    /// The `oneup:` section: the names the 1up URLs were derived from.
+    pub oneup: Option<OneUp>,
+    /// `access: patient-access`: how the member is connected and how their data is read. Set exactly
+    /// for that access type.
+    pub patient: Option<PatientAccess>,
     /// Things that work but should be changed (a secret written in the file).
     pub warnings: Vec<String>,
 }
@@ -41,7 +63,67 @@ choices! {
         ProviderAccess = "provider-access",
         PayerToPayer = "payer-to-payer",
         BulkData = "bulk-data",
+        PatientAccess = "patient-access",
     }
+}
+
+/// The Patient Access settings (`auth.authorize_url`, `auth.redirect_uri`, `export.mode`).
+#[derive(Debug, Clone)]
+pub struct PatientAccess {
+    /// Where the member logs in (SMART standalone launch).
+    pub authorize_url: Url,
+    /// The app's registered redirect URI: a loopback `http://127.0.0.1:PORT/path` that `authorize`
+    /// listens on, or an HTTPS URL whose redirected address is pasted (`authorize --paste`).
+    pub redirect_uri: Url,
+    pub mode: ReadMode,
+}
+
+choices! {
+    /// How a patient-access run reads the member's data.
+    pub enum ReadMode {
+        /// `Patient/<id>/$everything`, paged.
+        Everything = "everything",
+        /// One search per type in `export.types` (`<Type>?patient=<id>`), for servers without `$everything`.
+        Search = "search",
+    }
+}
+
+impl Access {
+    /// 1up's access types, whose population-level exports accept GET only (POST and DELETE answer 403,
+    /// as 1up documents): the kick-off is a GET unless the job says `export.method: post`.
+    pub fn get_only(self) -> bool {
+        matches!(self, Access::ProviderAccess | Access::PayerToPayer)
+    }
+}
+
+/// 1up's customer (tenant) and Keycloak realm, from which the bulk and token URLs are derived
+/// ([`oneup_fhir_base`], [`oneup_token_url`]) unless the job gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneUp {
+    pub tenant: Option<String>,
+    pub realm: Option<String>,
+    /// `https://gateway.1up.health` unless `oneup.gateway` says otherwise.
+    pub gateway: Url,
+    /// `fhir_base` came from `tenant` (it was not written in the job).
+    pub fhir_base_derived: bool,
+    /// `auth.token_url` came from `realm`.
+    pub token_url_derived: bool,
+}
+
+/// `<gateway>/v1/<tenant>/bulk-export/bulk-data/r4/`: 1up's bulk base URL for a customer.
+pub fn oneup_fhir_base(gateway: &Url, tenant: &str) -> Url {
+    let mut u = gateway.clone();
+    let path = format!("{}/v1/{tenant}/bulk-export/bulk-data/r4/", gateway.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u
+}
+
+/// `<gateway>/auth/realms/<realm>/protocol/openid-connect/token`: 1up's Keycloak token URL for a realm.
+pub fn oneup_token_url(gateway: &Url, realm: &str) -> Url {
+    let mut u = gateway.clone();
+    let path = format!("{}/auth/realms/{realm}/protocol/openid-connect/token", gateway.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +149,17 @@ choices! {
         ClientSecretPost = "client-secret-post",
         ClientSecretBasic = "client-secret-basic",
         PrivateKeyJwt = "private-key-jwt",
+        /// 1up's header credentials (`client_id`, `client_secret`, `x-oneup-user-id: client`) on every
+        /// request to the FHIR server's origin; no token request.
+        ClientHeaders = "client-headers",
         None = "none",
+    }
+}
+
+impl AuthMethod {
+    /// Whether the method gets an access token (`none` and `client-headers` do not).
+    pub fn uses_tokens(self) -> bool {
+        !matches!(self, AuthMethod::None | AuthMethod::ClientHeaders)
     }
 }
 
@@ -140,8 +232,33 @@ choices! {
 
 #[derive(Debug, Clone)]
 pub struct MemberMatch {
-    /// A FHIR `Parameters` resource with one `MemberPatient`/`Consent`/`CoverageToMatch` set per member.
+    /// A FHIR `Parameters` resource with one `MemberBundle` (`MemberPatient`, `CoverageToMatch`,
+    /// `CoverageToLink`, `Consent`) per member.
     pub parameters_file: PathBuf,
+    pub operation: MatchOperation,
+    /// `member-match`: requests at once.
+    pub concurrency: usize,
+    /// `member-match`: how the matched members become the export.
+    pub matched_export: MatchedExport,
+}
+
+choices! {
+    pub enum MatchOperation {
+        /// Da Vinci PDex `Group/$bulk-member-match`: every member in one asynchronous request.
+        BulkMemberMatch = "bulk-member-match",
+        /// Da Vinci HRex `Patient/$member-match`: one request per member (1up's documented way).
+        MemberMatch = "member-match",
+    }
+}
+
+choices! {
+    pub enum MatchedExport {
+        /// The job's own `export:` (a GET, as 1up requires), which the server limits to the members
+        /// matched for this client.
+        ServerScoped = "server-scoped",
+        /// `Patient/$export` with one `patient` parameter per matched member (a POST).
+        Patients = "patients",
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +266,30 @@ pub struct PollSettings {
     pub min_interval: Duration,
     pub max_interval: Duration,
     pub timeout: Duration,
+}
+
+/// How long each stage of a request may take (`timeouts:`). A server that accepts a connection and then
+/// says nothing costs this long per try, not the operating system's minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutSettings {
+    /// TCP connect and TLS handshake, for every request.
+    pub connect: Duration,
+    /// A whole request and its answer, body included: token, discovery, kick-off, each status poll,
+    /// manifest pages, `$bulk-member-match`, DELETE.
+    pub request: Duration,
+    /// Downloads: the longest silence while waiting for a file's answer or its next bytes. Never a
+    /// total: a large file may take hours.
+    pub read_idle: Duration,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(60),
+            read_idle: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -25,9 +25,11 @@ pub struct RawJob {
     pub member_match: Field<RawMemberMatch>,
     pub poll: Field<RawPoll>,
     pub download: Field<RawDownload>,
+    pub timeouts: Field<RawTimeouts>,
     /// Free-form: any header name (checked in resolution).
     pub headers: Field<BTreeMap<String, Text>>,
     pub tls: Field<RawTls>,
+    pub oneup: Field<RawOneUp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,8 @@ pub struct RawAuth {
     pub token_url: Field<Text>,
     pub scope: Field<Text>,
     pub token_origins: Field<Vec<Text>>,
+    pub authorize_url: Field<Text>,
+    pub redirect_uri: Field<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,12 +68,24 @@ pub struct RawExport {
     pub allow_partial_manifests: Field<bool>,
     pub method: Field<Text>,
     pub lenient: Field<bool>,
+    pub mode: Field<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
 pub struct RawMemberMatch {
     pub parameters_file: Field<Text>,
+    pub operation: Field<Text>,
+    pub concurrency: Field<u32>,
+    pub matched_export: Field<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
+pub struct RawOneUp {
+    pub tenant: Field<Text>,
+    pub realm: Field<Text>,
+    pub gateway: Field<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +111,14 @@ pub struct RawDownload {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
+pub struct RawTimeouts {
+    pub connect: Field<Text>,
+    pub request: Field<Text>,
+    pub read_idle: Field<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of keys")]
 pub struct RawTls {
     pub ca_file: Field<Text>,
 }
@@ -109,7 +133,9 @@ pub fn keys_of(section: &str) -> Option<&'static [&'static str]> {
         "member_match" => fields_of::<RawMemberMatch>(),
         "poll" => fields_of::<RawPoll>(),
         "download" => fields_of::<RawDownload>(),
+        "timeouts" => fields_of::<RawTimeouts>(),
         "tls" => fields_of::<RawTls>(),
+        "oneup" => fields_of::<RawOneUp>(),
         _ => return None,
     })
 }
@@ -263,8 +289,10 @@ mod tests {
                     "member_match",
                     "poll",
                     "download",
+                    "timeouts",
                     "headers",
-                    "tls"
+                    "tls",
+                    "oneup"
                 ][..]
             )
         );

@@ -112,5 +112,6 @@ pub fn describe(event: &Event<'_>) -> String {
         Event::DownloadRetry { id, file, resume_from, .. } => format!("retry {id} {} from {resume_from}", file.path),
         Event::DownloadFailed { id, file, .. } => format!("failed {id} {}", file.path),
         Event::Note { message } => format!("note {message}"),
+        Event::Warning { message } => format!("warning {message}"),
     }
 }

@@ -97,6 +97,10 @@ pub enum Event<'a> {
     Note {
         message: &'a str,
     },
+    /// Something that did not fail the run but deserves a look (also in `run.json` and the summary).
+    Warning {
+        message: &'a str,
+    },
 }
 
 pub trait Reporter: Send + Sync {

@@ -73,6 +73,7 @@ impl Reporter for Plain {
                 tracing::error!(path = file.path, reason = %clean(reason), "download failed")
             }
             Event::Note { message } => tracing::info!("{}", clean(message)),
+            Event::Warning { message } => tracing::warn!("{}", clean(message)),
         }
     }
 }

@@ -19,6 +19,7 @@ fn planned() -> Vec<PlannedFile> {
             url: url::Url::parse("http://127.0.0.1/x").unwrap(),
             count: None,
             path: p.to_string(),
+            continues_in: None,
         })
         .collect()
 }

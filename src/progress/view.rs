@@ -236,6 +236,7 @@ impl JobView {
                 return Some(format!("failed {}: {}", file.path, clean(reason)));
             }
             Event::Note { message } => return Some(clean(message)),
+            Event::Warning { message } => return Some(format!("warning: {}", clean(message))),
         }
         None
     }
@@ -332,6 +333,7 @@ mod tests {
             url: url::Url::parse(&format!("http://127.0.0.1/{path}")).unwrap(),
             count: None,
             path: path.to_string(),
+            continues_in: None,
         }
     }
 
@@ -421,6 +423,9 @@ mod tests {
             sha256: String::new(),
             invalid_lines: 0,
             wrong_type_lines: 0,
+            types: Default::default(),
+            header_lines: 0,
+            continues_in: None,
         };
         v.apply(&Event::ManifestReady { files: 2, resources: None, planned: &p, verified: &[earlier] }, t0);
         let c = v.counters();

@@ -1,15 +1,27 @@
 //! The run record: the run folder's layout (DESIGN §4), owner-only files, `manifest.json` as received and
 //! `run.json`, the run summary that is written last and marks a run complete.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
+
+pub mod matches;
 pub mod summarize;
-pub use summarize::{Summary, summarize};
+pub use matches::MemberMatchRecord;
+pub mod warnings;
+pub use summarize::{Rules, Summary, summarize};
+pub use warnings::warnings;
 
 pub const RUN_FILE: &str = "run.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const LOG_FILE: &str = "log.ndjson";
-pub use crate::store::LATEST;
+pub const LATEST: &str = "latest";
+/// The `type` of a file that holds resources of several types: the output of an export organized by
+/// a resource type (`organizeOutputBy`, Bulk Data v3), whose manifest entries have no `type`.
+pub const MIXED: &str = "*";
 
 /// `run.json`. Field names are a stable interface (scripts and `inspect` read them).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,6 +48,10 @@ pub struct RunRecord {
     /// the server got wrong in `error[]`, …). Also shown in the summary and the log.
     #[serde(default)]
     pub warnings: Vec<Problem>,
+    /// Payer-to-Payer: the member match that came before the export (who was matched, who not, who
+    /// refused consent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_match: Option<MemberMatchRecord>,
     /// True when every file is on disk and verified; the server may still have reported `error[]`.
     pub complete: bool,
 }
@@ -75,8 +91,18 @@ pub struct PlannedFile {
     pub url: url::Url,
     pub count: Option<u64>,
     /// Relative to the run folder, `/`-separated: `Patient.ndjson`, `Patient.002.ndjson`,
-    /// `error/OperationOutcome.ndjson`, `deleted/Bundle.ndjson`.
+    /// `error/OperationOutcome.ndjson`, `deleted/Bundle.ndjson`, `organized.001.ndjson`.
     pub path: String,
+    /// Organized output: the path of the file this one's last resource block continues in (the
+    /// manifest's `continuesInFile`, mapped to our name).
+    pub continues_in: Option<String>,
+}
+
+impl PlannedFile {
+    /// Resources of any type (organized output), rather than of one.
+    pub fn mixed(&self) -> bool {
+        self.resource_type == MIXED
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -97,6 +123,37 @@ pub struct FileRecord {
     pub sha256: String,
     pub invalid_lines: u64,
     pub wrong_type_lines: u64,
+    /// Organized output (`type` is `*`): resources per type, counted from the content, the
+    /// `Parameters` block headers included.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub types: BTreeMap<String, u64>,
+    /// Organized output: the `Parameters` header lines that open each resource block.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub header_lines: u64,
+    /// Organized output: the file the last resource block continues in (`continuesInFile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues_in: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl FileRecord {
+    /// Whether the manifest's `count` (when it gave one) agrees with the file.
+    pub fn count_agrees(&self) -> bool {
+        count_agrees(self.expected_count, self.lines, self.header_lines)
+    }
+}
+
+/// Whether a manifest `count` agrees with a file of `lines` resources, `headers` of them the
+/// `Parameters` headers of organized output: the IG says "the number of resources in the file", and
+/// servers differ on whether a header is one, so either reading is accepted.
+pub fn count_agrees(count: Option<u64>, lines: u64, headers: u64) -> bool {
+    match count {
+        None => true,
+        Some(c) => c == lines || (headers > 0 && c == lines - headers.min(lines)),
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -117,8 +174,29 @@ pub struct Problem {
     pub message: String,
 }
 
-/// The filesystem-safe run id for a `transactionTime`: `2024-05-01T12:00:00.123Z` → `20240501T120000.123Z`.
+/// The filesystem-safe run id for a `transactionTime`, always in UTC: `2024-05-01T12:00:00.123Z` →
+/// `20240501T120000.123Z`, and `2024-05-01T07:00:00.123-05:00` names the same folder (the manifest's
+/// own string stays in `run.json`). Fractional seconds are kept as the server wrote them.
 pub fn run_id(transaction_time: &str) -> String {
+    if let Some(t) = crate::instant::parse_strict(transaction_time) {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        // The fraction as written (an offset is whole minutes, so converting never changes it).
+        let fraction = transaction_time
+            .split_once('.')
+            .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).take(9).collect::<String>())
+            .filter(|f| !f.is_empty())
+            .map(|f| format!(".{f}"))
+            .unwrap_or_default();
+        return format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}{fraction}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+    }
     let mut id: String = transaction_time
         .chars()
         .filter_map(|c| match c {
@@ -135,6 +213,11 @@ pub fn run_id(transaction_time: &str) -> String {
     id
 }
 
+/// Points `<job dir>/latest` at a run folder (a relative symlink, replaced atomically).
+pub fn point_latest(job_dir: &Path, run_id: &str) -> Result<()> {
+    crate::store::Dir::Local(job_dir.to_path_buf()).point_latest(run_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,8 +225,29 @@ mod tests {
     #[test]
     fn run_ids_are_filesystem_safe() {
         assert_eq!(run_id("2024-05-01T12:00:00.123Z"), "20240501T120000.123Z");
-        assert_eq!(run_id("2024-05-01T12:00:00+02:00"), "20240501T120000p0200");
         assert_eq!(run_id("../../etc"), "run.._.._etc");
         assert_eq!(run_id(""), "run");
+    }
+
+    #[test]
+    fn run_ids_are_utc_whatever_the_offset() {
+        // The SMART reference server writes `+00:00`; others write local offsets.
+        assert_eq!(run_id("2026-12-02T01:50:23+00:00"), "20261202T015023Z");
+        assert_eq!(run_id("2026-12-02T01:50:23Z"), "20261202T015023Z");
+        assert_eq!(run_id("2024-05-01T12:00:00+02:00"), "20240501T100000Z");
+        assert_eq!(run_id("2024-05-01T07:00:00.123-05:00"), "20240501T120000.123Z");
+        assert_eq!(run_id("2024-12-31T23:30:00.5-01:00"), "20250101T003000.5Z");
+        assert_eq!(run_id("2024-05-01t12:00:00.000001z"), "20240501T120000.000001Z");
+    }
+
+    #[test]
+    fn counts_agree_with_or_without_organized_headers() {
+        assert!(count_agrees(None, 3, 0));
+        assert!(count_agrees(Some(3), 3, 0));
+        assert!(!count_agrees(Some(2), 3, 0));
+        // 2 blocks: 2 headers + 8 resources; a server may count 10 or 8.
+        assert!(count_agrees(Some(10), 10, 2));
+        assert!(count_agrees(Some(8), 10, 2));
+        assert!(!count_agrees(Some(9), 10, 2));
     }
 }

@@ -87,7 +87,8 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let token: String = std::iter::repeat_with(fastrand::alphanumeric).take(40).collect();
     let ttl = cfg.token_ttl;
     lock(&shared.tokens).insert(token.clone(), Instant::now() + ttl);
-    let scope = field("scope").unwrap_or_else(|| cfg.default_scope.clone());
+    let asked = field("scope").unwrap_or_else(|| cfg.default_scope.clone());
+    let scope = shared.faults.get().granted_scope.unwrap_or(asked);
     let mut r = json_response(
         StatusCode::OK,
         "application/json",
@@ -115,7 +116,7 @@ pub fn revoke(shared: &Shared, headers: &HeaderMap) {
 
 /// Check `Authorization: Bearer …` on a FHIR request: `Some(401)` when it is refused.
 pub fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
-    if shared.cfg.open {
+    if shared.cfg.open || super::oneup::client_headers_ok(shared, headers) {
         return None;
     }
     let mut tokens = lock(&shared.tokens);
@@ -144,7 +145,7 @@ pub fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// `Basic` credentials: base64 of `form-urlencoded(id):form-urlencoded(secret)` (RFC 6749 §2.3.1).
-fn parse_basic(b64: &str) -> Option<(String, String)> {
+pub(crate) fn parse_basic(b64: &str) -> Option<(String, String)> {
     let raw = String::from_utf8(b64_decode(b64)?).ok()?;
     let (id, secret) = raw.split_once(':')?;
     let dec = |s: &str| -> String {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use super::assertion::JwtClient;
 use super::faults::Faults;
+use super::oneup::OneUpMode;
+use super::plan::PlanConfig;
 use super::tls::SandboxTls;
 
 /// How status polls (and 429/503 answers) say when to come back.
@@ -64,6 +66,10 @@ pub struct SandboxConfig {
     pub smart_configuration: bool,
     /// Serve HTTPS on both listeners with this certificate (see [`super::TestCa`]); `None`: plain http.
     pub tls: Option<SandboxTls>,
+    /// How much it behaves like 1upHealth (tenant and realm names, GET-only exports, client headers, …).
+    pub oneup: OneUpMode,
+    /// The Patient Access health plan (authorize and token endpoints, member reads).
+    pub plan: PlanConfig,
 }
 
 impl Default for SandboxConfig {
@@ -88,6 +94,8 @@ impl Default for SandboxConfig {
             error_file: true,
             smart_configuration: true,
             tls: None,
+            oneup: OneUpMode::default(),
+            plan: PlanConfig::default(),
         }
     }
 }
@@ -116,6 +124,8 @@ impl fmt::Debug for SandboxConfig {
             error_file,
             smart_configuration,
             tls,
+            oneup,
+            plan,
         } = self;
         let jwt_client_ids: Vec<&str> = jwt_clients.iter().map(|c| c.client_id.as_str()).collect();
         f.debug_struct("SandboxConfig")
@@ -138,6 +148,8 @@ impl fmt::Debug for SandboxConfig {
             .field("error_file", error_file)
             .field("smart_configuration", smart_configuration)
             .field("tls", tls)
+            .field("oneup", oneup)
+            .field("plan", plan)
             .finish()
     }
 }

@@ -104,7 +104,8 @@ pub fn kickoff(
                 return oo(StatusCode::NOT_FOUND, "not-found", format!("Group/{id} is not known"));
             }
         },
-        _ => None,
+        // 1up: what a population export covers is up to the server (here: the members matched so far).
+        _ => super::oneup::scope(shared),
     };
     let sel = match selection(shared, &params, group_patients, davinci) {
         Ok(s) => s,
@@ -112,7 +113,8 @@ pub fn kickoff(
     };
 
     let url = format!("{}{}", shared.main_base.as_str().trim_end_matches('/'), path_and_query);
-    let job_id = jobs::create_export(shared, url.clone(), sel, &params);
+    let sync = shared.faults.get().sync_kickoff;
+    let job_id = jobs::create_export(shared, url.clone(), sel, &params, sync);
     lock(&shared.kickoffs).push(KickoffRecord {
         method: method.to_string(),
         url,
@@ -122,6 +124,10 @@ pub fn kickoff(
         body: parsed_body,
         job_id: job_id.clone(),
     });
+    if sync {
+        // The variant 1up documents: the kick-off answers with the manifest itself.
+        return jobs::status(shared, &job_id, headers, None);
+    }
     accepted(shared, &job_id)
 }
 
@@ -180,6 +186,11 @@ fn selection(shared: &Shared, p: &ExportParams, group: Option<Vec<u32>>, davinci
         && !OUTPUT_FORMATS.contains(&f.as_str())
     {
         return Err(format!("_outputFormat {f} is not supported; use application/fhir+ndjson"));
+    }
+    if let Some(o) = &p.organize_output_by
+        && o != "Patient"
+    {
+        return Err(format!("organizeOutputBy {o} is not supported; the sandbox organizes by Patient"));
     }
     if davinci {
         match &p.export_type {

@@ -63,9 +63,68 @@ pub struct Faults {
     /// Advertise this `token_endpoint` in `.well-known/smart-configuration` instead of the real one
     /// (while on).
     pub discovery_token_endpoint: Option<String>,
+    /// Requests whose path contains this text are read and never answered: the connection stays open
+    /// and silent, like a server that hangs (while on).
+    pub hang_on: Option<String>,
+    /// Send headers and the first `bytes` of a matching file, then nothing more, the connection left
+    /// open: a body that stalls mid-way.
+    pub file_stall_after: Option<FileCut>,
+    /// The first request whose path contains this text finds every export forgotten, as after a server
+    /// restart or an expiry: its status URL and files answer 404 from then on. Fires once.
+    pub lose_exports_on: Option<String>,
+    /// The token endpoint grants this `scope`, whatever was asked for (while on).
+    pub granted_scope: Option<String>,
+    /// The manifest leaves out the files of this resource type, as a server does for a type it has
+    /// nothing of, or silently does not serve (while on).
+    pub omit_output_type: Option<String>,
+
+    // Server behaviours met in the field (issue 18).
+    /// The manifest's `error[]` entry says this `count` whatever the file holds, as the SMART reference
+    /// server does (it copies the failed output's count: 639 for a file of one OperationOutcome).
+    pub error_count: Option<u64>,
+    /// The manifest lists one more file of the first output type with this `count`, and serves it
+    /// empty, every time (the reference server's second Encounter file, `count: 15`).
+    pub phantom_file: Option<u64>,
+    /// Serve the first output file without its last line this many times (a file still being written).
+    pub file_drop_last_line: u32,
+    /// Answer file downloads with 410 Gone this many times (a link past its expiry).
+    pub file_410: u32,
+    /// Sign file links: every manifest served carries new `?sig=N` links (N counts the manifests
+    /// served), as storage that signs per request does; the file server ignores the query.
+    pub signed_file_urls: bool,
+    /// Once an export's manifest has been served, its status URL answers 410 (the server dropped it).
+    pub forget_after_manifest: bool,
+    /// Answer status polls with this status and an OperationOutcome whose issue code is `exception`
+    /// carrying the text (the export failed on the server; stays on until cleared).
+    pub status_error: Option<(u16, String)>,
+    /// Answer status polls with a 500 and an HTML body (no OperationOutcome) this many times.
+    pub status_500_no_outcome: u32,
+    /// Answer the kick-off with 200 and the completion manifest at once (a synchronous export).
+    pub sync_kickoff: bool,
+    /// Write the manifest the STU4 way: `outcome` instead of `error`, `manifestType`, `outputFormat`,
+    /// `extension` arrays, `fileSize` and `countSeverity`.
+    pub manifest_stu4: bool,
+    /// Write `transactionTime` with this UTC offset in minutes (`0` gives `+00:00`) instead of `Z`.
+    pub transaction_time_offset: Option<i32>,
+    /// Patient Access: the plan refuses every refresh token (`invalid_grant`), as when a member revokes
+    /// the app (while on).
+    pub refuse_refresh: bool,
+    /// Patient Access: cut the connection halfway through the body of page N (1-based) of any
+    /// `$everything` or search, `times` times.
+    pub page_cut: Option<PageCut>,
+    /// Patient Access: the next this-many page links (`_offset`) answer 410, as an expired paging
+    /// cursor does.
+    pub page_links_gone: u32,
 }
 
-/// Cut the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.
+/// Cut page `page` (1-based) of a member read, `times` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCut {
+    pub page: u32,
+    pub times: u32,
+}
+
+/// Cut (or stall) the body of a file whose name contains `pattern` after `bytes` bytes, `times` times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileCut {
     pub pattern: String,
@@ -127,13 +186,23 @@ impl FaultHandle {
 
     /// True (once) when `path` matches `reject_token_on`.
     pub(crate) fn take_reject_token(&self, path: &str) -> bool {
+        self.take_match(path, |f| &mut f.reject_token_on)
+    }
+
+    /// True (once) when `path` matches `lose_exports_on`.
+    pub(crate) fn take_lose_exports(&self, path: &str) -> bool {
+        self.take_match(path, |f| &mut f.lose_exports_on)
+    }
+
+    /// True, and the switch turned off, when `path` contains the switch's text.
+    fn take_match(&self, path: &str, slot: impl FnOnce(&mut Faults) -> &mut Option<String>) -> bool {
         let mut f = self.lock();
-        match &f.reject_token_on {
-            Some(p) if path.contains(p.as_str()) => {
-                f.reject_token_on = None;
-                true
-            }
-            _ => false,
+        let s = slot(&mut f);
+        if s.as_deref().is_some_and(|p| path.contains(p)) {
+            *s = None;
+            true
+        } else {
+            false
         }
     }
 
@@ -144,17 +213,42 @@ impl FaultHandle {
 
     /// If a cut applies to `file`, consume one and return after how many bytes to cut.
     pub(crate) fn take_cut(&self, file: &str) -> Option<u64> {
+        self.take_file(file, |f| &mut f.file_cut_after)
+    }
+
+    /// If a stall applies to `file`, consume one and return after how many bytes to stall.
+    pub(crate) fn take_stall(&self, file: &str) -> Option<u64> {
+        self.take_file(file, |f| &mut f.file_stall_after)
+    }
+
+    fn take_file(&self, file: &str, slot: impl FnOnce(&mut Faults) -> &mut Option<FileCut>) -> Option<u64> {
         let mut f = self.lock();
-        let cut = f.file_cut_after.as_mut()?;
+        let slot = slot(&mut f);
+        let cut = slot.as_mut()?;
         if !file.contains(&cut.pattern) || cut.times == 0 {
             return None;
         }
         cut.times -= 1;
         let bytes = cut.bytes;
         if cut.times == 0 {
-            f.file_cut_after = None;
+            *slot = None;
         }
         Some(bytes)
+    }
+
+    /// True (and one use consumed) when page `page` of a member read is to be cut.
+    pub(crate) fn take_page_cut(&self, page: u32) -> bool {
+        let mut f = self.lock();
+        match &mut f.page_cut {
+            Some(c) if c.page == page && c.times > 0 => {
+                c.times -= 1;
+                if c.times == 0 {
+                    f.page_cut = None;
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Faults> {
@@ -182,5 +276,16 @@ mod tests {
         h.update(|f| f.expire_tokens_now = true);
         assert!(h.take_expire_tokens());
         assert!(!h.take_expire_tokens());
+        h.update(|f| {
+            f.lose_exports_on = Some("/files/".into());
+            f.file_stall_after = Some(FileCut { pattern: "Coverage".into(), bytes: 5, times: 2 });
+        });
+        assert!(!h.take_lose_exports("/fhir/$export-status/1"));
+        assert!(h.take_lose_exports("/files/1/Patient.ndjson"));
+        assert!(!h.take_lose_exports("/files/1/Patient.ndjson"), "fires once");
+        assert_eq!(h.take_stall("Coverage.ndjson"), Some(5));
+        assert_eq!(h.take_cut("Coverage.ndjson"), None, "a stall is not a cut");
+        assert_eq!(h.take_stall("Coverage.ndjson"), Some(5));
+        assert_eq!(h.take_stall("Coverage.ndjson"), None);
     }
 }

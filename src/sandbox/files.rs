@@ -1,5 +1,6 @@
 //! `GET /files/{job}/{file}`: NDJSON bytes, zero-copy from the generated `Bytes`, with Range, gzip,
-//! the storage-origin redirect, and the download faults (cut connection, short body, 500).
+//! the storage-origin redirect, and the download faults (cut connection, stall, short body, 500, 410, a
+//! file still being written).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,13 +9,15 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::fhir::{NDJSON, oo};
 use super::jobs::{self, FileData};
 use super::{Listener, Shared, auth};
 
 pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &str, headers: &HeaderMap) -> Response {
-    let has_auth = headers.contains_key(header::AUTHORIZATION);
+    // 1up's header credentials count as a credential like a bearer token.
+    let has_auth = headers.contains_key(header::AUTHORIZATION) || super::oneup::carries_client_headers(headers);
     match listener {
         Listener::Main => {
             if shared.cfg.requires_access_token {
@@ -50,6 +53,16 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
     if shared.faults.take(|f| &mut f.file_500) {
         return oo(StatusCode::INTERNAL_SERVER_ERROR, "exception", "injected fault: file_500");
     }
+    if shared.faults.take(|f| &mut f.file_410) {
+        return oo(StatusCode::GONE, "not-found", "this link has expired (injected fault: file_410)");
+    }
+    let first = jobs::files_of(&shared, job).and_then(|f| f.outputs.first().cloned());
+    let file = match first {
+        Some(first) if first.name == file.name && shared.faults.take(|f| &mut f.file_drop_last_line) => {
+            jobs::without_last_line(&file)
+        }
+        _ => file,
+    };
 
     let gzip = shared.cfg.gzip && accepts_gzip(headers);
     let bytes = if gzip { gzipped(file).await } else { file.bytes.clone() };
@@ -81,6 +94,8 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
         // connection mid-body, as a dropped TCP link would.
         let head = body.slice(..(cut.min(declared) as usize));
         truncated(head, true)
+    } else if let Some(at) = shared.faults.take_stall(name) {
+        stalled(body.slice(..(at.min(declared) as usize)))
     } else if shared.faults.take(|f| &mut f.file_short_body) {
         // The body ends early but cleanly; Content-Length still promises everything.
         truncated(body.slice(..body.len() / 2), false)
@@ -129,8 +144,15 @@ fn throttled(body: Bytes, rate: u64) -> Body {
     Body::from_stream(stream)
 }
 
+/// A body that sends `head` and then nothing, never ending: a stalled transfer.
+fn stalled(head: Bytes) -> Body {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) })
+        .chain(futures_util::stream::once(std::future::pending::<Result<Bytes, std::io::Error>>()));
+    Body::from_stream(stream)
+}
+
 /// A body that sends `head`, waits a moment (so it reaches the client), then fails or just ends.
-fn truncated(head: Bytes, fail: bool) -> Body {
+pub(super) fn truncated(head: Bytes, fail: bool) -> Body {
     let stream = futures_util::stream::unfold(0u8, move |step| {
         let head = head.clone();
         async move {

@@ -1,5 +1,5 @@
-//! Export jobs: generating their files once (cached across identical exports), answering status polls,
-//! building the manifest, and `DELETE`.
+//! Export jobs: generating their files once (cached across identical exports), answering status polls
+//! (the manifest itself is built in `manifest.rs`), and `DELETE`.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -12,7 +12,7 @@ use url::Url;
 
 use super::data::{DataSpec, Selection};
 use super::faults::BadLine;
-use super::fhir::{FHIR_JSON, empty, fmt_instant, json_response, oo, retry_after};
+use super::fhir::{FHIR_JSON, empty, json_response, oo, retry_after};
 use super::params::ExportParams;
 use super::{Shared, auth, lock};
 
@@ -20,16 +20,25 @@ use super::{Shared, auth, lock};
 #[derive(Debug)]
 pub struct FileData {
     pub name: String,
+    /// Empty for organized output (its manifest entries have no `type`).
     pub rtype: String,
     pub bytes: Bytes,
     pub count: u64,
+    /// The `count` the manifest lists, when it is not the real one (the `phantom_file` fault).
+    pub listed_count: Option<u64>,
+    /// Organized output: the file this one's last block continues in.
+    pub continues_in: Option<String>,
     pub gz: OnceLock<Bytes>,
 }
 
 impl FileData {
-    fn new(name: String, rtype: &str, bytes: Bytes) -> Arc<Self> {
+    pub(super) fn new(name: String, rtype: &str, bytes: Bytes) -> Arc<Self> {
+        Arc::new(Self::data(name, rtype, bytes))
+    }
+
+    fn data(name: String, rtype: &str, bytes: Bytes) -> Self {
         let count = memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        Arc::new(Self { name, rtype: rtype.into(), bytes, count, gz: OnceLock::new() })
+        Self { name, rtype: rtype.into(), bytes, count, listed_count: None, continues_in: None, gz: OnceLock::new() }
     }
 }
 
@@ -37,6 +46,8 @@ impl FileData {
 pub struct JobFiles {
     pub outputs: Vec<Arc<FileData>>,
     pub error: Arc<FileData>,
+    /// `organizeOutputBy=Patient`: the outputs are resource blocks (see `organized.rs`).
+    pub organized: bool,
 }
 
 impl JobFiles {
@@ -57,6 +68,8 @@ pub struct Job {
     pub transaction_time: OffsetDateTime,
     pub polls_left: u32,
     pub polls_done: u32,
+    /// Manifests answered so far (signed links and `forget_after_manifest` count them).
+    pub manifests_served: u32,
     pub output: JobOutput,
 }
 
@@ -107,31 +120,62 @@ pub fn insert(shared: &Shared, request: String, output: JobOutput) -> String {
             transaction_time: OffsetDateTime::now_utc(),
             polls_left: shared.cfg.polls_before_ready,
             polls_done: 0,
+            manifests_served: 0,
             output,
         },
     );
     id
 }
 
-/// Register the job and start generating its files in the background.
-pub fn create_export(shared: &Shared, request: String, sel: Selection, p: &ExportParams) -> String {
+/// Register a job whose files are already made (a PDex 2.2 `$bulk-member-match` result).
+pub fn insert_files(shared: &Shared, request: String, outputs: Vec<Arc<FileData>>) -> String {
+    let error = FileData::new("OperationOutcome.error.ndjson".into(), "OperationOutcome", Bytes::new());
+    let cell = Arc::new(OnceLock::new());
+    let _ = cell.set(Arc::new(JobFiles { outputs, error, organized: false }));
+    insert(shared, request, JobOutput::Files(cell))
+}
+
+/// Register the job and generate its files: in the background, or before returning when `now` (a
+/// synchronous kick-off; the files are ready and the job needs no poll).
+pub fn create_export(shared: &Shared, request: String, sel: Selection, p: &ExportParams, now: bool) -> String {
     let cell = Arc::new(OnceLock::new());
     let id = insert(shared, request, JobOutput::Files(cell.clone()));
     let generated = shared.cache.cell((sel.clone(), p.elements.clone()));
     let spec = shared.spec;
     let per_type = shared.cfg.files_per_type.max(1);
     let elements = p.elements.clone();
-    let bad_line = shared.faults.get().bad_line;
+    let faults = shared.faults.get();
+    let organized = p.organize_output_by.is_some();
     let error = error_file(&sel, p);
-    tokio::task::spawn_blocking(move || {
-        let files = generated.get_or_init(|| Arc::new(build(&spec, &sel, &elements, per_type))).clone();
-        let mut outputs: Vec<Arc<FileData>> = files.iter().cloned().collect();
-        if let (Some(how), Some(first)) = (bad_line, outputs.first_mut()) {
+    let work = move || {
+        let mut outputs: Vec<Arc<FileData>> = if organized {
+            super::organized::build(&spec, &sel, per_type).into_iter().map(organized_file).collect()
+        } else {
+            generated.get_or_init(|| Arc::new(build(&spec, &sel, &elements, per_type))).iter().cloned().collect()
+        };
+        if let (Some(how), Some(first)) = (faults.bad_line, outputs.first_mut()) {
             *first = corrupt(first, how);
         }
-        let _ = cell.set(Arc::new(JobFiles { outputs, error }));
-    });
+        if let (Some(count), Some(first)) = (faults.phantom_file, outputs.first()) {
+            let name = format!("{}.phantom.ndjson", first.rtype);
+            let phantom = FileData::data(name, &first.rtype, Bytes::new());
+            outputs.push(Arc::new(FileData { listed_count: Some(count), ..phantom }));
+        }
+        let _ = cell.set(Arc::new(JobFiles { outputs, error, organized }));
+    };
+    if now {
+        work();
+        if let Some(job) = lock(&shared.jobs).get_mut(&id) {
+            job.polls_left = 0;
+        }
+    } else {
+        tokio::task::spawn_blocking(work);
+    }
     id
+}
+
+fn organized_file(f: super::organized::OrganizedFile) -> Arc<FileData> {
+    Arc::new(FileData { continues_in: f.continues_in, ..FileData::data(f.name, "", f.bytes) })
 }
 
 fn build(spec: &DataSpec, sel: &Selection, elements: &[String], per_type: u32) -> Vec<Arc<FileData>> {
@@ -218,6 +262,13 @@ fn corrupt(f: &FileData, how: BadLine) -> Arc<FileData> {
     FileData::new(f.name.clone(), &f.rtype, Bytes::from(bytes))
 }
 
+/// The `file_drop_last_line` fault: the file as it looks while the server is still writing it.
+pub fn without_last_line(f: &FileData) -> Arc<FileData> {
+    let body = f.bytes.strip_suffix(b"\n").unwrap_or(&f.bytes);
+    let end = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
+    FileData::new(f.name.clone(), &f.rtype, f.bytes.slice(..end))
+}
+
 /// Real servers always seem to have something to say: one resource that could not be exported, and a
 /// warning for each parameter the sandbox accepted but did not apply.
 fn error_file(sel: &Selection, p: &ExportParams) -> Arc<FileData> {
@@ -240,51 +291,6 @@ fn error_file(sel: &Selection, p: &ExportParams) -> Arc<FileData> {
     FileData::new("OperationOutcome.error.ndjson".into(), "OperationOutcome", Bytes::from(out))
 }
 
-fn file_url(shared: &Shared, job: &str, name: &str) -> String {
-    shared.main_base.join(&format!("files/{job}/{name}")).expect("URL-safe names").to_string()
-}
-
-fn manifest(shared: &Shared, id: &str, job: &Job, files: &JobFiles, page: usize) -> Value {
-    let mismatch = shared.faults.get().count_mismatch;
-    let mut output: Vec<Value> = files
-        .outputs
-        .iter()
-        .enumerate()
-        .map(|(n, f)| {
-            let count = f.count + u64::from(mismatch && n == 0);
-            json!({"type": f.rtype, "url": file_url(shared, id, &f.name), "count": count})
-        })
-        .collect();
-    // Paged manifests (Bulk Data 3.0 `link` next): `page_size` outputs per page, the error file on page 1.
-    let mut link = None;
-    if let Some(size) = shared.cfg.manifest_page_size.filter(|s| *s > 0) {
-        let pages = output.len().div_ceil(size).max(1);
-        let start = ((page.max(1) - 1) * size).min(output.len());
-        output = output[start..(start + size).min(output.len())].to_vec();
-        if page < pages {
-            let next = format!("{}?page={}", status_url(shared, id), page + 1);
-            link = Some(json!([{"relation": "next", "url": next}]));
-        }
-    }
-    let error = if page <= 1 && shared.cfg.error_file {
-        json!([{"type": "OperationOutcome", "url": file_url(shared, id, &files.error.name), "count": files.error.count}])
-    } else {
-        json!([])
-    };
-    let mut m = json!({
-        "transactionTime": fmt_instant(job.transaction_time),
-        "request": job.request,
-        "requiresAccessToken": shared.cfg.requires_access_token,
-        "output": output,
-        "error": error,
-        "deleted": [],
-    });
-    if let Some(l) = link {
-        m["link"] = l;
-    }
-    m
-}
-
 /// `GET /fhir/$export-status/{id}`.
 pub fn status(shared: &Shared, id: &str, headers: &HeaderMap, query: Option<&str>) -> Response {
     let page: usize = query
@@ -299,6 +305,15 @@ pub fn status(shared: &Shared, id: &str, headers: &HeaderMap, query: Option<&str
     if f.get().status_404 {
         return oo(StatusCode::NOT_FOUND, "not-found", format!("export job {id} is not known (expired?)"));
     }
+    if let Some((status, text)) = f.get().status_error {
+        return oo(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "exception", text);
+    }
+    if f.take(|f| &mut f.status_500_no_outcome) {
+        let mut r = Response::new(axum::body::Body::from("<html><body>500 Internal Server Error</body></html>"));
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        return r;
+    }
     if f.take(|f| &mut f.status_503) {
         return retry_after(oo(StatusCode::SERVICE_UNAVAILABLE, "transient", "service unavailable"), ra);
     }
@@ -312,6 +327,9 @@ pub fn status(shared: &Shared, id: &str, headers: &HeaderMap, query: Option<&str
     let Some(job) = jobs.get_mut(id) else {
         return oo(StatusCode::NOT_FOUND, "not-found", format!("export job {id} is not known (expired or deleted)"));
     };
+    if job.manifests_served > 0 && f.get().forget_after_manifest {
+        return oo(StatusCode::GONE, "not-found", format!("export job {id} has expired"));
+    }
     let files = match &job.output {
         JobOutput::Files(cell) => cell.get().cloned(),
         JobOutput::Document(_) => None,
@@ -338,17 +356,7 @@ pub fn status(shared: &Shared, id: &str, headers: &HeaderMap, query: Option<&str
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
-        (JobOutput::Files(_), Some(files)) => {
-            let mut r = json_response(StatusCode::OK, "application/json", &manifest(shared, id, job, &files, page));
-            r.headers_mut().insert(
-                header::EXPIRES,
-                HeaderValue::from_str(&httpdate::fmt_http_date(
-                    std::time::SystemTime::now() + std::time::Duration::from_secs(86_400),
-                ))
-                .expect("ascii"),
-            );
-            r
-        }
+        (JobOutput::Files(_), Some(files)) => super::manifest::response(shared, id, job, &files, page),
         (JobOutput::Files(_), None) => unreachable!("generating was answered above"),
     }
 }

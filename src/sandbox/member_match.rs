@@ -96,8 +96,26 @@ pub fn bulk_member_match(shared: &Shared, path: &str, headers: &HeaderMap, body:
         return json_response(StatusCode::OK, FHIR_JSON, &result);
     }
     let url = format!("{}{}", shared.main_base.as_str().trim_end_matches('/'), path);
-    let job = jobs::insert(shared, url, JobOutput::Document(result));
+    let job = match shared.cfg.oneup.bulk_match_as_group_files {
+        // PDex 2.2: the status URL ends in a manifest of Group NDJSON files, one per result group.
+        true => jobs::insert_files(shared, url, group_files(&result)),
+        false => jobs::insert(shared, url, JobOutput::Document(result)),
+    };
     accepted(shared, &job)
+}
+
+/// One NDJSON file per result group (`MatchedMembers.ndjson`, …), the groups of a Parameters result.
+fn group_files(result: &Value) -> Vec<std::sync::Arc<jobs::FileData>> {
+    let params = result["parameter"].as_array().map(Vec::as_slice).unwrap_or_default();
+    params
+        .iter()
+        .map(|p| {
+            let mut line = p["resource"].to_string().into_bytes();
+            line.push(b'\n');
+            let name = format!("{}.ndjson", p["name"].as_str().unwrap_or("Group"));
+            jobs::FileData::new(name, "Group", bytes::Bytes::from(line))
+        })
+        .collect()
 }
 
 /// `GET /fhir/Group/{id}`.
@@ -140,7 +158,7 @@ fn params_named<'a>(p: &'a Value, name: &'a str) -> impl Iterator<Item = &'a Val
         .filter(move |x| x.get("name").and_then(Value::as_str) == Some(name))
 }
 
-fn find_member(shared: &Shared, patient: &Value, coverage: Option<&Value>) -> Option<u32> {
+pub(super) fn find_member(shared: &Shared, patient: &Value, coverage: Option<&Value>) -> Option<u32> {
     let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_ascii_lowercase);
     let family = s(patient.pointer("/name/0/family"));
     let given = s(patient.pointer("/name/0/given/0"));
@@ -168,6 +186,6 @@ fn find_member(shared: &Shared, patient: &Value, coverage: Option<&Value>) -> Op
     })
 }
 
-fn consent_permits(consent: Option<&Value>) -> bool {
+pub(super) fn consent_permits(consent: Option<&Value>) -> bool {
     consent.is_some_and(|c| c.pointer("/provision/type").and_then(Value::as_str) != Some("deny"))
 }

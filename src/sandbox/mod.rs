@@ -4,7 +4,8 @@
 //! It speaks OAuth client credentials (client secret post/basic, and SMART Backend Services JWT
 //! assertions, which it verifies itself against registered JWKS), Bulk Data kick-off / status / manifest
 //! / files (Range, gzip), Da Vinci PDex `$davinci-data-export` and `$bulk-member-match`, plain http or
-//! HTTPS (HTTP/1.1 and HTTP/2), and it can misbehave on request through [`Faults`]. Every request is
+//! HTTPS (HTTP/1.1 and HTTP/2), and it can misbehave on request through [`Faults`]. HRex
+//! `Patient/$member-match`, 1up's URL shapes and 1up's documented behaviours: see [`OneUpMode`]. Every request is
 //! recorded so tests can assert what a client sent. URL layout (`PORT` = [`Sandbox::fhir_base`]'s port):
 //!
 //! ```text
@@ -12,9 +13,13 @@
 //! GET    /fhir/.well-known/smart-configuration       GET /fhir/metadata
 //! GET|POST /fhir/$export   /fhir/Patient/$export   /fhir/Group/{id}/$export
 //! POST   /fhir/Group/{id}/$davinci-data-export       POST /fhir/Group/$bulk-member-match
+//! POST   /fhir/Patient/$member-match
+//! (and /v1/{tenant}/bulk-export/bulk-data/r4/… for /fhir/…, /auth/realms/{realm}/protocol/openid-connect/token)
 //! GET    /fhir/Group/{id}
 //! GET|DELETE /fhir/$export-status/{job}
 //! GET    /files/{job}/{file}.ndjson                  (and on the storage listener, after a 307)
+//! GET    /oauth2/authorize/{system}   POST /oauth2/token      Patient Access: the plan (plan.rs)
+//! GET    /fhir/Patient/{id}/$everything   /fhir/{Type}?patient=   /fhir/Patient/{id}   (member_data.rs)
 //! ```
 
 mod assertion;
@@ -25,9 +30,15 @@ mod export;
 mod faults;
 mod fhir;
 mod files;
+mod hrex;
 mod jobs;
+mod manifest;
+mod member_data;
 mod member_match;
+mod oneup;
+mod organized;
 mod params;
+mod plan;
 mod resources;
 mod routes;
 mod tables;
@@ -52,8 +63,10 @@ pub use assertion::{CheckedAssertion, JwtClient};
 pub use config::{RetryAfterStyle, SandboxConfig};
 pub use data::{DataSpec, Demographics, ResourceType, Selection, TypeData};
 pub use export::KickoffRecord;
-pub use faults::{BadLine, FaultHandle, Faults, FileCut};
+pub use faults::{BadLine, FaultHandle, Faults, FileCut, PageCut};
+pub use oneup::OneUpMode;
 pub use params::{ExportLevel, ExportParams};
+pub use plan::PlanConfig;
 pub use tls::{Alpn, SandboxTls, TestCa};
 
 /// Which of the two listeners saw a request.
@@ -107,8 +120,12 @@ pub(crate) struct Shared {
     members_by_birth_date: std::sync::OnceLock<HashMap<String, Vec<u32>>>,
     /// Groups made by `$bulk-member-match`: id → patient indices.
     groups: Mutex<HashMap<String, Vec<u32>>>,
+    /// Patients `$member-match` has matched (1up mode scopes population exports to them).
+    matched: Mutex<std::collections::BTreeSet<u32>>,
     requests: Mutex<Vec<RecordedRequest>>,
     kickoffs: Mutex<Vec<KickoffRecord>>,
+    /// Patient Access: codes and tokens the plan issued.
+    plan: plan::PlanState,
     cache: jobs::Cache,
     seq: AtomicU64,
 }
@@ -183,9 +200,11 @@ impl Sandbox {
             assertions: Mutex::default(),
             jobs: Mutex::default(),
             groups: Mutex::default(),
+            matched: Mutex::default(),
             members_by_birth_date: std::sync::OnceLock::new(),
             requests: Mutex::default(),
             kickoffs: Mutex::default(),
+            plan: plan::PlanState::default(),
             cache: jobs::Cache::default(),
             seq: AtomicU64::new(1),
         });
@@ -209,6 +228,17 @@ impl Sandbox {
 
     pub fn token_url(&self) -> Url {
         self.shared.token_url()
+    }
+
+    /// Patient Access: the plan's authorize endpoint, `…/oauth2/authorize/<system-id>` (1up's shape).
+    pub fn plan_authorize_url(&self) -> Url {
+        let path = format!("oauth2/authorize/{}", self.shared.cfg.plan.system_id);
+        self.shared.main_base.join(&path).expect("static path")
+    }
+
+    /// Patient Access: the plan's token endpoint, `…/oauth2/token`.
+    pub fn plan_token_url(&self) -> Url {
+        self.shared.main_base.join("oauth2/token").expect("static path")
     }
 
     /// The storage listener's origin (`http://127.0.0.1:PORT2/`, or `https://`).

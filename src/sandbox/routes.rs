@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::export::kickoff;
 use super::fhir::{FHIR_JSON, json_response, oo};
 use super::params::ExportLevel;
-use super::{Listener, RecordedRequest, Shared, auth, files, jobs, lock, member_match};
+use super::{Listener, RecordedRequest, Shared, auth, files, hrex, jobs, lock, member_data, member_match, oneup, plan};
 
 const RECORDED_BODY_MAX: usize = 64 * 1024;
 const BODY_MAX: usize = 32 * 1024 * 1024;
@@ -51,10 +51,23 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         && shared.faults.take_reject_token(&path_and_query.replace("%24", "$"))
     {
         auth::revoke(&shared, &parts.headers);
+        plan::revoke(&shared, &parts.headers);
         return oo(StatusCode::UNAUTHORIZED, "expired", "access token expired (injected fault: reject_token_on)");
+    }
+    let faults = &shared.faults;
+    if faults.take_lose_exports(&path_and_query.replace("%24", "$")) {
+        lock(&shared.jobs).clear();
+    }
+    if faults.get().hang_on.is_some_and(|p| path_and_query.replace("%24", "$").contains(&p)) {
+        // Read, recorded, never answered: the client's own timeout is the only way out.
+        std::future::pending::<()>().await;
     }
     let path = parts.uri.path().replace("%24", "$");
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let segs = match oneup::rewrite(&shared, segs) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
     let req = Req {
         shared: &shared,
         method: &parts.method,
@@ -81,6 +94,9 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         ["fhir", "metadata"] if *m == Method::GET => metadata(&shared),
         ["fhir", "$export"] if get_or_post => req.kickoff(ExportLevel::System, false),
         ["fhir", "Patient", "$export"] if get_or_post => req.kickoff(ExportLevel::Patient, false),
+        ["fhir", "Patient", "$member-match"] if *m == Method::POST => {
+            hrex::member_match(&shared, &parts.headers, &body)
+        }
         ["fhir", "Group", "$bulk-member-match"] if *m == Method::POST => {
             member_match::bulk_member_match(&shared, &path_and_query, &parts.headers, &body)
         }
@@ -92,9 +108,22 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         ["fhir", "$export-status", id] if *m == Method::GET => {
             jobs::status(&shared, id, &parts.headers, parts.uri.query())
         }
-        ["fhir", "$export-status", id] if *m == Method::DELETE => jobs::delete(&shared, id, &parts.headers),
+        ["fhir", "$export-status", id] if *m == Method::DELETE => match oneup::refuse(&shared, m) {
+            Some(r) => r,
+            None => jobs::delete(&shared, id, &parts.headers),
+        },
         ["files", job, name] if *m == Method::GET => {
             files::serve(shared.clone(), listener, job, name, &parts.headers).await
+        }
+        // Patient Access: the plan's auth server and the member's FHIR reads.
+        ["oauth2", "authorize", system] if *m == Method::GET => plan::authorize(&shared, system, parts.uri.query()),
+        ["oauth2", "token"] if *m == Method::POST => plan::token(&shared, &parts.headers, &body),
+        ["fhir", "Patient", id, "$everything"] if *m == Method::GET => {
+            member_data::everything(&shared, id, &path, parts.uri.query(), &parts.headers)
+        }
+        ["fhir", "Patient", id] if *m == Method::GET => member_data::read_patient(&shared, id, &parts.headers),
+        ["fhir", t] if *m == Method::GET && super::ResourceType::parse(t).is_some() => {
+            member_data::search(&shared, t, &path, parts.uri.query(), &parts.headers)
         }
         _ => oo(
             StatusCode::NOT_FOUND,
@@ -116,6 +145,9 @@ struct Req<'a> {
 
 impl Req<'_> {
     fn kickoff(&self, level: ExportLevel, davinci: bool) -> Response {
+        if let Some(r) = oneup::refuse(self.shared, self.method) {
+            return r;
+        }
         kickoff(self.shared, self.method, self.path_and_query, self.query, self.headers, self.body, level, davinci)
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::object::{Expect, ObjectDir};
 use crate::error::{Error, Result};
 use crate::instant;
+use crate::state::LockHolder;
 
 pub const LEASE: &str = "lease";
 /// How long a lease lasts without renewal, unless `ONEUP_BULK_LEASE_TTL` says otherwise.
@@ -46,7 +47,7 @@ impl LeaseDoc {
     fn mine(ttl: Duration) -> LeaseDoc {
         let now = instant::now();
         LeaseDoc {
-            host: hostname(),
+            host: crate::state::hostname(),
             pid: std::process::id(),
             started: now.clone(),
             renewed: now,
@@ -55,9 +56,9 @@ impl LeaseDoc {
         }
     }
 
-    /// `host H, pid P, since S`.
-    pub fn holder(&self) -> String {
-        format!("host {}, pid {}, since {}", self.host, self.pid, self.started)
+    /// The holder, as the job's lock names one.
+    pub fn holder(&self) -> LockHolder {
+        LockHolder { pid: Some(self.pid), host: Some(self.host.clone()), since: Some(self.started.clone()) }
     }
 
     /// Whether a run may take this lease over at `now`.
@@ -81,7 +82,7 @@ pub struct Lease {
     task: tokio::task::JoinHandle<()>,
     state: std::sync::Arc<tokio::sync::Mutex<(LeaseDoc, UpdateVersion)>>,
     /// The holder this run displaced, if it took over a stale lease.
-    pub took_over: Option<String>,
+    pub took_over: Option<LockHolder>,
 }
 
 /// The lease duration in force (`ONEUP_BULK_LEASE_TTL`, a humantime duration, else [`DEFAULT_TTL`]).
@@ -90,7 +91,7 @@ pub fn ttl() -> Duration {
 }
 
 /// Who holds the lease in `state_dir`, if anyone (for `status`).
-pub async fn holder(state_dir: &ObjectDir) -> Result<Option<String>> {
+pub async fn holder(state_dir: &ObjectDir) -> Result<Option<LockHolder>> {
     Ok(read(state_dir).await?.filter(|(d, _)| !d.is_free(OffsetDateTime::now_utc())).map(|(d, _)| d.holder()))
 }
 
@@ -108,38 +109,26 @@ fn unreadable(dir: &ObjectDir, e: serde_json::Error) -> Error {
 /// Takes the lease in `dir` (the job's `.state/`), or says who holds it (exit 75).
 pub async fn acquire(dir: &ObjectDir, ttl: Duration) -> Result<Lease> {
     let mine = LeaseDoc::mine(ttl);
-    let (version, took_over) = match dir.put_if(LEASE, mine.bytes(), &Expect::Absent).await {
-        Ok(v) => (v, None),
-        Err(Error::Locked(_)) => {
+    let (version, took_over) = match dir.try_put_if(LEASE, mine.bytes(), &Expect::Absent).await? {
+        Some(v) => (v, None),
+        None => {
             let Some((theirs, v)) = read(dir).await? else {
-                return Err(Error::Transient(format!("{}: the lease changed hands; run again", dir.url)));
+                return Err(Error::Transient(format!("{}: the lease changed hands; run again", dir.url.join(LEASE))));
             };
             if !theirs.is_free(OffsetDateTime::now_utc()) {
-                return Err(held(&theirs));
+                return Err(Error::Locked(theirs.holder()));
             }
-            match dir.put_if(LEASE, mine.bytes(), &Expect::Version(v)).await {
-                Ok(v) => (v, (!theirs.released).then(|| theirs.holder())),
-                Err(Error::Locked(_)) => {
-                    let now = read(dir).await?.map(|(d, _)| d);
-                    return Err(now.map_or_else(|| Error::Locked("the lease changed hands".into()), |d| held(&d)));
-                }
-                Err(e) => return Err(e),
+            match dir.try_put_if(LEASE, mine.bytes(), &Expect::Version(v)).await? {
+                Some(v) => (v, (!theirs.released).then(|| theirs.holder())),
+                // Another run took the stale lease first.
+                None => return Err(Error::Locked(read(dir).await?.map(|(d, _)| d.holder()).unwrap_or_default())),
             }
         }
-        Err(e) => return Err(e),
     };
     let (tx, lost) = watch::channel(None);
     let state = std::sync::Arc::new(tokio::sync::Mutex::new((mine, version)));
     let task = tokio::spawn(renew(dir.clone(), state.clone(), ttl, tx));
     Ok(Lease { dir: dir.clone(), lost, task, state, took_over })
-}
-
-fn held(d: &LeaseDoc) -> Error {
-    Error::Locked(format!(
-        "another oneup-bulk run of this job is in progress ({}, lease renewed {}); this run exits without doing anything",
-        d.holder(),
-        d.renewed
-    ))
 }
 
 /// Renews every third of the `ttl`; gives up (and says why on `tx`) when the lease was taken, or when
@@ -157,14 +146,14 @@ async fn renew(
         let mut s = state.lock().await;
         s.0.renewed = instant::now();
         let attempt = tokio::time::timeout(every.max(Duration::from_millis(100)), async {
-            dir.put_if(LEASE, s.0.bytes(), &Expect::Version(s.1.clone())).await
+            dir.try_put_if(LEASE, s.0.bytes(), &Expect::Version(s.1.clone())).await
         });
         match attempt.await {
-            Ok(Ok(v)) => {
+            Ok(Ok(Some(v))) => {
                 s.1 = v;
                 last_ok = tokio::time::Instant::now();
             }
-            Ok(Err(Error::Locked(_))) => {
+            Ok(Ok(None)) => {
                 let now = read(&dir).await.ok().flatten();
                 // A renewal that timed out here but landed there: the lease is still ours.
                 if let Some((d, v)) = &now
@@ -214,7 +203,7 @@ impl Lease {
         let mut s = self.state.lock().await;
         s.0.released = true;
         s.0.renewed = instant::now();
-        let _ = self.dir.put_if(LEASE, s.0.bytes(), &Expect::Version(s.1.clone())).await;
+        let _ = self.dir.try_put_if(LEASE, s.0.bytes(), &Expect::Version(s.1.clone())).await;
     }
 }
 
@@ -222,15 +211,6 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
 }
 
 #[cfg(test)]
@@ -258,11 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn the_holder_is_named() {
-        assert_eq!(doc("x", 1, false).holder(), "host node-1, pid 7, since 2026-01-01T00:00:00Z");
-        assert_eq!(
-            held(&doc("2026-01-01T00:09:30Z", 60, false)).to_string(),
-            "another oneup-bulk run of this job is in progress (host node-1, pid 7, since 2026-01-01T00:00:00Z, lease renewed 2026-01-01T00:09:30Z); this run exits without doing anything"
-        );
+    fn the_holder_is_named_as_the_lock_names_it() {
+        assert_eq!(doc("x", 1, false).holder().to_string(), "pid 7 on node-1 since 2026-01-01T00:00:00Z");
     }
 }

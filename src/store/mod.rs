@@ -12,6 +12,11 @@
 //!
 //! On disk, "atomic" is write-then-rename; in a bucket every put is atomic, and a data file is a
 //! multipart upload that exists only once completed.
+//!
+//! [`Dir`]'s calls are blocking, like the file system calls they stand for (the state and the record
+//! are small, and written a few times per file): for a bucket they run the request on the async
+//! runtime with `block_in_place`, which needs the multi-threaded runtime `main` builds. Downloads
+//! ([`Target`]) are async.
 
 pub mod lease;
 pub mod location;
@@ -85,7 +90,7 @@ impl Dir {
     }
 
     /// A whole small file (manifest, record, pointer), atomically: the old content or the new.
-    pub async fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         match self {
             Dir::Local(p) => {
                 let path = p.join(rel);
@@ -94,17 +99,17 @@ impl Dir {
                 }
                 write_atomic(&path, bytes)
             }
-            Dir::Object(o) => o.put(rel, Bytes::copy_from_slice(bytes)).await.map(drop),
+            Dir::Object(o) => block(o.put(rel, Bytes::copy_from_slice(bytes))).map(drop),
         }
     }
 
     /// Pretty JSON with a final newline, as [`Dir::write`].
-    pub async fn write_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
-        self.write(rel, &json_bytes(value)?).await
+    pub fn write_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        self.write(rel, &json_bytes(value)?)
     }
 
     /// A whole small file, or `None` when there is none.
-    pub async fn read(&self, rel: &str) -> Result<Option<Bytes>> {
+    pub fn read(&self, rel: &str) -> Result<Option<Bytes>> {
         match self {
             Dir::Local(p) => {
                 let path = p.join(rel);
@@ -114,49 +119,87 @@ impl Dir {
                     Err(e) => Err(Error::io(path, e)),
                 }
             }
-            Dir::Object(o) => Ok(o.get(rel).await?.map(|(b, _)| b)),
+            Dir::Object(o) => Ok(block(o.get(rel))?.map(|(b, _)| b)),
         }
     }
 
     /// The file's size, if it exists.
-    pub async fn size(&self, rel: &str) -> Result<Option<u64>> {
+    pub fn size(&self, rel: &str) -> Result<Option<u64>> {
         match self {
             Dir::Local(p) => Ok(std::fs::metadata(p.join(rel)).ok().filter(|m| m.is_file()).map(|m| m.len())),
-            Dir::Object(o) => o.size(rel).await,
+            Dir::Object(o) => block(o.size(rel)),
         }
     }
 
-    pub async fn remove(&self, rel: &str) -> Result<()> {
+    pub fn remove(&self, rel: &str) -> Result<()> {
         match self {
             Dir::Local(p) => match std::fs::remove_file(p.join(rel)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(Error::io(p.join(rel), e)),
             },
-            Dir::Object(o) => o.delete(rel).await,
+            Dir::Object(o) => block(o.delete(rel)),
+        }
+    }
+
+    /// The names of the files directly in folder `rel` (empty when there is none).
+    pub fn list(&self, rel: &str) -> Result<Vec<String>> {
+        match self {
+            Dir::Local(p) => {
+                let Ok(rd) = std::fs::read_dir(p.join(rel)) else { return Ok(Vec::new()) };
+                let mut names: Vec<String> = rd
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                Ok(names)
+            }
+            Dir::Object(o) => {
+                let all = block(o.list(rel))?;
+                let prefix = if rel.is_empty() { String::new() } else { format!("{}/", rel.trim_end_matches('/')) };
+                Ok(all.into_iter().filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string)).collect())
+            }
+        }
+    }
+
+    /// Removes folder `rel` and everything in it, if it is there.
+    pub fn remove_all(&self, rel: &str) -> Result<()> {
+        match self {
+            Dir::Local(p) => match std::fs::remove_dir_all(p.join(rel)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(p.join(rel), e)),
+            },
+            Dir::Object(_) => {
+                for name in self.list(rel)? {
+                    self.remove(&format!("{rel}/{name}"))?;
+                }
+                Ok(())
+            }
         }
     }
 
     /// A state file and the version to expect when writing it back.
-    pub async fn read_versioned(&self, rel: &str) -> Result<Option<(Bytes, Expect)>> {
+    pub fn read_versioned(&self, rel: &str) -> Result<Option<(Bytes, Expect)>> {
         match self {
-            Dir::Local(_) => Ok(self.read(rel).await?.map(|b| (b, Expect::Version(no_version())))),
-            Dir::Object(o) => Ok(o.get(rel).await?.map(|(b, v)| (b, Expect::Version(v)))),
+            Dir::Local(_) => Ok(self.read(rel)?.map(|b| (b, Expect::Version(no_version())))),
+            Dir::Object(o) => Ok(block(o.get(rel))?.map(|(b, v)| (b, Expect::Version(v)))),
         }
     }
 
     /// Writes a state file only if it is as `expect` says (in a bucket: a conditional put; a conflict
     /// is exit 75). On disk the job's OS lock already keeps other writers out.
-    pub async fn write_versioned(&self, rel: &str, bytes: &[u8], expect: &Expect) -> Result<Expect> {
+    pub fn write_versioned(&self, rel: &str, bytes: &[u8], expect: &Expect) -> Result<Expect> {
         match self {
-            Dir::Local(_) => self.write(rel, bytes).await.map(|()| Expect::Version(no_version())),
-            Dir::Object(o) => Ok(Expect::Version(o.put_if(rel, Bytes::copy_from_slice(bytes), expect).await?)),
+            Dir::Local(_) => self.write(rel, bytes).map(|()| Expect::Version(no_version())),
+            Dir::Object(o) => Ok(Expect::Version(block(o.put_if(rel, Bytes::copy_from_slice(bytes), expect))?)),
         }
     }
 
     /// Points `latest` (in this, the job's folder) at run `run_id`: a relative symlink replaced
     /// atomically on disk; an object holding the run id in a bucket.
-    pub async fn point_latest(&self, run_id: &str) -> Result<()> {
+    pub fn point_latest(&self, run_id: &str) -> Result<()> {
         match self {
             Dir::Local(p) => {
                 let (link, tmp) = (p.join(LATEST), p.join(".latest.tmp"));
@@ -164,15 +207,15 @@ impl Dir {
                 std::os::unix::fs::symlink(run_id, &tmp).map_err(|e| Error::io(&tmp, e))?;
                 std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))
             }
-            Dir::Object(_) => self.write(LATEST, format!("{run_id}\n").as_bytes()).await,
+            Dir::Object(_) => self.write(LATEST, format!("{run_id}\n").as_bytes()),
         }
     }
 
     /// The run `latest` names, if any.
-    pub async fn latest(&self) -> Result<Option<String>> {
+    pub fn latest(&self) -> Result<Option<String>> {
         match self {
             Dir::Local(p) => Ok(std::fs::read_link(p.join(LATEST)).ok().map(|t| t.to_string_lossy().into_owned())),
-            Dir::Object(_) => Ok(self.read(LATEST).await?.map(|b| String::from_utf8_lossy(&b).trim().to_string())),
+            Dir::Object(_) => Ok(self.read(LATEST)?.map(|b| String::from_utf8_lossy(&b).trim().to_string())),
         }
     }
 
@@ -196,6 +239,21 @@ impl Dir {
                 let markers = ObjectDir { backend: o.backend.clone(), url: job.join(upload::UPLOADS).join(&run_id) };
                 Ok(Target::Object(upload::Upload::new(o.clone(), rel, markers)))
             }
+        }
+    }
+}
+
+/// Runs a bucket request from blocking code: on the current (multi-threaded) runtime, its worker
+/// handing its other tasks on while this one waits; or on a small runtime of its own outside any.
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => tokio::task::block_in_place(|| h.block_on(f)),
+        Err(_) => {
+            static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+            let rt = RT.get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime")
+            });
+            rt.block_on(f)
         }
     }
 }

@@ -142,7 +142,7 @@ impl ObjectDir {
         let at = self.url.join(rel);
         let text = scrub(&e.to_string());
         match e {
-            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } => Error::Locked(
+            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } => Error::Transient(
                 format!("{at} was changed by another run of this job; this run stops without writing more state"),
             ),
             object_store::Error::NotFound { .. }
@@ -163,6 +163,20 @@ impl ObjectDir {
             Expect::Version(v) => PutMode::Update(v.clone()),
         };
         self.put_mode(rel, bytes, mode).await
+    }
+
+    /// As [`ObjectDir::put_if`], with a lost race as `None` rather than an error.
+    pub async fn try_put_if(&self, rel: &str, bytes: Bytes, expect: &Expect) -> Result<Option<UpdateVersion>> {
+        let mode = match expect {
+            Expect::Absent => PutMode::Create,
+            Expect::Version(v) => PutMode::Update(v.clone()),
+        };
+        let opts = PutOptions { mode, ..Default::default() };
+        match self.backend.put_opts(&self.key(rel), PutPayload::from(bytes), opts).await {
+            Ok(r) => Ok(Some(UpdateVersion::from(r))),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => Ok(None),
+            Err(e) => Err(self.error(rel, e)),
+        }
     }
 
     async fn put_mode(&self, rel: &str, bytes: Bytes, mode: PutMode) -> Result<UpdateVersion> {

@@ -61,7 +61,7 @@ impl Tree {
             && let Some(Location::Object(job)) = loc.parent()
         {
             let job_dir = super::Dir::Object(ObjectDir { backend: dir.backend.clone(), url: job.clone() });
-            if let Some(run) = rt.block_on(job_dir.latest())? {
+            if let Some(run) = job_dir.latest()? {
                 if !is_run_id(&run) {
                     return Err(Error::Failed(format!("{loc}: does not name a run ({run:?})")));
                 }

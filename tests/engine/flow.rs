@@ -198,7 +198,12 @@ async fn payer_to_payer_member_match_then_export_of_the_matched_group() {
     ]});
     std::fs::write(env.dir.path().join("members.json"), params.to_string()).unwrap();
     let yaml = env
-        .yaml("p2p", "  types: [Patient, Coverage]\n", "member_match:\n  parameters_file: members.json\n")
+        .yaml(
+            "p2p",
+            // PDex's way: a POST, which payer-to-payer (1up's GET-only rule) sends only when asked.
+            "  types: [Patient, Coverage]\n  operation: davinci-data-export\n  method: post\n",
+            "member_match:\n  parameters_file: members.json\n",
+        )
         .replace("access: bulk-data", "access: payer-to-payer");
     let out = env.run(&env.job_from(&yaml)).await.unwrap_or_else(|e| panic!("{e}"));
     let patients = out.record.files.iter().find(|f| f.resource_type == "Patient").unwrap();

@@ -1,15 +1,23 @@
 //! End-to-end tests of `run` against the in-process sandbox on 127.0.0.1: the flow, the token rules,
-//! the faults and the resume paths. One binary; modules by theme.
+//! the faults, the resume and recovery paths, timeouts and warnings. One binary; modules by theme.
 
 mod harness;
 
 mod display;
+mod expiry;
 mod faults;
+mod field;
 mod flow;
 mod logs;
+mod oneup;
+mod patient;
+mod payer;
+mod recovery;
 mod s3;
 mod security;
 mod servers;
+mod silent;
 mod store;
+mod timeouts;
 mod tls;
 mod unattended;

@@ -191,7 +191,7 @@ async fn killed_mid_upload_then_rerun_from_another_folder_completes_with_one_kic
     wait_lease_free(&b).await;
     let o = run(&b, tmp().path(), &["run", job.to_str().unwrap()]).await;
     done_or_5(&o);
-    assert!(text(&o).contains("took over the job's lease from a run that stopped renewing it (host "), "{}", text(&o));
+    assert!(text(&o).contains("took over the job's lease from a run that stopped renewing it (pid "), "{}", text(&o));
     assert_eq!(env.sandbox.kickoff_count(), 1, "exactly one kick-off");
     let first = &before.done[0];
     let fetches = env.sandbox.requests().iter().filter(|r| first.url.ends_with(&r.path)).count();
@@ -220,8 +220,7 @@ async fn two_runs_at_once_one_refused_naming_the_holder() {
     assert_eq!(refused.len(), 1, "exactly one refused: {codes:?}");
     let winner = pids.into_iter().find(|p| *p != refused[0].1).unwrap();
     let t = text(refused[0].0);
-    assert!(t.contains("another oneup-bulk run of this job is in progress (host "), "{t}");
-    assert!(t.contains(&format!(", pid {winner}, since ")), "{t}");
+    assert!(t.contains(&format!("another oneup-bulk process holds this job (pid {winner} on ")), "{t}");
     assert_eq!(env.sandbox.kickoff_count(), 1);
     assert_bucket_matches_server(&env, &b).await;
 }
@@ -248,14 +247,19 @@ async fn a_fresh_lease_refuses_and_a_stale_one_is_taken_over() {
     state.put("lease", lease_doc(&oneup_bulk::instant::now(), "node-alive").into()).await.unwrap();
     let o = run(&b, tmp().path(), &["run", job.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
-    assert!(text(&o).contains("in progress (host node-alive, pid 4242, since 2026-01-01T00:00:00Z, lease renewed "));
+    assert!(
+        text(&o)
+            .contains("another oneup-bulk process holds this job (pid 4242 on node-alive since 2026-01-01T00:00:00Z)"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(env.sandbox.kickoff_count(), 0);
     state.put("lease", lease_doc("2026-01-01T00:00:00Z", "node-gone").into()).await.unwrap();
     let o = run(&b, tmp().path(), &["run", job.to_str().unwrap()]).await;
     done_or_5(&o);
     assert!(
         text(&o).contains(
-            "took over the job's lease from a run that stopped renewing it (host node-gone, pid 4242, since 2026-01-01T00:00:00Z)"
+            "took over the job's lease from a run that stopped renewing it (pid 4242 on node-gone since 2026-01-01T00:00:00Z)"
         ),
         "{}",
         text(&o)
@@ -289,7 +293,7 @@ async fn a_run_whose_lease_is_taken_stops_with_75() {
     assert!(taken, "the lease was taken");
     let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
-    assert!(text(&o).contains("/t/.state/lease was taken over by host intruder, pid 4242"), "{}", text(&o));
+    assert!(text(&o).contains("/t/.state/lease was taken over by pid 4242 on intruder since "), "{}", text(&o));
     let lease: LeaseDoc = serde_json::from_slice(&state.get("lease").await.unwrap().unwrap().0).unwrap();
     assert_eq!(lease.host, "intruder", "the stopped run did not write over its successor");
 }
@@ -369,22 +373,22 @@ async fn two_writers_of_the_state_cannot_both_win() {
     let Some(s3) = server("two_writers_of_the_state_cannot_both_win") else { return };
     let b = s3.bucket().await;
     let (one, two) = (JobState::at(Dir::Object(b.dir("t"))), JobState::at(Dir::Object(b.dir("t"))));
-    assert!(one.inflight().await.unwrap().is_none());
-    assert!(two.inflight().await.unwrap().is_none());
+    assert!(one.inflight().unwrap().is_none());
+    assert!(two.inflight().unwrap().is_none());
     let url = url::Url::parse("https://fhir.example/$export-status/1").unwrap();
     let s = InFlight::new("e1".into(), &url, &url, "GET", None);
-    one.save_inflight(&s).await.unwrap();
+    one.save_inflight(&s).unwrap();
     let conflict = format!(
         "{}/t/.state/inflight.json was changed by another run of this job; this run stops without writing more state",
         b.url()
     );
     // Both saw no state; only the first create wins.
-    let e = two.save_inflight(&s).await.unwrap_err();
+    let e = two.save_inflight(&s).unwrap_err();
     assert_eq!((e.exit_code(), e.to_string()), (75, conflict.clone()));
     // The second reads the first's write; then the first writes again: the second's version is stale.
-    assert_eq!(two.inflight().await.unwrap().as_ref(), Some(&s));
-    one.save_inflight(&InFlight { last_progress: Some("50%".into()), ..s.clone() }).await.unwrap();
-    let e = two.save_inflight(&s).await.unwrap_err();
+    assert_eq!(two.inflight().unwrap().as_ref(), Some(&s));
+    one.save_inflight(&InFlight { last_progress: Some("50%".into()), ..s.clone() }).unwrap();
+    let e = two.save_inflight(&s).unwrap_err();
     assert_eq!((e.exit_code(), e.to_string()), (75, conflict));
-    assert_eq!(one.inflight().await.unwrap().unwrap().last_progress.as_deref(), Some("50%"));
+    assert_eq!(one.inflight().unwrap().unwrap().last_progress.as_deref(), Some("50%"));
 }

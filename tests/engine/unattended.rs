@@ -27,7 +27,7 @@ async fn since_auto_uses_the_last_complete_run() {
     let t = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
     assert_eq!(t(&sent), t(&first.record.transaction_time));
     assert_ne!(first.record.run_id, second.record.run_id);
-    let c = oneup_bulk::state::JobState::new(&env.out().join("t")).checkpoint().await.unwrap();
+    let c = oneup_bulk::state::JobState::new(&env.out().join("t")).checkpoint().unwrap();
     assert_eq!(c.transaction_time.as_deref(), Some(second.record.transaction_time.as_str()));
     assert_eq!(c.history.len(), 2);
 }
@@ -43,7 +43,7 @@ async fn a_failed_run_leaves_the_checkpoint_where_it_was() {
     assert_eq!(out.exit_code, 1, "strict validation fails the run");
     assert!(!out.record.complete);
     assert!(out.record.problems.iter().any(|p| p.line == Some(2)), "{:?}", out.record.problems);
-    let c = oneup_bulk::state::JobState::new(&env.out().join("t")).checkpoint().await.unwrap();
+    let c = oneup_bulk::state::JobState::new(&env.out().join("t")).checkpoint().unwrap();
     assert_eq!(c.transaction_time.as_deref(), Some(first.record.transaction_time.as_str()));
     assert_eq!(std::fs::read_link(env.out().join("t/latest")).unwrap().to_string_lossy(), first.record.run_id);
 }

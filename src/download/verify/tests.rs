@@ -6,7 +6,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::*;
-use crate::download::classify::{BodyEnd, Retry, judge_body};
+use crate::download::classify::{BodyEnd, BodyVerdict, judge_body};
 
 const TWO: &[u8] = b"{\"resourceType\":\"Patient\",\"id\":\"1\"}\n{\"resourceType\":\"Patient\",\"id\":\"2\"}\n";
 const TWO_SHA256: &str = "7f1637374955905f3808366ac414811b251c8d8d6b83b82a18d9d853fe9110d3";
@@ -246,6 +246,7 @@ fn line_checks_count_and_name_each_problem() {
                 (7, "line longer than the limit of 60 bytes".into()),
                 (8, "no resourceType".into()),
             ],
+            ..Tally::default()
         }
     );
 }
@@ -262,7 +263,8 @@ fn validate_off_counts_lines_but_still_refuses_oversized_ones() {
             lines: 3,
             invalid: 1,
             wrong_type: 0,
-            problems: vec![(2, "line longer than the limit of 10 bytes".into())]
+            problems: vec![(2, "line longer than the limit of 10 bytes".into())],
+            ..Tally::default()
         }
     );
 }
@@ -278,7 +280,7 @@ fn problems_are_capped_but_counts_are_exact() {
 }
 
 #[test]
-fn a_count_mismatch_against_the_manifest_starts_the_file_again() {
+fn a_count_mismatch_against_the_manifest_is_reported_not_accepted() {
     let (res, _) = run(&settings(Validate::Strict), TWO, 10);
     let v = res.unwrap();
     let end = |manifest_count| BodyEnd {
@@ -287,11 +289,68 @@ fn a_count_mismatch_against_the_manifest_starts_the_file_again() {
         received: TWO.len() as u64,
         content_length: Some(TWO.len() as u64),
         lines: v.tally.lines,
+        header_lines: v.tally.headers,
         manifest_count,
+        count_is_contract: true,
     };
-    assert_eq!(judge_body(&end(Some(2))), None);
-    assert_eq!(judge_body(&end(None)), None);
-    assert_eq!(judge_body(&end(Some(3))), Some(Retry::Restart("2 resources in the file, the manifest said 3".into())));
+    assert_eq!(judge_body(&end(Some(2))), BodyVerdict::Whole);
+    assert_eq!(judge_body(&end(None)), BodyVerdict::Whole);
+    assert_eq!(
+        judge_body(&end(Some(3))),
+        BodyVerdict::CountMismatch("2 resources in the file, the manifest said 3".into())
+    );
+}
+
+/// Organized output (`organizeOutputBy=Patient`): two blocks, each opened by a `Parameters` header.
+const BLOCKS: &[u8] = b"{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"header\",\"valueReference\":{\"reference\":\"Patient/1\"}}]}\n\
+{\"resourceType\":\"Patient\",\"id\":\"1\"}\n\
+{\"resourceType\":\"Condition\",\"id\":\"c1\",\"subject\":{\"reference\":\"Patient/1\"}}\n\
+{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"header\",\"valueReference\":{\"reference\":\"Patient/2\"}}]}\n\
+{\"resourceType\":\"Patient\",\"id\":\"2\"}\n\
+{\"resourceType\":\"Condition\",\"id\":\"c2\"}\n\
+{\"resourceType\":\"Observation\",\"id\":\"o2\"}\n";
+
+fn mixed(s: &DownloadSettings, body: &[u8]) -> Tally {
+    let mut sink = Vec::new();
+    let v = verify_stream(s, crate::record::MIXED, false, None::<&[u8]>, chunks(body, 7), &mut sink).unwrap();
+    assert_eq!(sink, body);
+    v.tally
+}
+
+#[test]
+fn organized_output_is_counted_by_type_from_the_content() {
+    let t = mixed(&settings(Validate::Strict), BLOCKS);
+    let types: Vec<(&str, u64)> = t.types.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(types, vec![("Condition", 2), ("Observation", 1), ("Parameters", 2), ("Patient", 2)]);
+    assert_eq!((t.lines, t.headers, t.invalid, t.wrong_type, t.problems.len()), (7, 2, 0, 0, 0));
+    // validate: off still counts by type (the counts come from the content).
+    let off = mixed(&settings(Validate::Off), BLOCKS);
+    assert_eq!((off.types, off.headers), (t.types, 2));
+}
+
+#[test]
+fn organized_output_lines_must_still_be_resources() {
+    let body = b"{\"resourceType\":\"Patient\"}\n{\"id\":\"x\"}\n[1]\n{\"resourceType\":\"../x\"}\n";
+    let t = mixed(&settings(Validate::Strict), body);
+    assert_eq!((t.lines, t.invalid, t.wrong_type), (4, 2, 1));
+    assert_eq!(
+        t.problems,
+        vec![
+            (2, "no resourceType".to_string()),
+            (3, "not a JSON object".to_string()),
+            (4, "resourceType is \"../x\", expected \"a resource type name\"".to_string()),
+        ]
+    );
+    assert_eq!(t.types.keys().collect::<Vec<_>>(), vec!["Patient"]);
+    let off = mixed(&settings(Validate::Off), body);
+    assert_eq!((off.invalid, off.wrong_type), (0, 0));
+}
+
+#[test]
+fn a_hostile_organized_file_cannot_grow_the_type_map() {
+    let body: String = (0..MAX_TYPES_PER_FILE + 50).map(|i| format!("{{\"resourceType\":\"T{i}\"}}\n")).collect();
+    let t = mixed(&settings(Validate::Strict), body.as_bytes());
+    assert_eq!((t.lines, t.types.len()), (MAX_TYPES_PER_FILE as u64 + 50, MAX_TYPES_PER_FILE));
 }
 
 #[test]

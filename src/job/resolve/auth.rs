@@ -5,16 +5,27 @@
 use url::Url;
 
 use super::Resolver;
+use super::oneup::Names;
 use crate::job::model::*;
 use crate::job::raw::RawAuth;
 use crate::redact::Secret;
 
 impl Resolver<'_> {
-    pub(super) fn auth(&mut self, a: RawAuth, access: Option<Access>) -> Option<Auth> {
-        let oneup = matches!(access, Some(Access::ProviderAccess | Access::PayerToPayer));
+    pub(super) fn auth(&mut self, a: RawAuth, access: Option<Access>, names: Option<&Names>) -> Option<Auth> {
+        let oneup = access.is_some_and(Access::get_only);
         let method = self.choice("auth.method", a.method).unwrap_or(AuthMethod::ClientSecretPost);
         // A method from an unread `${VAR}` could be any: its requirements are not checked.
         let method_known = self.checked(&["auth.method"]);
+        if method == AuthMethod::ClientHeaders && access == Some(Access::PatientAccess) {
+            self.err(
+                "auth.method",
+                "`client-headers` is 1up's credential for its bulk servers, not for a member's Patient Access",
+                Some(
+                    "use client-secret-post (1up's way for Patient Access), client-secret-basic or private-key-jwt"
+                        .into(),
+                ),
+            );
+        }
         let literal_secret = a.client_secret.as_given().is_some_and(|s| !s.0.contains("${"));
         // Given but unusable (an unset variable, a wrong type) is reported once, where it is, not
         // again as missing. Given but not checked (`--no-env`) counts as given.
@@ -37,7 +48,9 @@ impl Resolver<'_> {
             ok = false;
         }
         let mut client_secret = None;
-        if matches!(method, AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic) && method_known {
+        let with_secret =
+            matches!(method, AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic | AuthMethod::ClientHeaders);
+        if with_secret && method_known {
             match (secret, secret_file) {
                 (Some(_), Some(_)) => {
                     self.err("auth.client_secret_file", "give `client_secret` or `client_secret_file`, not both", None);
@@ -95,7 +108,9 @@ impl Resolver<'_> {
         }
         let token_url = match a.token_url.is_given() {
             true => self.url("auth.token_url", a.token_url),
-            false if oneup => Some(Url::parse(ONEUP_TOKEN_URL).expect("constant URL")),
+            // Header credentials need no token: nothing is sent to a token URL.
+            false if method == AuthMethod::ClientHeaders => None,
+            false if oneup => Some(self.oneup_token_url(names, method_known && method != AuthMethod::None)),
             false => None,
         };
         let scope = self
@@ -118,5 +133,23 @@ impl Resolver<'_> {
             scope,
             token_origins,
         })
+    }
+
+    /// 1up's token URL: from `oneup.realm`, else the sandbox realm's (with a warning, unless the job
+    /// names 1up's sandbox tenant: production realms are per customer).
+    fn oneup_token_url(&mut self, names: Option<&Names>, warn: bool) -> Url {
+        if let Some(u) = names.and_then(Names::token_url) {
+            return u;
+        }
+        let sandbox = names.is_some_and(|n| n.tenant.as_deref() == Some(ONEUP_SANDBOX_TENANT));
+        if !names.is_some_and(|n| n.realm_given) && !sandbox && warn {
+            self.warnings.push(format!(
+                "auth.token_url defaults to 1up's sandbox realm `{ONEUP_SANDBOX_REALM}`; production realms are per customer: set `oneup.realm` (or auth.token_url)"
+            ));
+        }
+        match names {
+            Some(n) => oneup_token_url(&n.gateway, ONEUP_SANDBOX_REALM),
+            None => Url::parse(ONEUP_TOKEN_URL).expect("constant URL"),
+        }
     }
 }

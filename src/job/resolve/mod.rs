@@ -6,7 +6,8 @@
 //!
 //! The steps, one file each: `document` (YAML text → one mapping, not-a-job detection, unknown
 //! keys), `values` (one value: `${VAR}`, choices, URLs, durations, sizes, files), `sections`
-//! (the top level, `member_match`, `poll`, `download`, `headers`, `tls`), `auth`, `export`.
+//! (the top level, `poll`, `download`, `headers`, `tls`), `oneup` (1up's tenant and realm → URLs),
+//! `auth`, `member_match`, `export`, `patient` (the keys of `access: patient-access`).
 //!
 //! Paths inside a job (`client_secret_file`, `private_key_file`, `member_match.parameters_file`,
 //! `tls.ca_file`) are relative to the job file's folder, so a job and its files move together;
@@ -15,6 +16,9 @@
 mod auth;
 mod document;
 mod export;
+mod member_match;
+mod oneup;
+mod patient;
 mod sections;
 mod values;
 
@@ -51,6 +55,8 @@ pub enum Lint {
         notes: Vec<Diagnostic>,
         /// Things that work but should change ([`Job::warnings`]).
         warnings: Vec<String>,
+        /// Lines to show under the summary: the URLs derived from `oneup:` ([`derived_urls`]).
+        details: Vec<String>,
     },
     /// YAML that is not a job file (a Kubernetes manifest): skipped, with what it looks like.
     NotAJob { what: String },
@@ -91,9 +97,10 @@ pub fn lint(path: &Path, env: Env) -> Result<Lint, JobError> {
             if job.name.is_empty() {
                 job.name = name_from_stem(path);
             }
-            Lint::Job { summary: Some(summary(&job)), notes, warnings: job.warnings }
+            let details = derived_urls(&job);
+            Lint::Job { summary: Some(summary(&job)), notes, warnings: job.warnings, details }
         }
-        Outcome::Incomplete(notes) => Lint::Job { summary: None, notes, warnings: Vec::new() },
+        Outcome::Incomplete(notes) => Lint::Job { summary: None, notes, warnings: Vec::new(), details: Vec::new() },
         Outcome::NotAJob(what) => Lint::NotAJob { what },
         Outcome::Invalid(diagnostics) => return Err(JobError { diagnostics }),
     })
@@ -119,6 +126,9 @@ pub fn name_from_stem(path: &Path) -> String {
 
 /// One line: name, access, level, operation, types, where outputs go.
 pub fn summary(job: &Job) -> String {
+    if let Some(p) = &job.patient {
+        return crate::patient::summary(job, p);
+    }
     let level = match (&job.export.level, &job.export.group_id) {
         (Level::Group, Some(g)) => format!("group {g}"),
         (l, _) => l.as_str().to_string(),
@@ -131,7 +141,10 @@ pub fn summary(job: &Job) -> String {
         ),
     };
     let types = if job.export.types.is_empty() { "all types".to_string() } else { job.export.types.join(",") };
-    let mm = if job.member_match.is_some() { " after $bulk-member-match" } else { "" };
+    let mm = match &job.member_match {
+        Some(m) => format!(" after ${}", m.operation.as_str()),
+        None => String::new(),
+    };
     format!(
         "{}: {} {} {}{} [{}] → {}",
         job.name,
@@ -142,6 +155,30 @@ pub fn summary(job: &Job) -> String {
         types,
         job.download.dir.join(&job.name)
     )
+}
+
+/// Where a 1up job's URLs come from, one line each: `fhir_base: <url> (from oneup.tenant bison)`, or
+/// `(written in the job; oneup.tenant not used)` when an explicit URL wins. Empty without `oneup:`.
+pub fn derived_urls(job: &Job) -> Vec<String> {
+    let Some(o) = &job.oneup else {
+        return Vec::new();
+    };
+    let from = |derived: bool, key: &str, name: &Option<String>| match (derived, name) {
+        (true, Some(n)) => format!("from oneup.{key} {n}"),
+        (true, None) => format!("no oneup.realm: 1up's sandbox realm {ONEUP_SANDBOX_REALM}"),
+        (false, Some(_)) => format!("written in the job; oneup.{key} not used"),
+        (false, None) => "written in the job".to_string(),
+    };
+    let mut lines = vec![format!("fhir_base: {} ({})", job.fhir_base, from(o.fhir_base_derived, "tenant", &o.tenant))];
+    match (&job.auth.token_url, job.auth.method) {
+        (_, AuthMethod::ClientHeaders) => lines.push(format!(
+            "credentials: client headers, to {} only (no token request)",
+            job.fhir_base.origin().ascii_serialization()
+        )),
+        (Some(t), _) => lines.push(format!("token_url: {t} ({})", from(o.token_url_derived, "realm", &o.realm))),
+        (None, _) => {}
+    }
+    lines
 }
 
 /// How resolving one text ended.

@@ -1,5 +1,5 @@
 //! The top level of a job file and its small sections: `name`, `access`, `fhir_base`,
-//! `member_match`, `poll`, `download`, `headers` and `tls`. `auth` and `export` have files of their own.
+//! `poll`, `download`, `timeouts`, `headers` and `tls`. `auth`, `export`, `member_match` and `oneup` have files of their own.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,9 +7,11 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::Resolver;
+use super::member_match::MatchPlan;
+use super::patient::PatientKeys;
 use crate::job::choice::Choice;
 use crate::job::model::*;
-use crate::job::raw::{Field, RawDownload, RawJob, RawMemberMatch, RawPoll, RawTls, Text};
+use crate::job::raw::{Field, RawDownload, RawJob, RawPoll, RawTimeouts, RawTls, Text};
 
 impl Resolver<'_> {
     pub(super) fn job(&mut self, raw: RawJob) -> Option<Job> {
@@ -40,45 +42,68 @@ impl Resolver<'_> {
             );
         }
         let access = self.choice::<Access>("access", raw.access);
-        let fhir_base = if raw.fhir_base.is_given() {
-            self.url("fhir_base", raw.fhir_base).map(|mut u| {
-                if !u.path().ends_with('/') {
-                    let p = format!("{}/", u.path());
-                    u.set_path(&p);
-                }
-                u
-            })
+        let names = self.take("oneup", raw.oneup).map(|o| self.oneup(o, access));
+        let get_only = access.is_some_and(Access::get_only);
+        let base_given = raw.fhir_base.is_given();
+        let fhir_base = if base_given {
+            self.url("fhir_base", raw.fhir_base)
+        } else if let Some(derived) = names.as_ref().and_then(|n| n.fhir_base()) {
+            Some(derived)
         } else {
-            self.missing(
-                "fhir_base",
-                "fhir_base",
-                "missing `fhir_base`",
-                Some("add `fhir_base: https://…/fhir/`, the server's FHIR base URL".into()),
-            );
+            if !names.as_ref().is_some_and(|n| n.tenant_given) {
+                let hint = match get_only {
+                    true => {
+                        "add `oneup:` with `tenant: <your 1up customer name>` (1up's bulk URL is derived from it), or `fhir_base: https://…`"
+                    }
+                    false => "add `fhir_base: https://…/fhir/`, the server's FHIR base URL",
+                };
+                self.missing("fhir_base", "fhir_base", "missing `fhir_base`", Some(hint.into()));
+            }
             None
         };
+        let fhir_base_derived = !base_given && fhir_base.is_some();
+        let fhir_base = fhir_base.map(|mut u| {
+            if !u.path().ends_with('/') {
+                let p = format!("{}/", u.path());
+                u.set_path(&p);
+            }
+            u
+        });
         self.loopback_base = fhir_base.as_ref().is_some_and(is_loopback);
-        let auth = self.take("auth", raw.auth).unwrap_or_default();
-        let auth = self.auth(auth, access);
-        let member_match = self.take("member_match", raw.member_match);
+        let mut auth = self.take("auth", raw.auth).unwrap_or_default();
+        let mut export = self.take("export", raw.export);
+        let patient_keys = PatientKeys::take(&mut auth, export.as_mut(), access == Some(Access::PatientAccess));
+        let token_url_given = auth.token_url.is_given();
+        let mut auth = self.auth(auth, access, names.as_ref());
+        let oneup = names.as_ref().map(|n| {
+            let used = auth.as_ref().is_some_and(|a| a.token_url.is_some());
+            n.resolved(fhir_base_derived, !token_url_given && used)
+        });
         // The export's defaults follow a member match that is asked for, even if its file is not usable
         // (reported there) or not checked (`--no-env`).
-        let match_asked = member_match.as_ref().is_some_and(|m| m.parameters_file.is_given());
-        let member_match = member_match.and_then(|m| self.member_match(m));
-        if match_asked && access != Some(Access::PayerToPayer) && access.is_some() {
+        let (plan, member_match) = match self.take("member_match", raw.member_match) {
+            Some(m) => self.member_match(m),
+            None => (MatchPlan::default(), None),
+        };
+        if plan.asked && access != Some(Access::PayerToPayer) && access.is_some() {
             self.err("member_match", "member_match is for `access: payer-to-payer`", None);
         }
-        let export = self.take("export", raw.export).unwrap_or_default();
-        let export = self.export(export, access, match_asked);
+        let export = self.export(export.unwrap_or_default(), access, plan);
+        let patient = self.patient(access, patient_keys, auth.as_mut(), export.as_ref());
         let poll = self.take("poll", raw.poll).unwrap_or_default();
         let poll = self.poll(poll);
         let download = self.take("download", raw.download).unwrap_or_default();
         let download = self.download(download);
+        let timeouts = self.take("timeouts", raw.timeouts).unwrap_or_default();
+        let timeouts = self.timeouts(timeouts);
         let headers = self.headers(raw.headers);
         let tls = self.take("tls", raw.tls).unwrap_or_default();
         let tls = self.tls(tls);
-        if match_asked && member_match.is_none() {
+        if plan.asked && member_match.is_none() {
             return None; // a job without its member match would be another job
+        }
+        if access == Some(Access::PatientAccess) && patient.is_none() {
+            return None;
         }
         Some(Job {
             name,
@@ -90,28 +115,13 @@ impl Resolver<'_> {
             member_match,
             poll,
             download,
+            timeouts,
             headers,
             tls,
+            oneup,
+            patient,
             warnings: std::mem::take(&mut self.warnings),
         })
-    }
-
-    fn member_match(&mut self, m: RawMemberMatch) -> Option<MemberMatch> {
-        if !m.parameters_file.is_given() {
-            self.missing(
-                "member_match.parameters_file",
-                "member_match",
-                "member_match needs `parameters_file`",
-                Some("the FHIR Parameters file of MemberBundle entries to match".into()),
-            );
-            return None;
-        }
-        let f = self.opt("member_match.parameters_file", m.parameters_file)?;
-        let p = self.file_path(&f);
-        if !p.is_file() {
-            self.err("member_match.parameters_file", format!("{} does not exist", p.display()), None);
-        }
-        Some(MemberMatch { parameters_file: p })
     }
 
     fn poll(&mut self, p: RawPoll) -> PollSettings {
@@ -124,6 +134,24 @@ impl Resolver<'_> {
             self.err("poll.min_interval", "poll.min_interval is larger than poll.max_interval", None);
         }
         poll
+    }
+
+    fn timeouts(&mut self, t: RawTimeouts) -> TimeoutSettings {
+        let d = TimeoutSettings::default();
+        let mut one = |key: &str, v: Field<Text>, default: Duration| {
+            let path = format!("timeouts.{key}");
+            let given = self.duration(&path, v, default);
+            if given.is_zero() {
+                self.err(&path, format!("timeouts.{key} must be more than 0"), Some("write e.g. 10s, 1m".into()));
+                return default;
+            }
+            given
+        };
+        TimeoutSettings {
+            connect: one("connect", t.connect, d.connect),
+            request: one("request", t.request, d.request),
+            read_idle: one("read_idle", t.read_idle, d.read_idle),
+        }
     }
 
     fn download(&mut self, d: RawDownload) -> DownloadSettings {

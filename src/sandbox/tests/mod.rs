@@ -8,6 +8,7 @@ mod assertions;
 mod data;
 mod endpoints;
 mod faults;
+mod field;
 mod isolation;
 mod perf;
 mod tls;
