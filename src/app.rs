@@ -2,7 +2,6 @@
 //! lock → token → kick-off (or resume) → poll → manifest → downloads → run record → checkpoint.
 //! Each step is one call into its module; this file only sequences them and keeps the state current.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,24 +19,8 @@ use crate::session::Session;
 use crate::state::{HistoryEntry, JobState};
 use crate::store::Location;
 
-/// Per-run choices from the command line that are not part of the job (`--out` and `--since` are
-/// applied to the [`Job`] when it is loaded).
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Forget an export in flight and start a new one.
-    pub restart: bool,
-}
-
-/// What a finished run left behind.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    /// The run folder on disk; for a run in a bucket, its URL as text (see [`RunOutcome::location`]).
-    pub run_dir: PathBuf,
-    pub record: RunRecord,
-    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed or a data file
-    /// does not hold what the manifest counts.
-    pub exit_code: u8,
-}
+pub use crate::record::RunOutcome;
+pub use crate::state::RunOptions;
 
 impl RunOutcome {
     /// Where the run is: a folder, or a bucket prefix.
@@ -203,7 +186,8 @@ async fn run_export(job: &Job, state: &JobState, display: Arc<dyn Reporter>) -> 
         delete::delete_export(&session, &status_url).await;
     }
     let location = run_dir.location();
-    let run_dir = location.local().map_or_else(|| PathBuf::from(location.to_string()), PathBuf::from);
+    let run_dir =
+        location.local().map_or_else(|| std::path::PathBuf::from(location.to_string()), std::path::PathBuf::from);
     Ok(RunOutcome { run_dir, record: rec, exit_code: verdict.exit_code })
 }
 

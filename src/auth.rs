@@ -13,10 +13,10 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::fhir::outcome_text;
 use crate::http::{RetryPolicy, plain_attempt, retrying};
 use crate::job::{Auth, AuthMethod, Job, TimeoutSettings};
 use crate::jwt::SigningKey;
+use crate::oauth::{expires_in_secs, token_error_text};
 use crate::progress::{Event, Reporter};
 use crate::redact::Secret;
 
@@ -64,15 +64,6 @@ struct TokenResponse {
 pub fn renew_after(expires_in: Duration) -> Duration {
     let margin = RENEW_MARGIN.min(expires_in / 5);
     expires_in.saturating_sub(margin)
-}
-
-/// `expires_in` as a number or a numeric string (some servers send `"3600"`).
-pub(crate) fn expires_in_secs(v: &Option<serde_json::Value>) -> Option<u64> {
-    match v {
-        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
-        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    }
 }
 
 impl TokenSource {
@@ -227,20 +218,6 @@ impl TokenSource {
 /// HTTP Basic credentials for client_secret_basic are form-urlencoded first (RFC 6749 §2.3.1).
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// `error: error_description` from an OAuth error body, never echoing anything we sent.
-pub(crate) fn token_error_text(body: &[u8], status: u16) -> String {
-    #[derive(Deserialize)]
-    struct OAuthError {
-        error: Option<String>,
-        error_description: Option<String>,
-    }
-    match serde_json::from_slice::<OAuthError>(body) {
-        Ok(OAuthError { error: Some(e), error_description: Some(d) }) => format!("HTTP {status} {e}: {d}"),
-        Ok(OAuthError { error: Some(e), error_description: None }) => format!("HTTP {status} {e}"),
-        _ => format!("HTTP {status}: {}", outcome_text(body)),
-    }
 }
 
 /// GETs a small JSON document (discovery), with the retry policy; `Err(reason)` when the server answers

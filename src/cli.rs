@@ -19,6 +19,16 @@ resumes), 130 Ctrl-C, 143 SIGTERM.
 
 Logs and progress go to stderr, summaries and reports to stdout. NO_COLOR turns colour off.";
 
+pub const AUTHORIZE_HELP: &str = "\
+Examples:
+  oneup-bulk authorize jobs/member-ann.yaml           listen on the loopback redirect_uri
+  oneup-bulk authorize --paste jobs/member-ann.yaml   production: paste where the browser lands
+  oneup-bulk authorize --open jobs/member-ann.yaml    also open the address in the default browser
+
+The member logs in at the printed address (1up allows a loopback redirect only in its sandbox).
+The refresh token and patient id are saved in the job's state folder (owner-only); `oneup-bulk run`
+then reads the member's data with no person present.";
+
 #[derive(Debug, Parser)]
 #[command(name = "oneup-bulk", version, about = "Run FHIR Bulk Data exports described in YAML job files", after_help = EXAMPLES)]
 pub struct Cli {
@@ -124,7 +134,7 @@ pub enum Command {
         job: PathBuf,
     },
     /// Patient Access: connect a member once (SMART launch with PKCE); `run` then needs no person.
-    #[command(after_help = crate::commands::AUTHORIZE_HELP)]
+    #[command(after_help = AUTHORIZE_HELP)]
     Authorize(AuthorizeArgs),
     /// Serve a local Bulk Data server with synthetic data (for trying things and for tests).
     #[command(after_help = "Examples:\n  oneup-bulk sandbox\n  oneup-bulk sandbox --port 8089 --data-scale 100")]

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::holder::LockHolder;
 use crate::job::JobError;
-use crate::state::LockHolder;
 
 /// Exit codes, documented in the README.
 pub mod exit {

@@ -41,6 +41,14 @@ const LOG_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Complete runs remembered in `checkpoint.json`.
 pub const HISTORY: usize = 20;
 
+/// Per-run choices from the command line that are not part of the job (`--out` and `--since` are
+/// applied to the job when it is loaded).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Forget an export in flight and start a new one.
+    pub restart: bool,
+}
+
 /// An export that has been kicked off and not yet recorded as complete.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InFlight {
@@ -264,8 +272,8 @@ impl JobState {
                 run_dir.write(&name, &bytes)?;
             }
         }
-        if run_dir.size(crate::export::member_match::RESULT_FILE)?.is_none() {
-            self.keep_in_run(run_dir, crate::export::member_match::RESULT_FILE)?;
+        if run_dir.size(crate::record::MEMBER_MATCH_FILE)?.is_none() {
+            self.keep_in_run(run_dir, crate::record::MEMBER_MATCH_FILE)?;
         }
         Ok(())
     }
@@ -273,12 +281,12 @@ impl JobState {
     /// Once the manifest and its pages are in the run folder: copies of them in the state folder (for
     /// [`JobState::open_run_dir`]), and the `$bulk-member-match` result into the run folder.
     pub fn keep_run_files(&self, run_dir: &Dir) -> Result<()> {
-        for page in 1..=crate::export::manifest::MAX_PAGES {
-            let name = crate::export::manifest::page_file_name(page);
+        for page in 1..=crate::record::MAX_MANIFEST_PAGES {
+            let name = crate::record::page_file_name(page);
             let Some(bytes) = run_dir.read(&name)? else { break };
             self.store.write(&format!("{MANIFEST_COPIES}/{name}"), &bytes)?;
         }
-        self.keep_in_run(run_dir, crate::export::member_match::RESULT_FILE)
+        self.keep_in_run(run_dir, crate::record::MEMBER_MATCH_FILE)
     }
 
     /// Copies a file kept in the state folder (a `$bulk-member-match` result) into the run folder.
@@ -400,7 +408,7 @@ mod tests {
         let s = JobState::new(&d.path().join("job"));
         s.create().unwrap();
         s.save_inflight(&inflight()).unwrap();
-        std::fs::write(s.dir.join(crate::export::member_match::RESULT_FILE), "{\"match\":1}").unwrap();
+        std::fs::write(s.dir.join(crate::record::MEMBER_MATCH_FILE), "{\"match\":1}").unwrap();
         let run = s.job_dir.join("r1");
         let run_dir = Dir::Local(run.clone());
         s.open_run_dir(&run_dir, b"{\"page\":1}", true).unwrap();

@@ -15,16 +15,6 @@ use crate::state::JobState;
 
 use super::{load_job, reporter, signal};
 
-pub const AUTHORIZE_HELP: &str = "\
-Examples:
-  oneup-bulk authorize jobs/member-ann.yaml           listen on the loopback redirect_uri
-  oneup-bulk authorize --paste jobs/member-ann.yaml   production: paste where the browser lands
-  oneup-bulk authorize --open jobs/member-ann.yaml    also open the address in the default browser
-
-The member logs in at the printed address (1up allows a loopback redirect only in its sandbox).
-The refresh token and patient id are saved in the job's state folder (owner-only); `oneup-bulk run`
-then reads the member's data with no person present.";
-
 pub async fn authorize(args: AuthorizeArgs, g: &Global) -> Result<u8, Error> {
     let job = load_job(&args.job, &Overrides { out: args.out.clone(), ..Default::default() })?;
     let p = job.patient.as_ref().ok_or_else(|| authorize::not_patient_access(&job))?;

@@ -20,7 +20,6 @@ use crate::error::{Error, Signal, exit};
 use crate::job::{self, Job};
 use crate::progress::{Bars, Display, Plain, Reporter, Silent};
 
-pub use authorize::AUTHORIZE_HELP;
 pub use logging::{color_stderr, init_logging, json as json_logs, json_error_line, report_error};
 pub use run::{Board, Runner, Slot, SlotState, run_all, run_jobs};
 

@@ -17,7 +17,7 @@ use crate::record::{FileKind, MIXED, PlannedFile};
 /// More entries than this is not a manifest we trust.
 pub const MAX_ENTRIES: usize = 100_000;
 /// Pages followed through `link` next.
-pub const MAX_PAGES: usize = 1_000;
+pub const MAX_PAGES: usize = crate::record::MAX_MANIFEST_PAGES;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
@@ -56,9 +56,7 @@ pub fn next_link(m: &Manifest) -> Option<String> {
 }
 
 /// `manifest.json` for page 1, `manifest.002.json` … for the following pages.
-pub fn page_file_name(page: usize) -> String {
-    if page <= 1 { "manifest.json".into() } else { format!("manifest.{page:03}.json") }
-}
+pub use crate::record::page_file_name;
 
 /// One manifest from several pages: the first page's header, every page's files, in order.
 pub fn merge(pages: Vec<Manifest>) -> Manifest {

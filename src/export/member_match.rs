@@ -26,7 +26,7 @@ use crate::session::{Req, Session, TokenUse};
 use crate::state::JobState;
 
 /// The `$bulk-member-match` answer as received (the state folder while in flight, then the run folder).
-pub const RESULT_FILE: &str = "member-match.json";
+pub const RESULT_FILE: &str = crate::record::MEMBER_MATCH_FILE;
 /// Per-member `$member-match` answers, and PDex 2.2 result files.
 pub const RESULTS_DIR: &str = "member-match";
 /// The record, kept in the state folder until `run.json` takes it.

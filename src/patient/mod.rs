@@ -21,15 +21,16 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::app::{RunOptions, RunOutcome};
 use crate::error::{Error, Result};
 use crate::eventlog::{EventLog, LogEvent, RUN_LOG};
 use crate::export::inflight::resolve_since;
 use crate::job::{Job, PatientAccess, ReadMode};
 use crate::private_fs::{create_private_dir, write_json};
 use crate::progress::{Event, Reporter, Tee};
+use crate::record::RunOutcome;
 use crate::record::{self, JobInfo, RunRecord, summarize};
 use crate::session::Session;
+use crate::state::RunOptions;
 use crate::state::{HistoryEntry, JobState};
 use connection::Connection;
 use paging::Paging;

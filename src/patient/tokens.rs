@@ -15,11 +15,11 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::connection::{Connection, authorize_command};
-use crate::auth::{expires_in_secs, token_error_text};
 use crate::error::{Error, Result};
 use crate::http::{RetryPolicy, plain_attempt, retrying};
 use crate::job::{Auth, AuthMethod, Job};
 use crate::jwt::SigningKey;
+use crate::oauth::{expires_in_secs, token_error_text};
 use crate::progress::Reporter;
 use crate::redact::Secret;
 use crate::state::JobState;

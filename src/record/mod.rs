@@ -16,12 +16,31 @@ pub use summarize::{Rules, Summary, summarize};
 pub use warnings::warnings;
 
 pub const RUN_FILE: &str = "run.json";
+/// A `$bulk-member-match` answer, beside the export it chose (Payer-to-Payer).
+pub const MEMBER_MATCH_FILE: &str = "member-match.json";
+/// Manifest pages followed through `link` next, at most.
+pub const MAX_MANIFEST_PAGES: usize = 1_000;
+
+/// `manifest.json` for page 1, `manifest.002.json` … for the following pages.
+pub fn page_file_name(page: usize) -> String {
+    if page <= 1 { "manifest.json".into() } else { format!("manifest.{page:03}.json") }
+}
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const LOG_FILE: &str = "log.ndjson";
 pub const LATEST: &str = "latest";
 /// The `type` of a file that holds resources of several types: the output of an export organized by
 /// a resource type (`organizeOutputBy`, Bulk Data v3), whose manifest entries have no `type`.
 pub const MIXED: &str = "*";
+
+/// What a finished run left behind.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run_dir: std::path::PathBuf,
+    pub record: RunRecord,
+    /// 0 complete, 5 complete with server-reported errors, 1 strict validation failed or a data file
+    /// does not hold what the manifest counts.
+    pub exit_code: u8,
+}
 
 /// `run.json`. Field names are a stable interface (scripts and `inspect` read them).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -13,16 +13,7 @@ use super::oneup::OneUpMode;
 use super::plan::PlanConfig;
 use super::tls::SandboxTls;
 
-/// How status polls (and 429/503 answers) say when to come back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryAfterStyle {
-    /// `Retry-After: N`
-    Seconds(u64),
-    /// `Retry-After: <HTTP-date N seconds from now>`
-    HttpDate(u64),
-    /// No `Retry-After` header.
-    None,
-}
+pub use super::fhir::RetryAfterStyle;
 
 #[derive(Clone)]
 pub struct SandboxConfig {

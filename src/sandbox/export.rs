@@ -126,7 +126,7 @@ pub fn kickoff(
     });
     if sync {
         // The variant 1up documents: the kick-off answers with the manifest itself.
-        return jobs::status(shared, &job_id, headers, None);
+        return super::status::status(shared, &job_id, headers, None);
     }
     accepted(shared, &job_id)
 }

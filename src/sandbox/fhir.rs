@@ -6,8 +6,6 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::config::RetryAfterStyle;
-
 pub const FHIR_JSON: &str = "application/fhir+json";
 pub const NDJSON: &str = "application/fhir+ndjson";
 
@@ -34,6 +32,17 @@ pub fn empty(status: StatusCode) -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = status;
     r
+}
+
+/// How status polls (and 429/503 answers) say when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfterStyle {
+    /// `Retry-After: N`
+    Seconds(u64),
+    /// `Retry-After: <HTTP-date N seconds from now>`
+    HttpDate(u64),
+    /// No `Retry-After` header.
+    None,
 }
 
 /// Add `Retry-After` in the configured style (nothing for [`RetryAfterStyle::None`]).

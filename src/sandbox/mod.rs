@@ -41,6 +41,7 @@ mod params;
 mod plan;
 mod resources;
 mod routes;
+mod status;
 mod tables;
 #[cfg(test)]
 mod tests;

@@ -106,7 +106,7 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         }
         ["fhir", "Group", id] if *m == Method::GET => member_match::read_group(&shared, id, &parts.headers),
         ["fhir", "$export-status", id] if *m == Method::GET => {
-            jobs::status(&shared, id, &parts.headers, parts.uri.query())
+            super::status::status(&shared, id, &parts.headers, parts.uri.query())
         }
         ["fhir", "$export-status", id] if *m == Method::DELETE => match oneup::refuse(&shared, m) {
             Some(r) => r,

@@ -8,12 +8,12 @@
 //! file server gives up on it. A lock held on this host is never broken: the kernel releases the lock
 //! of a dead process, so its holder is alive and must be stopped first.
 
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
 
 use super::JobState;
 use crate::error::{Error, Result};
+pub use crate::holder::{LockHolder, hostname};
 use crate::progress::{Event, Reporter};
 
 const LOCK: &str = "lock";
@@ -25,8 +25,8 @@ pub enum Lock {
     Lease(crate::store::lease::Lease),
 }
 
-impl fmt::Debug for Lock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Lock::Local(_) => "Lock::Local",
             Lock::Lease(_) => "Lock::Lease",
@@ -56,69 +56,6 @@ impl Lock {
         if let Lock::Lease(l) = self {
             l.release().await;
         }
-    }
-}
-
-/// Who holds a job's lock, as its holder wrote it: `pid 1234 on host-a since 2026-11-28T17:06:49Z`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LockHolder {
-    pub pid: Option<u32>,
-    pub host: Option<String>,
-    pub since: Option<String>,
-}
-
-impl LockHolder {
-    /// This process, now.
-    pub fn me() -> Self {
-        LockHolder { pid: Some(std::process::id()), host: Some(hostname()), since: Some(crate::instant::now()) }
-    }
-
-    /// Reads a holder line; older lock files say `pid 1234 since …` (no host).
-    pub fn parse(text: &str) -> Self {
-        let mut h = LockHolder::default();
-        let words: Vec<&str> = text.split_whitespace().collect();
-        for pair in words.windows(2) {
-            match pair[0] {
-                "pid" => h.pid = pair[1].parse().ok(),
-                "on" => h.host = Some(pair[1].to_string()),
-                "since" => h.since = Some(pair[1].to_string()),
-                _ => {}
-            }
-        }
-        h
-    }
-
-    /// True when the holder recorded a host other than this one.
-    pub fn elsewhere(&self) -> bool {
-        self.host.as_deref().is_some_and(|h| h != hostname())
-    }
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(p) = self.pid {
-            parts.push(format!("pid {p}"));
-        }
-        if let Some(h) = &self.host {
-            parts.push(format!("on {h}"));
-        }
-        if let Some(s) = &self.since {
-            parts.push(format!("since {s}"));
-        }
-        if parts.is_empty() { f.write_str("holder unknown") } else { f.write_str(&parts.join(" ")) }
-    }
-}
-
-/// This machine's name (gethostname), as the lock file records it.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(h) if rc == 0 && !h.is_empty() && !h.contains(char::is_whitespace) => h.to_string(),
-        _ => "unknown-host".to_string(),
     }
 }
 
