@@ -13,38 +13,65 @@ use crate::export::pages::{self, Pages};
 use crate::export::{delete, inflight, member_match};
 use crate::instant;
 use crate::job::Job;
-use crate::private_fs::{create_private_dir, write_json};
 use crate::progress::{Event, Reporter, Tee};
 use crate::record::{self, JobInfo, Rules, RunRecord, summarize};
 use crate::session::Session;
 use crate::state::{HistoryEntry, JobState};
+use crate::store::Location;
 
 pub use crate::record::RunOutcome;
 pub use crate::state::RunOptions;
 
+impl RunOutcome {
+    /// Where the run is: a folder, or a bucket prefix.
+    pub fn location(&self) -> Location {
+        Location::from_path(&self.run_dir).unwrap_or_else(|_| Location::Local(self.run_dir.clone()))
+    }
+}
+
 /// Runs one job end to end. Resumes an export in flight (never kicking off a second one) and a run
 /// interrupted during downloads (keeping verified files). An export the server no longer has is
-/// forgotten and replaced by a new one in the same run, once.
+/// forgotten and replaced by a new one in the same run, once. The job's lock is held throughout; a run
+/// that loses it (a lease in a bucket taken over, or not renewable) stops at once with exit 75.
 pub async fn run_job(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>) -> Result<RunOutcome> {
+    if !matches!(job.download.dir, Location::Local(_)) && (job.patient.is_some() || job.member_match.is_some()) {
+        return Err(Error::Usage(format!(
+            "{}: patient-access and member_match jobs keep their files on local disk for now; set download.dir to a folder",
+            job.download.dir
+        )));
+    }
     if job.patient.is_some() {
         return crate::patient::run(job, opts, display).await; // Patient Access: pages, not an export
     }
-    let state = JobState::new(&job.job_dir());
-    let _lock = state.lock()?;
+    let state = JobState::open(&job.job_location())?;
+    let lock = state.lock()?;
+    if let Some(holder) = lock.took_over() {
+        let message = format!("took over the job's lease from a run that stopped renewing it ({holder})");
+        display.event(&Event::Note { message: &message });
+    }
+    let res = tokio::select! {
+        res = run_locked(job, opts, display, &state) => res,
+        why = lock.lost() => Err(Error::Transient(format!("{why}; this run stops, its state kept"))),
+    };
+    lock.release().await;
+    res
+}
+
+async fn run_locked(job: &Job, opts: &RunOptions, display: Arc<dyn Reporter>, state: &JobState) -> Result<RunOutcome> {
     if opts.restart {
         state.forget_inflight(&*display, true)?;
     }
-    let mut res = run_export(job, &state, display.clone()).await;
+    let mut res = run_export(job, state, display.clone()).await;
     if let Err(e @ Error::ExportGone { .. }) = &res {
-        inflight::after_error(&state, e)?;
+        inflight::after_error(state, e)?;
         let message = format!(
             "{e}; starting a new export now (the files of the old one stay in its run folder, without run.json)"
         );
         display.event(&Event::Note { message: &message });
-        res = run_export(job, &state, display).await;
+        res = run_export(job, state, display).await;
     }
     if let Err(e) = &res {
-        inflight::after_error(&state, e)?;
+        inflight::after_error(state, e)?;
     }
     res
 }
@@ -75,7 +102,7 @@ async fn run_export(job: &Job, state: &JobState, display: Arc<dyn Reporter>) -> 
     // 3. The manifest (and its pages) in the run folder; the files to fetch.
     let first = manifest::parse(&manifest_bytes)?;
     let run_id = record::run_id(&first.transaction_time);
-    let run_dir = state.job_dir.join(&run_id);
+    let run_dir = state.job.join(&run_id);
     let first_time = inflight.run_id.is_none();
     // A run folder deleted by hand is made again from the state's copies.
     state.open_run_dir(&run_dir, &manifest_bytes, first_time)?;
@@ -148,18 +175,19 @@ async fn run_export(job: &Job, state: &JobState, display: Arc<dyn Reporter>) -> 
         duration_ms: (rec.totals.seconds * 1000.0) as u64,
     });
     // The export's log joins its run folder; run.json is written last and marks the run complete.
-    let run_log = run_dir.join(RUN_LOG);
-    create_private_dir(run_log.parent().expect("the log has a folder"))?;
-    std::fs::rename(log.path(), &run_log).map_err(|e| Error::io(&run_log, e))?;
-    write_json(&run_dir.join(record::RUN_FILE), &rec)?;
+    state.finish_log(&run_dir, RUN_LOG)?;
+    run_dir.write_json(record::RUN_FILE, &rec)?;
     if rec.complete {
-        record::point_latest(&state.job_dir, &run_id)?;
+        state.job.point_latest(&run_id)?;
         state.advance(HistoryEntry::of(&rec, verdict.exit_code))?;
     }
     state.clear_inflight()?;
     if job.download.delete_on_success && !inflight.synchronous {
         delete::delete_export(&session, &status_url).await;
     }
+    let location = run_dir.location();
+    let run_dir =
+        location.local().map_or_else(|| std::path::PathBuf::from(location.to_string()), std::path::PathBuf::from);
     Ok(RunOutcome { run_dir, record: rec, exit_code: verdict.exit_code })
 }
 

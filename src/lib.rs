@@ -34,5 +34,6 @@ pub mod sandbox;
 pub mod scope;
 pub mod session;
 pub mod state;
+pub mod store;
 
 pub use error::{Error, Result};

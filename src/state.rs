@@ -1,22 +1,30 @@
-//! Per-job state beside the outputs (`<dir>/<job>/.state/`): the export in flight (status URL, request,
-//! start, verified files, and a copy of its manifest pages so a run folder deleted by hand can be made
-//! again), the checkpoint (last complete `transactionTime` and a short history) and the lock that keeps
-//! two runs of one job apart (`state/lock.rs`). Every write is atomic (write, fsync, rename), so a `kill -9`
-//! leaves either the old state or the new one.
+//! Per-job state beside the outputs (`<dir>/<job>/.state/`, on disk or in the bucket): the export in
+//! flight (status URL, request, start, verified files, and a copy of its manifest pages so a run folder
+//! deleted by hand can be made again), the checkpoint (last complete `transactionTime` and a short
+//! history) and the lock that keeps two runs of one job apart (`state/lock.rs`).
+//!
+//! On disk every write is atomic (write, fsync, rename), so a `kill -9` leaves either the old state or
+//! the new one, and the lock is an OS file lock. In a bucket every write is a conditional put
+//! (create-if-absent, or if-the-version-is-the-one-we-last-saw), so two writers cannot both win, and the
+//! lock is a renewed lease ([`crate::store::lease`]). The state always lives beside the data: one place
+//! of truth that every machine running the job can see.
 
 mod lock;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::private_fs::{create_private_dir, write_atomic, write_json};
+use crate::private_fs::create_private_dir;
 use crate::progress::{Event, Reporter};
 use crate::record::{FileRecord, MANIFEST_FILE, RunRecord};
+use crate::store::{Dir, Expect, Location};
 
 pub use lock::{Lock, LockHolder, hostname};
 
@@ -27,6 +35,9 @@ pub const CHECKPOINT: &str = "checkpoint.json";
 const MANIFEST_COPIES: &str = "manifest";
 /// Where an unreadable `inflight.json` is set aside by `--restart` and `cancel --force`.
 const SET_ASIDE: &str = "inflight.json.unreadable";
+/// For a bucket job, the in-flight event log is copied beside the state at most this often (each
+/// copy is the whole log, so copying it on every verified file would cost O(files²) bytes).
+const LOG_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Complete runs remembered in `checkpoint.json`.
 pub const HISTORY: usize = 20;
 
@@ -136,26 +147,76 @@ impl HistoryEntry {
 /// The state folder of one job.
 #[derive(Debug, Clone)]
 pub struct JobState {
+    /// `<dir>/<job>` on disk (for a bucket job, its URL as text: use [`JobState::job`]).
     pub job_dir: PathBuf,
+    /// `<dir>/<job>/.state` on disk (for a bucket job, its URL as text: use [`JobState::store`]).
     pub dir: PathBuf,
+    /// `<dir>/<job>`: runs, `latest`.
+    pub job: Dir,
+    /// `<dir>/<job>/.state`.
+    pub store: Dir,
+    /// The version of each state file as last read or written (bucket only): what the next
+    /// conditional write expects.
+    versions: Arc<Mutex<HashMap<String, Expect>>>,
+    /// The event log while in flight: in `.state/` on disk; for a bucket, a private scratch file copied
+    /// to `.state/log.ndjson` when the state is saved (at most every [`LOG_SYNC_EVERY`]).
+    log: PathBuf,
+    log_synced: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl JobState {
+    /// The state of the job folder `job_dir` on disk.
     pub fn new(job_dir: &Path) -> Self {
-        JobState { job_dir: job_dir.to_path_buf(), dir: job_dir.join(STATE_DIR) }
+        Self::at(Dir::Local(job_dir.to_path_buf()))
+    }
+
+    /// The state of the job at `loc` (a folder or a bucket prefix).
+    pub fn open(loc: &Location) -> Result<Self> {
+        Ok(Self::at(Dir::open(loc)?))
+    }
+
+    /// The state of the job folder or prefix `job`.
+    pub fn at(job: Dir) -> Self {
+        let job_dir = match &job {
+            Dir::Local(p) => p.clone(),
+            Dir::Object(o) => PathBuf::from(o.url.to_string()),
+        };
+        let dir = job_dir.join(STATE_DIR);
+        let log = match &job {
+            Dir::Local(_) => dir.join(crate::record::LOG_FILE),
+            Dir::Object(o) => scratch_dir(&o.url.to_string()).join(crate::record::LOG_FILE),
+        };
+        let store = job.join(STATE_DIR);
+        JobState { job_dir, dir, job, store, versions: Arc::default(), log, log_synced: Arc::default() }
     }
 
     pub fn create(&self) -> Result<()> {
-        create_private_dir(&self.job_dir)?;
-        create_private_dir(&self.dir)
+        self.job.create()?;
+        self.store.create()
     }
 
     pub fn inflight(&self) -> Result<Option<InFlight>> {
-        read_json(&self.dir.join(INFLIGHT))
+        self.read_json(INFLIGHT)
     }
 
+    /// Saves the export in flight (and, for a bucket, the event log so far beside it).
     pub fn save_inflight(&self, s: &InFlight) -> Result<()> {
-        write_json(&self.dir.join(INFLIGHT), s)
+        self.write_json(INFLIGHT, s)?;
+        if !self.store.is_object() {
+            return Ok(());
+        }
+        let due = {
+            let mut last = self.log_synced.lock().expect("log sync");
+            let due = last.is_none_or(|t| t.elapsed() >= LOG_SYNC_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        match fs::read(&self.log) {
+            Ok(b) if due => self.store.write(crate::record::LOG_FILE, &b),
+            _ => Ok(()),
+        }
     }
 
     /// `--restart` and `cancel`: forgets the export in flight (and its event log), if there is one, and
@@ -165,9 +226,10 @@ impl JobState {
         let old = match self.inflight() {
             Ok(old) => old,
             Err(Error::BadState { path, detail }) if unreadable_too => {
-                let aside = self.dir.join(SET_ASIDE);
-                fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
-                let message = format!("{}: unreadable ({detail}); set aside as {}", path.display(), aside.display());
+                let bytes = self.store.read(INFLIGHT)?.unwrap_or_default();
+                self.store.write(SET_ASIDE, &bytes)?;
+                let aside = self.store.label(SET_ASIDE);
+                let message = format!("{}: unreadable ({detail}); set aside as {aside}", path.display());
                 reporter.event(&Event::Note { message: &message });
                 None
             }
@@ -178,7 +240,7 @@ impl JobState {
             reporter.event(&Event::Note { message: &message });
         }
         self.clear_inflight()?;
-        let _ = fs::remove_file(self.log_path());
+        self.forget_log()?;
         Ok(old)
     }
 
@@ -186,34 +248,31 @@ impl JobState {
     /// the run folder's (state written by an older version); `None` when neither is there (then the
     /// status URL is asked again).
     pub fn saved_manifest(&self, run_id: &str) -> Option<bytes::Bytes> {
-        let copy = self.dir.join(MANIFEST_COPIES).join(MANIFEST_FILE);
-        let in_run = self.job_dir.join(run_id).join(MANIFEST_FILE);
-        fs::read(copy).or_else(|_| fs::read(in_run)).ok().map(Into::into)
+        let copy = format!("{MANIFEST_COPIES}/{MANIFEST_FILE}");
+        let in_run = format!("{run_id}/{MANIFEST_FILE}");
+        self.store.read(&copy).ok().flatten().or_else(|| self.job.read(&in_run).ok().flatten())
     }
 
     /// Opens the run folder of the export in flight. A folder deleted by hand (or files missing from
     /// it) is made again: the manifest pages from the state folder's copies (or `manifest` itself), and
     /// a `$bulk-member-match` result kept in the state folder. The first time (`fresh`) the manifest is
     /// written whatever is there.
-    pub fn open_run_dir(&self, run_dir: &Path, manifest: &[u8], fresh: bool) -> Result<()> {
-        create_private_dir(run_dir)?;
-        let first = run_dir.join(MANIFEST_FILE);
-        if fresh || !first.exists() {
-            write_atomic(&first, manifest)?;
+    pub fn open_run_dir(&self, run_dir: &Dir, manifest: &[u8], fresh: bool) -> Result<()> {
+        run_dir.create()?;
+        if fresh || run_dir.size(MANIFEST_FILE)?.is_none() {
+            run_dir.write(MANIFEST_FILE, manifest)?;
         }
         if fresh {
             return Ok(());
         }
-        if let Ok(copies) = fs::read_dir(self.dir.join(MANIFEST_COPIES)) {
-            for c in copies.flatten() {
-                let to = run_dir.join(c.file_name());
-                if !to.exists() {
-                    let bytes = fs::read(c.path()).map_err(|e| Error::io(c.path(), e))?;
-                    write_atomic(&to, &bytes)?;
-                }
+        for name in self.store.list(MANIFEST_COPIES)? {
+            if run_dir.size(&name)?.is_none()
+                && let Some(bytes) = self.store.read(&format!("{MANIFEST_COPIES}/{name}"))?
+            {
+                run_dir.write(&name, &bytes)?;
             }
         }
-        if !run_dir.join(crate::record::MEMBER_MATCH_FILE).exists() {
+        if run_dir.size(crate::record::MEMBER_MATCH_FILE)?.is_none() {
             self.keep_in_run(run_dir, crate::record::MEMBER_MATCH_FILE)?;
         }
         Ok(())
@@ -221,43 +280,33 @@ impl JobState {
 
     /// Once the manifest and its pages are in the run folder: copies of them in the state folder (for
     /// [`JobState::open_run_dir`]), and the `$bulk-member-match` result into the run folder.
-    pub fn keep_run_files(&self, run_dir: &Path) -> Result<()> {
-        let copies = self.dir.join(MANIFEST_COPIES);
-        create_private_dir(&copies)?;
+    pub fn keep_run_files(&self, run_dir: &Dir) -> Result<()> {
         for page in 1..=crate::record::MAX_MANIFEST_PAGES {
             let name = crate::record::page_file_name(page);
-            let Ok(bytes) = fs::read(run_dir.join(&name)) else { break };
-            write_atomic(&copies.join(&name), &bytes)?;
+            let Some(bytes) = run_dir.read(&name)? else { break };
+            self.store.write(&format!("{MANIFEST_COPIES}/{name}"), &bytes)?;
         }
         self.keep_in_run(run_dir, crate::record::MEMBER_MATCH_FILE)
     }
 
     /// Copies a file kept in the state folder (a `$bulk-member-match` result) into the run folder.
-    pub fn keep_in_run(&self, run_dir: &Path, name: &str) -> Result<()> {
-        match fs::read(self.dir.join(name)) {
-            Ok(doc) => write_atomic(&run_dir.join(name), &doc),
-            Err(_) => Ok(()),
+    pub fn keep_in_run(&self, run_dir: &Dir, name: &str) -> Result<()> {
+        match self.store.read(name)? {
+            Some(doc) => run_dir.write(name, &doc),
+            None => Ok(()),
         }
     }
 
     /// Forgets the export in flight: `inflight.json` and the manifest copies.
     pub fn clear_inflight(&self) -> Result<()> {
-        let copies = self.dir.join(MANIFEST_COPIES);
-        match fs::remove_dir_all(&copies) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&copies, e)),
-        }
-        let p = self.dir.join(INFLIGHT);
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&p, e)),
-        }
+        self.store.remove_all(MANIFEST_COPIES)?;
+        self.store.remove(INFLIGHT)?;
+        self.versions.lock().expect("versions").insert(INFLIGHT.into(), Expect::Absent);
+        Ok(())
     }
 
     pub fn checkpoint(&self) -> Result<Checkpoint> {
-        Ok(read_json(&self.dir.join(CHECKPOINT))?.unwrap_or_default())
+        Ok(self.read_json(CHECKPOINT)?.unwrap_or_default())
     }
 
     /// Moves the checkpoint forward after a complete run.
@@ -267,23 +316,81 @@ impl JobState {
         c.run_id = Some(entry.run_id.clone());
         c.history.insert(0, entry);
         c.history.truncate(HISTORY);
-        write_json(&self.dir.join(CHECKPOINT), &c)
+        self.write_json(CHECKPOINT, &c)
     }
 
-    /// The event log of the export in flight; moved into the run folder when the run completes.
+    /// The event log of the export in flight, on local disk (see [`JobState::finish_log`]).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join(crate::record::LOG_FILE)
+        self.log.clone()
+    }
+
+    /// Makes the scratch folder of a bucket job's event log, with the log the last run left (on any
+    /// machine) when an export is in flight.
+    pub fn prepare_log(&self) -> Result<()> {
+        if !self.store.is_object() {
+            return Ok(());
+        }
+        create_private_dir(self.log.parent().expect("the log has a folder"))?;
+        match self.store.read(crate::record::LOG_FILE)? {
+            Some(b) => crate::private_fs::write_atomic(&self.log, &b),
+            None => {
+                let _ = fs::remove_file(&self.log);
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves the event log into the run folder (as `rel`) when the run is recorded.
+    pub fn finish_log(&self, run_dir: &Dir, rel: &str) -> Result<()> {
+        match run_dir {
+            Dir::Local(p) => {
+                let to = p.join(rel);
+                create_private_dir(to.parent().expect("the log has a folder"))?;
+                fs::rename(&self.log, &to).map_err(|e| Error::io(&to, e))
+            }
+            Dir::Object(_) => {
+                let b = fs::read(&self.log).map_err(|e| Error::io(&self.log, e))?;
+                run_dir.write(rel, &b)?;
+                self.forget_log()
+            }
+        }
+    }
+
+    /// Removes the event log of the export in flight.
+    pub fn forget_log(&self) -> Result<()> {
+        let _ = fs::remove_file(&self.log);
+        if self.store.is_object() {
+            self.store.remove(crate::record::LOG_FILE)?;
+        }
+        Ok(())
+    }
+
+    fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
+        let Some((b, version)) = self.store.read_versioned(name)? else {
+            self.versions.lock().expect("versions").insert(name.into(), Expect::Absent);
+            return Ok(None);
+        };
+        self.versions.lock().expect("versions").insert(name.into(), version);
+        serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::BadState { path: PathBuf::from(self.store.label(name)), detail: e.to_string() })
+    }
+
+    /// Writes a state file, expecting the version last seen (nothing seen: the file must not exist).
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let expect = self.versions.lock().expect("versions").get(name).cloned().unwrap_or(Expect::Absent);
+        let written = self.store.write_versioned(name, &crate::store::json_bytes(value)?, &expect)?;
+        self.versions.lock().expect("versions").insert(name.into(), written);
+        Ok(())
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| Error::BadState { path: path.to_path_buf(), detail: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
-    }
+/// A private folder for a bucket job's scratch files (its event log while in flight): one per bucket
+/// prefix, under the system's temporary folder.
+fn scratch_dir(key: &str) -> PathBuf {
+    let mut h = crate::digest::Sha256::new();
+    h.update(key.as_bytes());
+    std::env::temp_dir().join(format!("oneup-bulk-{}", &h.finish_hex()[..16]))
 }
 
 #[cfg(test)]
@@ -303,13 +410,14 @@ mod tests {
         s.save_inflight(&inflight()).unwrap();
         std::fs::write(s.dir.join(crate::record::MEMBER_MATCH_FILE), "{\"match\":1}").unwrap();
         let run = s.job_dir.join("r1");
-        s.open_run_dir(&run, b"{\"page\":1}", true).unwrap();
+        let run_dir = Dir::Local(run.clone());
+        s.open_run_dir(&run_dir, b"{\"page\":1}", true).unwrap();
         std::fs::write(run.join("manifest.002.json"), "{\"page\":2}").unwrap();
-        s.keep_run_files(&run).unwrap();
+        s.keep_run_files(&run_dir).unwrap();
         assert_eq!(s.saved_manifest("r1").as_deref(), Some(&b"{\"page\":1}"[..]));
         std::fs::remove_dir_all(&run).unwrap();
         assert_eq!(s.saved_manifest("r1").as_deref(), Some(&b"{\"page\":1}"[..]), "the state's copy");
-        s.open_run_dir(&run, b"{\"page\":1}", false).unwrap();
+        s.open_run_dir(&run_dir, b"{\"page\":1}", false).unwrap();
         let read = |n: &str| std::fs::read_to_string(run.join(n)).unwrap();
         assert_eq!(read("manifest.json"), "{\"page\":1}");
         assert_eq!(read("manifest.002.json"), "{\"page\":2}");

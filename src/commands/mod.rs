@@ -52,7 +52,10 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Validate { jobs, no_env } => validate(&jobs, no_env),
         Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
         Command::Cancel { job, out, force } => status::cancel(&job, out.as_deref(), force, &g).await,
-        Command::Inspect(args) => inspect(args),
+        // Off the runtime's threads: inspect blocks (on files, or on a bucket's requests).
+        Command::Inspect(args) => tokio::task::spawn_blocking(move || inspect(args))
+            .await
+            .unwrap_or_else(|e| Err(Error::Failed(format!("inspect failed: {e}")))),
         Command::Check { job } => check::check(&job, &g).await,
         Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
         Command::Authorize(args) => authorize::authorize(args, &g).await,
@@ -107,6 +110,7 @@ fn env_var(name: &str) -> Option<String> {
 
 /// Loads a job file with the process environment, and applies the command line's overrides.
 pub fn load_job(path: &Path, overrides: &job::Overrides) -> Result<Job, Error> {
+    overrides.check().map_err(Error::Usage)?;
     let mut job = job::load(path, &env_var).map_err(Error::from)?;
     job.apply(overrides);
     for w in &job.warnings {

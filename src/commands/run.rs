@@ -353,8 +353,9 @@ pub fn dry_run(job: &Job) -> String {
     if job.patient.is_some() {
         return crate::patient::dry_run(job);
     }
-    let state = crate::state::JobState::new(&job.job_dir());
-    let since = crate::export::inflight::resolve_since(job, &state).ok().flatten();
+    let since = crate::state::JobState::open(&job.job_location())
+        .ok()
+        .and_then(|state| crate::export::inflight::resolve_since(job, &state).ok().flatten());
     let k = kickoff::build(job, since);
     let mut s = String::new();
     let _ = writeln!(
@@ -429,7 +430,7 @@ pub fn dry_run(job: &Job) -> String {
     let _ = writeln!(
         s,
         "\n# then: poll the status URL, download the manifest's files into {}/<run-id>/",
-        job.job_dir().display()
+        job.job_location()
     );
     s
 }

@@ -29,7 +29,7 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
                 continue;
             }
         };
-        let state = JobState::new(&job.job_dir());
+        let state = JobState::open(&job.job_location())?;
         print!("{}", describe(&job.name, &JobCmd::new(job.file_label(), out), &state));
         if job.patient.is_some() {
             print!("{}", crate::patient::status_lines(&state));
@@ -120,16 +120,28 @@ pub async fn cancel(path: &Path, out: Option<&Path>, force: bool, g: &Global) ->
     let overrides = Overrides { out: out.map(Path::to_path_buf), ..Default::default() };
     let job = load_job(path, &overrides)?;
     let cmd = JobCmd::new(job.file_label(), out);
-    let state = JobState::new(&job.job_dir());
+    let state = JobState::open(&job.job_location())?;
     let display = reporter(g);
     let locked = if force { state.lock_forced(&*display) } else { state.lock() };
-    let _lock = match locked {
+    let lock = match locked {
         Ok(l) => l,
         Err(e) => return Ok(hint::report("error: ", &e, &cmd, &state.job_dir)),
     };
+    let res = cancel_locked(&job, &state, &cmd, force, display).await;
+    lock.release().await;
+    res
+}
+
+async fn cancel_locked(
+    job: &crate::job::Job,
+    state: &JobState,
+    cmd: &JobCmd,
+    force: bool,
+    display: std::sync::Arc<dyn crate::progress::Reporter>,
+) -> Result<u8, Error> {
     if job.patient.is_some() {
         // Patient Access has no server-side export: forget the read in flight (the connection stays).
-        let forgot = crate::patient::forget(&state, &crate::progress::Silent)?;
+        let forgot = crate::patient::forget(state, &crate::progress::Silent)?;
         println!(
             "{}: {}",
             job.name,
@@ -155,20 +167,20 @@ pub async fn cancel(path: &Path, out: Option<&Path>, force: bool, g: &Global) ->
             );
             return Ok(exit::OK);
         }
-        Err(e) => return Ok(hint::report("error: ", &e, &cmd, &state.job_dir)),
+        Err(e) => return Ok(hint::report("error: ", &e, cmd, &state.job_dir)),
     };
     if f.synchronous {
         // Its `status_url` is the kick-off URL: there is no server job to DELETE.
         println!("{}: a synchronous export has nothing to delete on the server; forgetting it here", job.name);
         state.clear_inflight()?;
-        let _ = std::fs::remove_file(state.log_path());
+        state.forget_log()?;
         return Ok(exit::OK);
     }
-    let session = Session::new(&job, display)?;
+    let session = Session::new(job, display)?;
     let outcome = delete_export(&session, &f.status_url()?).await;
     println!("{}", cancelled(&job.name, outcome, job.access));
     state.clear_inflight()?;
-    let _ = std::fs::remove_file(state.log_path());
+    state.forget_log()?;
     Ok(exit::OK)
 }
 

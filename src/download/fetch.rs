@@ -1,17 +1,14 @@
 //! One HTTP attempt for one file: the request (with `Range` when a `.part` is there to resume), the
 //! response's head classified by [`classify`], and the body's chunks moved through a bounded channel
-//! into a blocking worker that runs [`verify_stream`] into the `.part`. Each chunk's `Bytes` is moved,
-//! never copied, on its way to the worker.
-
-use std::fs::{self, File};
-use std::path::Path;
+//! into a blocking worker that runs [`verify_stream`] into the file's [`Target`] (a `.part`, or a
+//! multipart upload). Each chunk's `Bytes` is moved, never copied, on its way to the worker.
 
 use reqwest::header::{ACCEPT, ACCEPT_ENCODING, RANGE};
 use tokio::sync::mpsc;
 
 use super::Downloaded;
 use super::classify::{BodyEnd, BodyVerdict, Decision, Retry, classify, judge_body};
-use super::verify::{PartFile, VerifyError, verify_stream};
+use super::verify::{VerifyError, verify_stream};
 use crate::error::{Error, Result};
 use crate::fhir::outcome_text;
 use crate::http::{describe, read_limited};
@@ -20,6 +17,7 @@ use crate::progress::Event;
 use crate::record::{FileKind, PlannedFile};
 use crate::redact::redact_query;
 use crate::session::{Req, Session, TokenUse};
+use crate::store::Target;
 
 /// Chunks in flight between the network task and the file worker: bounds memory per download.
 const CHANNEL_CHUNKS: usize = 4;
@@ -42,16 +40,16 @@ pub enum Attempt {
     },
 }
 
-/// One request for `file` into `part`. `token_allowed` is the manifest's `requiresAccessToken`.
+/// One request for `file` into `target`. `token_allowed` is the manifest's `requiresAccessToken`.
 pub async fn attempt(
     session: &Session,
     id: usize,
     file: &PlannedFile,
-    part: &Path,
+    target: &mut Target,
     settings: &DownloadSettings,
     token_allowed: bool,
 ) -> Result<Attempt> {
-    let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let have = target.resume_from();
     let mut req = Req::get(file.url.clone(), file.path.clone()).header(ACCEPT, "application/fhir+ndjson");
     req.token = if token_allowed { TokenUse::AllowedOrigins } else { TokenUse::Never };
     if have > 0 {
@@ -90,18 +88,13 @@ pub async fn attempt(
     }
 
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
+    let opened = target.open(append).await?;
     let worker = {
-        let part = part.to_path_buf();
         let (settings, expected) = (settings.clone(), file.resource_type.clone());
         tokio::task::spawn_blocking(move || {
-            let opened = if append {
-                File::open(&part).and_then(|prior| Ok((Some(prior), PartFile::append(&part)?)))
-            } else {
-                PartFile::create(&part).map(|sink| (None, sink))
-            };
-            let (prior, mut sink) = opened.map_err(VerifyError::Io)?;
+            let (prior, mut sink) = (opened.prior, opened.sink);
             let chunks = std::iter::from_fn(|| rx.blocking_recv());
-            verify_stream(&settings, &expected, gzip, prior, chunks, &mut sink)
+            verify_stream(&settings, &expected, gzip, prior, chunks, &mut *sink)
         })
     };
     let mut received = 0u64;
@@ -142,7 +135,7 @@ pub async fn attempt(
             let reason = net_error.unwrap_or_else(|| format!("gzip body could not be decoded: {e}"));
             return Ok(Attempt::Retry(Retry::Restart(reason)));
         }
-        Err(VerifyError::Io(e)) => return Err(Error::io(part, e)),
+        Err(VerifyError::Io(e)) => return target.write_failed(e).map(|r| Attempt::Retry(Retry::Restart(r))),
     };
     let end = BodyEnd {
         gzip,

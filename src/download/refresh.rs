@@ -5,7 +5,6 @@
 //! the same expired link, or the export was synchronous — the export is gone: the state is cleared and
 //! [`Error::ExportGone`] tells the caller to start a new one. [`compare_links`] is the pure decision.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -19,7 +18,6 @@ use crate::export::manifest::{self, Manifest};
 use crate::export::pages::{self, Pages};
 use crate::export::poll::{self, Polled};
 use crate::job::Job;
-use crate::private_fs::create_private_dir;
 use crate::progress::Event;
 use crate::record::PlannedFile;
 use crate::session::Session;
@@ -53,7 +51,7 @@ pub struct Ctx<'a> {
     pub state: &'a JobState,
     pub log: &'a EventLog,
     pub status_url: &'a Url,
-    pub run_dir: &'a Path,
+    pub run_dir: &'a crate::store::Dir,
 }
 
 /// Downloads every file not yet verified (recording each in the state as it lands), renewing expired
@@ -121,19 +119,14 @@ pub async fn download(
 fn gone<T>(cx: &Ctx<'_>, why: &str) -> Result<T> {
     cx.log.write(&LogEvent::StatusError { message: why, status_url: cx.status_url.as_str() });
     cx.state.clear_inflight()?;
-    let run_log = cx.run_dir.join(RUN_LOG);
-    if let Some(dir) = run_log.parent()
-        && create_private_dir(dir).is_ok()
-    {
-        let _ = std::fs::rename(cx.log.path(), &run_log);
-    }
+    let _ = cx.state.finish_log(cx.run_dir, RUN_LOG);
     Err(Error::ExportGone {
         reason: why.to_string(),
         next: format!(
             "the next run starts a new one (`{}`). The state is cleared; the files verified so far stay in {} \
              (incomplete: no run.json)",
             advice::run(cx.job),
-            cx.run_dir.display(),
+            cx.run_dir.location(),
         ),
     })
 }

@@ -1,23 +1,21 @@
 //! Scheduling: `download.concurrency` files at once in a `JoinSet`, and for each file the retry loop
-//! around [`attempt`] (resume or restart, backoff, the final rename from `.part`), including the
+//! around [`attempt`] (resume or restart, backoff, and the final name given through the file's
+//! [`Target`]: the rename from `.part`, or the completion of its multipart upload), including the
 //! refetches that tell a file still changing from a manifest count that is simply wrong.
 
-use std::fs;
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
 use super::classify::{Fingerprint, Retry, Streak, judge_mismatch};
 use super::fetch::{Attempt, attempt};
-use super::{Batch, Downloaded, part_path};
+use super::{Batch, Downloaded};
 use crate::error::{Error, Result};
-use crate::job::DownloadSettings;
-use crate::private_fs::create_private_dir;
+use crate::job::{DownloadSettings, Validate};
 use crate::progress::Event;
-use crate::record::FileRecord;
-use crate::record::PlannedFile;
+use crate::record::{FileRecord, PlannedFile, Problem};
 use crate::session::Session;
+use crate::store::{Dir, Target};
 
 /// How one file ended, when no error ended it.
 enum FileEnd {
@@ -33,7 +31,7 @@ enum FileEnd {
 /// again with the files done so far.
 pub async fn download_all(
     session: Arc<Session>,
-    run_dir: &Path,
+    run_dir: &Dir,
     files: &[PlannedFile],
     settings: &DownloadSettings,
     requires_token: bool,
@@ -43,10 +41,14 @@ pub async fn download_all(
     let mut results: Vec<Option<Downloaded>> = vec![None; files.len()];
     let mut queue = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let final_path = run_dir.join(&f.path);
         // By path and type, not URL: a refreshed manifest has new (signed) URLs for the same files.
-        match done.iter().find(|d| d.path == f.path && d.resource_type == f.resource_type) {
-            Some(d) if final_path.exists() => {
+        let d = done.iter().find(|d| d.path == f.path && d.resource_type == f.resource_type);
+        let stored = match d {
+            Some(_) => run_dir.size(&f.path)?,
+            None => None,
+        };
+        match d {
+            Some(d) if stored == Some(d.bytes) => {
                 results[i] = Some(Downloaded { record: d.clone(), problems: Vec::new() });
             }
             _ => queue.push(i),
@@ -58,7 +60,7 @@ pub async fn download_all(
     let mut stop: Option<Result<String>> = None;
     let spawn = |set: &mut JoinSet<_>, i: usize| {
         let (session, file, settings) = (session.clone(), files[i].clone(), settings.clone());
-        let dir = run_dir.to_path_buf();
+        let dir = run_dir.clone();
         // In the caller's span, so log lines from a download carry the job's name.
         let task = async move { (i, download_one(&session, &dir, i, &file, &settings, requires_token).await) };
         set.spawn(tracing::Instrument::in_current_span(task));
@@ -97,23 +99,56 @@ pub async fn download_all(
 /// One file, with its retries, from the first request to the rename to its final name.
 async fn download_one(
     session: &Session,
-    run_dir: &Path,
+    run_dir: &Dir,
     id: usize,
     file: &PlannedFile,
     settings: &DownloadSettings,
     requires_token: bool,
 ) -> Result<FileEnd> {
-    let final_path = run_dir.join(&file.path);
-    if let Some(parent) = final_path.parent() {
-        create_private_dir(parent)?;
-    }
-    let part = part_path(&final_path);
+    let mut target: Target = run_dir.target(&file.path)?;
     session.reporter.event(&Event::DownloadStarted { id, file });
-    let verified = |d: Downloaded| -> Result<FileEnd> {
-        fs::rename(&part, &final_path).map_err(|e| Error::io(&final_path, e))?;
+    let res = fetch_one(session, run_dir, &mut target, id, file, settings, requires_token).await;
+    if res.as_ref().is_ok_and(|e| matches!(e, FileEnd::Verified(_))) {
+        return res;
+    }
+    // An attempt given up: a `.part` stays for a resume; an upload (which cannot resume) is aborted.
+    target.abandon().await;
+    res
+}
+
+/// The attempts at one file, into `target`.
+async fn fetch_one(
+    session: &Session,
+    run_dir: &Dir,
+    target: &mut Target,
+    id: usize,
+    file: &PlannedFile,
+    settings: &DownloadSettings,
+    requires_token: bool,
+) -> Result<FileEnd> {
+    let strict = settings.validate == Validate::Strict;
+    async fn verified(
+        session: &Session,
+        target: &mut Target,
+        bucket: bool,
+        strict: bool,
+        id: usize,
+        file: &PlannedFile,
+        mut d: Downloaded,
+    ) -> Result<FileEnd> {
+        if bucket && strict && d.record.invalid_lines + d.record.wrong_type_lines > 0 {
+            // A bucket's consumers may act on any new object: a file that fails strict checks is never
+            // published there (on disk it stays for review; the run fails either way).
+            target.discard().await;
+            let message = "not kept: the file failed strict validation, so its upload was aborted".into();
+            d.problems.push(Problem { file: Some(file.path.clone()), line: None, message });
+        } else {
+            target.commit().await?;
+        }
         session.reporter.event(&Event::DownloadFinished { id, file, lines: d.record.lines, bytes: d.record.bytes });
         Ok(FileEnd::Verified(Box::new(d)))
-    };
+    }
+    let bucket = run_dir.is_object();
     let mut failures = 0u32;
     // Whole bodies whose count disagreed with the manifest, in a row with the same bytes.
     let mut streak: Option<Streak> = None;
@@ -121,8 +156,8 @@ async fn download_one(
         // The fetch that checks a first count mismatch is a measurement, not a fault: it is not charged
         // to `download.retries`, so even `retries: 0` can tell a wrong count from a changing file.
         let mut free = false;
-        let retry = match attempt(session, id, file, &part, settings, requires_token).await? {
-            Attempt::Verified(d) => return verified(d),
+        let retry = match attempt(session, id, file, target, settings, requires_token).await? {
+            Attempt::Verified(d) => return verified(session, target, bucket, strict, id, file, d).await,
             Attempt::UrlExpired => return Ok(FileEnd::UrlExpired),
             Attempt::CountMismatch { file: d, reason } => {
                 let now = Fingerprint { bytes: d.record.bytes, sha256: d.record.sha256.clone() };
@@ -134,7 +169,7 @@ async fn download_one(
                         file.path, s.fetches
                     );
                     session.reporter.event(&Event::Note { message: &note });
-                    return verified(d);
+                    return verified(session, target, bucket, strict, id, file, d).await;
                 }
                 streak = Some(s);
                 Retry::Restart(reason)
@@ -144,7 +179,7 @@ async fn download_one(
         let reason = match retry {
             Retry::Resume(r) => r,
             Retry::Restart(r) => {
-                let _ = fs::remove_file(&part);
+                target.discard().await;
                 r
             }
         };
@@ -152,7 +187,7 @@ async fn download_one(
             session.reporter.event(&Event::DownloadFailed { id, file, reason: &reason });
             return Err(Error::Transient(format!("{}: {reason} (after {} attempts)", file.path, failures + 1)));
         }
-        let from = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let from = target.resume_from();
         session.reporter.event(&Event::DownloadRetry { id, file, reason: &reason, resume_from: from });
         let wait = session.policy.wait(failures, None, fastrand::f64());
         if !free {

@@ -211,11 +211,15 @@ pub async fn matched_members_job(
 }
 
 /// Copies the match's answers from the state folder into the run folder (when the manifest arrives).
-pub fn keep_in_run(job: &Job, state: &JobState, run_dir: &Path) -> Result<()> {
+pub fn keep_in_run(job: &Job, state: &JobState, run: &crate::store::Dir) -> Result<()> {
     if job.member_match.is_none() {
         return Ok(());
     }
-    state.keep_in_run(run_dir, RESULT_FILE)?;
+    // Refused before the run starts for a bucket (see `app::run_job`): the match's files are local.
+    let crate::store::Dir::Local(run_dir) = run else {
+        return Err(Error::Usage("member_match needs download.dir on local disk".into()));
+    };
+    state.keep_in_run(run, RESULT_FILE)?;
     let Ok(entries) = std::fs::read_dir(state.dir.join(RESULTS_DIR)) else {
         return Ok(());
     };

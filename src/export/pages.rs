@@ -2,7 +2,6 @@
 //! asynchronous-request poller, kept in the run folder as `manifest.NNN.json` (so a resumed run reads
 //! them from disk), and merged into one manifest.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use url::Url;
@@ -27,7 +26,7 @@ pub async fn collect(
     session: &Session,
     settings: &PollSettings,
     status_url: &Url,
-    run_dir: &Path,
+    run_dir: &crate::store::Dir,
     first: Manifest,
     mode: Pages,
 ) -> Result<Manifest> {
@@ -37,10 +36,10 @@ pub async fn collect(
             return Err(Error::ServerRejected(format!("the manifest has more than {} pages", manifest::MAX_PAGES)));
         }
         let number = pages.len() + 1;
-        let page_file = run_dir.join(manifest::page_file_name(number));
-        let on_disk = if mode == Pages::Saved { std::fs::read(&page_file).ok() } else { None };
+        let page_file = manifest::page_file_name(number);
+        let on_disk = if mode == Pages::Saved { run_dir.read(&page_file)? } else { None };
         let body = match on_disk {
-            Some(b) => bytes::Bytes::from(b),
+            Some(b) => b,
             None => {
                 let url = status_url
                     .join(&next)
@@ -49,7 +48,7 @@ pub async fn collect(
                 match poll::wait(session, &url, settings, SystemTime::now(), |_| {}).await? {
                     Polled::Ready(b) => {
                         if mode == Pages::Saved {
-                            crate::private_fs::write_atomic(&page_file, &b)?;
+                            run_dir.write(&page_file, &b)?;
                         }
                         b
                     }

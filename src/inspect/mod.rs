@@ -1,6 +1,7 @@
 //! `inspect`: what is in an export, and is it whole — from the files on disk, streamed, in parallel.
 //!
-//! Takes run folders (`exports/<job>/<run-id>` or `…/latest`), folders of NDJSON from any tool
+//! Takes run folders (`exports/<job>/<run-id>` or `…/latest`, on disk or in a bucket:
+//! `s3://bucket/prefix/<job>/latest`, `gs://…`, `az://…`), folders of NDJSON from any tool
 //! (bulk-data-client's `1.Patient.ndjson`, SMART Fetch's `Patient.001.ndjson.gz`), or single files
 //! (`.ndjson`, `.ndjson.gz`). The report, per input: resource type, files, resources, bytes, invalid
 //! lines, lines of another `resourceType`, earliest/latest `meta.lastUpdated`; the comparison with
@@ -34,6 +35,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::record::RunRecord;
+use crate::store::Location;
+use crate::store::reader::Tree;
 
 pub use render::{render_json, render_problems, render_text};
 pub use scan::print_head;
@@ -169,47 +172,53 @@ pub struct OutcomeGroup {
     pub count: u64,
 }
 
-/// One input resolved to the files to read.
+/// One input resolved to the files to read: a folder (or bucket prefix) and the files in it, by
+/// relative path, with their sizes.
 struct Input {
-    path: PathBuf,
+    path: String,
     kind: &'static str,
-    root: PathBuf,
-    files: Vec<PathBuf>,
+    tree: Tree,
+    files: Vec<(String, u64)>,
 }
 
-fn is_ndjson(p: &Path) -> bool {
-    let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    n.ends_with(".ndjson") || n.ends_with(".ndjson.gz") || n.ends_with(".jsonl")
+fn is_ndjson(rel: &str) -> bool {
+    let n = rel.rsplit('/').next().unwrap_or(rel);
+    (n.ends_with(".ndjson") || n.ends_with(".ndjson.gz") || n.ends_with(".jsonl")) && n != "log.ndjson"
+}
+
+/// Data files sit at the top of a run folder or in its `error/` and `deleted/` (not in `log/`).
+fn is_data_file(rel: &str) -> bool {
+    let place = match rel.split_once('/') {
+        None => true,
+        Some((dir, rest)) => (dir == "error" || dir == "deleted") && !rest.contains('/'),
+    };
+    place && is_ndjson(rel)
 }
 
 fn resolve(path: &Path) -> Result<Input> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-    if meta.is_file() {
-        let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        return Ok(Input { path: path.to_path_buf(), kind: "file", root, files: vec![path.to_path_buf()] });
-    }
-    let mut files = Vec::new();
-    for dir in [path.to_path_buf(), path.join("error"), path.join("deleted")] {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_file() && is_ndjson(&p) && !p.ends_with("log.ndjson") {
-                files.push(p);
+    let loc = Location::from_path(path).map_err(Error::Usage)?;
+    let (tree, label) = match &loc {
+        Location::Object(_) => (Tree::open(&loc)?, loc.to_string()),
+        Location::Local(p) => {
+            let meta = std::fs::metadata(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?;
+            if meta.is_file() {
+                let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let tree = Tree::Local(parent.to_path_buf());
+                let label = p.display().to_string();
+                return Ok(Input { path: label, kind: "file", tree, files: vec![(name, meta.len())] });
             }
+            (Tree::Local(p.clone()), p.display().to_string())
         }
-    }
-    files.sort();
-    let kind = if path.join(crate::record::RUN_FILE).exists() || path.join(crate::record::MANIFEST_FILE).exists() {
-        "run"
-    } else {
-        "folder"
     };
+    let listed = tree.list()?;
+    let has = |name: &str| listed.iter().any(|(rel, _)| rel == name);
+    let kind = if has(crate::record::RUN_FILE) || has(crate::record::MANIFEST_FILE) { "run" } else { "folder" };
+    let files: Vec<_> = listed.into_iter().filter(|(rel, _)| is_data_file(rel)).collect();
     if files.is_empty() && kind == "folder" {
-        return Err(Error::Usage(format!("{}: no .ndjson files here", path.display())));
+        return Err(Error::Usage(format!("{label}: no .ndjson files here")));
     }
-    Ok(Input { path: path.to_path_buf(), kind, root: path.to_path_buf(), files })
+    Ok(Input { path: label, kind, tree, files })
 }
 
 /// Reads everything and builds the report.
@@ -225,16 +234,17 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
     let mut bytes = 0;
     for input in &inputs {
         // SHA-256 only where there is a record to compare it with: hashing costs as much as parsing.
-        let hash = input.root.join(crate::record::RUN_FILE).exists();
+        let run = input.tree.read(crate::record::RUN_FILE);
+        let hash = run.is_some();
         let scanned =
-            scan::scan_files(&input.root, &input.files, threads, opts.max_line_bytes, opts.check_references, hash);
+            scan::scan_files(&input.tree, &input.files, threads, opts.max_line_bytes, opts.check_references, hash);
         let mut files = Vec::new();
         let mut problems = Vec::new();
         let mut problems_total = 0;
         let mut outcomes: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         let mut ids = refs::IdSet::default();
         for s in scanned {
-            let s = s.map_err(|(p, e)| Error::io(p, e))?;
+            let s = s.map_err(|(rel, e)| Error::io(format!("{}/{rel}", input.tree.label()), e))?;
             bytes += s.summary.bytes;
             problems_total += s.problems_total;
             problems.extend(s.problems);
@@ -245,14 +255,14 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
             files.push(s.summary);
         }
         let types = summarise(&files);
-        let checks = compare(input, &files);
+        let checks = compare(input, run.as_deref(), &files);
         let references = if opts.check_references {
-            Some(refs::check(&input.root, &input.files, &ids, threads, opts.max_line_bytes))
+            Some(refs::check(&input.tree, &input.files, &ids, threads, opts.max_line_bytes))
         } else {
             None
         };
         reports.push(InputReport {
-            path: input.path.display().to_string(),
+            path: input.path.clone(),
             kind: input.kind,
             types,
             files,
@@ -316,10 +326,9 @@ fn summarise(files: &[FileSummary]) -> Vec<TypeSummary> {
 }
 
 /// Expected against found: per file from `run.json`, else per type from `manifest.json`.
-fn compare(input: &Input, files: &[FileSummary]) -> Vec<Check> {
+fn compare(input: &Input, run: Option<&[u8]>, files: &[FileSummary]) -> Vec<Check> {
     let mut checks = Vec::new();
-    let run: Option<RunRecord> =
-        std::fs::read(input.root.join(crate::record::RUN_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let run: Option<RunRecord> = run.and_then(|b| serde_json::from_slice(b).ok());
     if let Some(run) = run {
         for r in &run.files {
             match files.iter().find(|f| f.path == r.path) {
@@ -364,7 +373,7 @@ fn compare(input: &Input, files: &[FileSummary]) -> Vec<Check> {
         return checks;
     }
     let manifest: Option<serde_json::Value> =
-        std::fs::read(input.root.join(crate::record::MANIFEST_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        input.tree.read(crate::record::MANIFEST_FILE).and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(m) = manifest {
         let mut expected: BTreeMap<String, u64> = BTreeMap::new();
         for e in m["output"].as_array().into_iter().flatten() {

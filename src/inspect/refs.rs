@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::scan::{id_hash, open, type_from_name};
 use crate::job::fhir_types::is_r4_type;
 use crate::ndjson::{LineSplitter, RefSink, parse_refs, read_lines};
+use crate::store::reader::Tree;
 
 /// `Type/id` hashes ([`id_hash`]); they are hashes already, so the set does not hash them again.
 pub type IdSet = HashSet<u64, BuildHasherDefault<Prehashed>>;
@@ -96,15 +97,13 @@ impl Acc {
     }
 }
 
-pub(super) fn check(root: &Path, files: &[PathBuf], ids: &IdSet, threads: usize, max_line: usize) -> RefReport {
-    let outputs: Vec<&PathBuf> = files
+pub(super) fn check(tree: &Tree, files: &[(String, u64)], ids: &IdSet, threads: usize, max_line: usize) -> RefReport {
+    let outputs: Vec<&str> = files
         .iter()
-        .filter(|f| {
-            let rel = f.strip_prefix(root).unwrap_or(f).to_string_lossy().to_string();
-            !rel.starts_with("error") && !rel.starts_with("deleted") && !rel.contains(".error.")
-        })
+        .map(|(rel, _)| rel.as_str())
+        .filter(|rel| !rel.starts_with("error") && !rel.starts_with("deleted") && !rel.contains(".error."))
         .collect();
-    let exported: BTreeSet<String> = outputs.iter().filter_map(|f| type_from_name(f)).collect();
+    let exported: BTreeSet<String> = outputs.iter().filter_map(|f| type_from_name(Path::new(f))).collect();
     let next = AtomicUsize::new(0);
     let total = Mutex::new(Acc::default());
     std::thread::scope(|s| {
@@ -114,7 +113,7 @@ pub(super) fn check(root: &Path, files: &[PathBuf], ids: &IdSet, threads: usize,
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = outputs.get(i) else { break };
-                    let Ok(mut r) = open(f) else { continue };
+                    let Ok(mut r) = open(tree, f) else { continue };
                     let mut splitter = LineSplitter::new(max_line);
                     let mut sink = RefSink::default();
                     let mut on_line = |_: u64, line: Result<&[u8], crate::ndjson::LineError>| {

@@ -6,9 +6,8 @@
 //! lines are counted per type ([`Part`]), the headers as `Parameters`, and none is "of another type".
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
@@ -18,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::job::fhir_types::is_r4_type;
 use crate::ndjson::{LineError, LineSplitter, parse_head, read_lines};
 use crate::record::MIXED;
+use crate::store::reader::Tree;
 
 /// Problems kept per file for listing (all are counted).
 const KEEP_PROBLEMS: usize = 100;
@@ -47,12 +47,11 @@ pub fn type_from_name(path: &Path) -> Option<String> {
     stem.split('.').find(|p| is_r4_type(p)).map(str::to_string)
 }
 
-fn role(root: &Path, path: &Path) -> FileRole {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    match rel.components().next().map(|c| c.as_os_str().to_string_lossy().to_string()).as_deref() {
-        Some("error") => FileRole::Error,
-        Some("deleted") => FileRole::Deleted,
-        _ if rel.to_string_lossy().contains(".error.") => FileRole::Error,
+fn role(rel: &str) -> FileRole {
+    match rel.split('/').next() {
+        Some("error") if rel.contains('/') => FileRole::Error,
+        Some("deleted") if rel.contains('/') => FileRole::Deleted,
+        _ if rel.contains(".error.") => FileRole::Error,
         _ => FileRole::Output,
     }
 }
@@ -68,9 +67,9 @@ pub fn id_hash(resource_type: &str, id: &str) -> u64 {
     h
 }
 
-/// Opens a file for streaming: raw bytes are hashed by the caller; gzip is decoded for lines.
-pub(super) fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    Ok(decoded(path, File::open(path)?))
+/// Opens a file of `tree` for streaming, decoded when its name says gzip.
+pub(super) fn open(tree: &Tree, rel: &str) -> io::Result<Box<dyn Read + Send>> {
+    Ok(decoded(Path::new(rel), tree.open_file(rel)?))
 }
 
 /// The stored bytes `raw` of `path`, decoded when the name says gzip.
@@ -100,15 +99,15 @@ impl<R: Read> Read for Hashing<R> {
 
 /// Scans files on `threads` threads; results in the order of `files`.
 pub(super) fn scan_files(
-    root: &Path,
-    files: &[PathBuf],
+    tree: &Tree,
+    files: &[(String, u64)],
     threads: usize,
     max_line: usize,
     collect_ids: bool,
     hash: bool,
-) -> Vec<std::result::Result<Scanned, (PathBuf, io::Error)>> {
+) -> Vec<std::result::Result<Scanned, (String, io::Error)>> {
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<std::result::Result<Scanned, (PathBuf, io::Error)>>> =
+    let mut results: Vec<Option<std::result::Result<Scanned, (String, io::Error)>>> =
         (0..files.len()).map(|_| None).collect();
     let slots: Vec<std::sync::Mutex<&mut Option<_>>> = results.iter_mut().map(std::sync::Mutex::new).collect();
     std::thread::scope(|s| {
@@ -116,8 +115,8 @@ pub(super) fn scan_files(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
-                    let r = scan_one(root, path, max_line, collect_ids, hash).map_err(|e| (path.clone(), e));
+                    let Some((rel, size)) = files.get(i) else { break };
+                    let r = scan_one(tree, rel, *size, max_line, collect_ids, hash).map_err(|e| (rel.clone(), e));
                     **slots[i].lock().expect("slot") = Some(r);
                 }
             });
@@ -127,12 +126,17 @@ pub(super) fn scan_files(
     results.into_iter().map(|r| r.expect("every file scanned")).collect()
 }
 
-fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool, want_hash: bool) -> io::Result<Scanned> {
-    let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
-    let role = role(root, path);
+fn scan_one(
+    tree: &Tree,
+    rel: &str,
+    raw_len: u64,
+    max_line: usize,
+    collect_ids: bool,
+    want_hash: bool,
+) -> io::Result<Scanned> {
+    let (path, role) = (Path::new(rel), role(rel));
     let mut expected = type_from_name(path);
-    let raw_len = std::fs::metadata(path)?.len();
-    let mut raw = Hashing { inner: File::open(path)?, hash: want_hash.then(crate::digest::Sha256::new) };
+    let mut raw = Hashing { inner: tree.open_file(rel)?, hash: want_hash.then(crate::digest::Sha256::new) };
     let mut splitter = LineSplitter::new(max_line);
     let named_organized = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("organized."));
     let mut st = State { expected: expected.take(), mixed: named_organized, ..Default::default() };
@@ -144,13 +148,13 @@ fn scan_one(root: &Path, path: &Path, max_line: usize, collect_ids: bool, want_h
             last_byte = block[block.len() - 1];
             true
         },
-        &mut |no, line| st.line(no, line, &rel, role, collect_ids),
+        &mut |no, line| st.line(no, line, rel, role, collect_ids),
     )?;
     // A final line without a newline that does not parse: the file was cut short.
     let truncated = last_byte != b'\n' && st.last_invalid == Some(splitter.line_no());
     Ok(Scanned {
         summary: FileSummary {
-            path: rel,
+            path: rel.to_string(),
             resource_type: if st.mixed {
                 MIXED.to_string()
             } else {
@@ -303,14 +307,15 @@ pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> 
     let printed = std::cell::Cell::new(0usize);
     for p in &opts.paths {
         let input = super::resolve(p)?;
-        for f in &input.files {
+        for (f, _) in &input.files {
             if printed.get() >= n {
                 return Ok(());
             }
-            if type_from_name(f).as_deref().is_some_and(|x| x != t) {
+            if type_from_name(Path::new(f)).as_deref().is_some_and(|x| x != t) {
                 continue;
             }
-            let mut r = open(f).map_err(|e| Error::io(f, e))?;
+            let err = |e| Error::io(format!("{}/{f}", input.tree.label()), e);
+            let mut r = open(&input.tree, f).map_err(err)?;
             let mut splitter = LineSplitter::new(opts.max_line_bytes);
             let mut emit = |_: u64, line: std::result::Result<&[u8], LineError>| {
                 let Ok(line) = line else { return };
@@ -324,7 +329,7 @@ pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> 
                     printed.set(printed.get() + 1);
                 }
             };
-            read_lines(&mut *r, &mut splitter, |_| printed.get() < n, &mut emit).map_err(|e| Error::io(f, e))?;
+            read_lines(&mut *r, &mut splitter, |_| printed.get() < n, &mut emit).map_err(err)?;
         }
     }
     if printed.get() == 0 {

@@ -294,8 +294,8 @@ impl Default for TimeoutSettings {
 
 #[derive(Debug, Clone)]
 pub struct DownloadSettings {
-    /// Runs go under `<dir>/<job name>/<run-id>/`.
-    pub dir: PathBuf,
+    /// Runs go under `<dir>/<job name>/<run-id>/`: a local folder or a bucket prefix.
+    pub dir: crate::store::Location,
     pub concurrency: usize,
     pub validate: Validate,
     /// Attempts after the first, per request, for retryable faults.

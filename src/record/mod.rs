@@ -2,12 +2,11 @@
 //! `run.json`, the run summary that is written last and marks a run complete.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub mod matches;
 pub mod summarize;
@@ -235,11 +234,7 @@ pub fn run_id(transaction_time: &str) -> String {
 
 /// Points `<job dir>/latest` at a run folder (a relative symlink, replaced atomically).
 pub fn point_latest(job_dir: &Path, run_id: &str) -> Result<()> {
-    let link = job_dir.join(LATEST);
-    let tmp = job_dir.join(".latest.tmp");
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(run_id, &tmp).map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))
+    crate::store::Dir::Local(job_dir.to_path_buf()).point_latest(run_id)
 }
 
 #[cfg(test)]

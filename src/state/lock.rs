@@ -1,6 +1,7 @@
 //! The lock that keeps two runs of one job apart: an OS file lock on `.state/lock`, released by the
 //! kernel however its holder dies (so a crash never blocks the next run), and in the file the holder's
-//! pid, host and start time, so whoever is refused can be told exactly what to stop, and where.
+//! pid, host and start time, so whoever is refused can be told exactly what to stop, and where. For a
+//! job in a bucket, a lease object instead ([`crate::store::lease`]), with the same holder.
 //!
 //! `cancel --force` may break a lock held from another host ([`JobState::lock_forced`]): on a shared
 //! filesystem (NFS, a volume several pods mount) a machine that died can leave its lock held until the
@@ -17,15 +18,53 @@ use crate::progress::{Event, Reporter};
 
 const LOCK: &str = "lock";
 
-/// Held for the duration of a run; the OS releases it when the process dies, however it dies.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
+/// Held for the duration of a run: an OS file lock (released by the OS however the process dies), or
+/// a lease in the bucket (renewed in the background; lost → the run stops with exit 75).
+pub enum Lock {
+    Local(File),
+    Lease(crate::store::lease::Lease),
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lock::Local(_) => "Lock::Local",
+            Lock::Lease(_) => "Lock::Lease",
+        })
+    }
+}
+
+impl Lock {
+    /// Resolves when the lock is lost, with why (never, on disk).
+    pub async fn lost(&self) -> String {
+        match self {
+            Lock::Local(_) => std::future::pending().await,
+            Lock::Lease(l) => l.lost().await,
+        }
+    }
+
+    /// The holder this run displaced by taking over its stale lease, if any.
+    pub fn took_over(&self) -> Option<&LockHolder> {
+        match self {
+            Lock::Local(_) => None,
+            Lock::Lease(l) => l.took_over.as_ref(),
+        }
+    }
+
+    /// Lets go: the file lock closed, or the lease marked free.
+    pub async fn release(self) {
+        if let Lock::Lease(l) = self {
+            l.release().await;
+        }
+    }
 }
 
 impl JobState {
     /// Takes the job's lock, or says who holds it ([`Error::Locked`]).
     pub fn lock(&self) -> Result<Lock> {
+        if let crate::store::Dir::Object(state) = &self.store {
+            return self.lease(state);
+        }
         match self.try_lock()? {
             Ok(lock) => Ok(lock),
             Err(holder) => Err(Error::Locked(holder)),
@@ -36,6 +75,9 @@ impl JobState {
     /// file is replaced; a holder that is in fact alive keeps running unaware, which is why this is
     /// only for hosts that are gone). A holder on this host is refused as always.
     pub fn lock_forced(&self, reporter: &dyn Reporter) -> Result<Lock> {
+        if self.store.is_object() {
+            return self.lock(); // a lease not renewed is taken over anyway; a renewed one has a live holder
+        }
         match self.try_lock()? {
             Ok(lock) => Ok(lock),
             Err(holder) if holder.elsewhere() => {
@@ -47,6 +89,18 @@ impl JobState {
             }
             Err(holder) => Err(Error::Locked(holder)),
         }
+    }
+
+    /// The bucket's lease; then the uploads a crashed run left open are aborted, and the event log of
+    /// an export in flight is fetched to continue.
+    fn lease(&self, state: &crate::store::ObjectDir) -> Result<Lock> {
+        let ttl = crate::store::lease::ttl();
+        let lease = crate::store::block(crate::store::lease::acquire(state, ttl))?;
+        if let crate::store::Dir::Object(job) = &self.job {
+            crate::store::block(crate::store::upload::abort_stale(job))?;
+        }
+        self.prepare_log()?;
+        Ok(Lock::Lease(lease))
     }
 
     fn try_lock(&self) -> Result<std::result::Result<Lock, LockHolder>> {
@@ -61,7 +115,7 @@ impl JobState {
                 let _ = f.rewind();
                 let _ = f.write_all(holder.as_bytes());
                 let _ = f.sync_data();
-                Ok(Ok(Lock { _file: f }))
+                Ok(Ok(Lock::Local(f)))
             }
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -74,6 +128,9 @@ impl JobState {
 
     /// Who holds the lock, if anyone (for `status`).
     pub fn lock_holder(&self) -> Option<LockHolder> {
+        if let crate::store::Dir::Object(state) = &self.store {
+            return crate::store::block(crate::store::lease::holder(state)).ok().flatten();
+        }
         let mut f = File::open(self.dir.join(LOCK)).ok()?;
         match f.try_lock_shared() {
             Ok(()) => None,

@@ -38,7 +38,7 @@ impl Sink for FullDisk {
 
 fn settings(validate: Validate) -> DownloadSettings {
     DownloadSettings {
-        dir: "out".into(),
+        dir: crate::store::Location::Local("out".into()),
         concurrency: 4,
         validate,
         retries: 3,

@@ -153,7 +153,7 @@ pub fn summary(job: &Job) -> String {
         op,
         mm,
         types,
-        job.download.dir.join(&job.name).display()
+        job.download.dir.join(&job.name)
     )
 }
 

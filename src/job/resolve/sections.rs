@@ -165,8 +165,12 @@ impl Resolver<'_> {
         }
         let validate = self.choice("download.validate", d.validate).unwrap_or(Validate::Strict);
         let dir = self.opt("download.dir", d.dir).unwrap_or_else(|| "exports".into());
+        let dir = crate::store::Location::parse(&dir).unwrap_or_else(|e| {
+            self.err("download.dir", e, None);
+            crate::store::Location::Local(PathBuf::from(dir))
+        });
         DownloadSettings {
-            dir: PathBuf::from(dir),
+            dir,
             concurrency: concurrency as usize,
             validate,
             retries: self.take("download.retries", d.retries).unwrap_or(5),
