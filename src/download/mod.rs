@@ -19,8 +19,6 @@ pub mod refresh;
 mod schedule;
 pub mod verify;
 
-use std::path::{Path, PathBuf};
-
 pub use classify::{IDENTICAL_FETCHES, parse_content_range_start};
 pub use schedule::download_all;
 
@@ -49,12 +47,7 @@ pub enum Batch {
     },
 }
 
-/// Where a file is written until it is verified: `<final path>.part`.
-pub fn part_path(final_path: &Path) -> PathBuf {
-    let mut s = final_path.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
+pub use crate::store::sink::part_path;
 
 impl Downloaded {
     /// The record of `file` once the verifier has seen all of it.
@@ -89,6 +82,7 @@ impl Downloaded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use crate::record::FileKind;
 
     #[test]

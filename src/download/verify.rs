@@ -7,64 +7,24 @@
 //! which writes the same slice on to the sink.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
-use std::path::Path;
+use std::io::{self, Read, Write};
 
 use flate2::write::MultiGzDecoder;
 
 use crate::digest::Sha256;
 use crate::job::{DownloadSettings, Validate};
 use crate::ndjson::{LineError, LineSplitter, check_line, parse_head};
-use crate::private_fs::{create_private_file, open_private};
 use crate::record::MIXED;
 
 /// Problems kept per file (the counts are always exact).
 pub const MAX_PROBLEMS_PER_FILE: usize = 20;
 /// Writes smaller than this are gathered before they reach the file; larger ones go straight through.
-const WRITE_BUFFER: usize = 256 * 1024;
 /// Read size when replaying an existing `.part`.
 const REPLAY_BUFFER: usize = 1 << 20;
 /// Resource types counted apart in one organized file; a hostile file cannot grow the map past this.
 pub const MAX_TYPES_PER_FILE: usize = 256;
 
-/// Where verified bytes go. A `.part` file on the local disk today ([`PartFile`]); another store (an
-/// object-storage multipart upload) implements the same two calls. Bytes arrive in order and only
-/// after the verifier has counted, hashed and checked them; a file is kept under its final name only
-/// once [`verify_stream`] and the checks after it (lengths, manifest count) have passed.
-pub trait Sink {
-    /// Takes the next verified bytes.
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
-    /// Makes everything written durable; called once, after the last byte.
-    fn finish(&mut self) -> io::Result<()>;
-}
-
-/// The local sink: an owner-only `.part` file behind a write buffer.
-pub struct PartFile(BufWriter<File>);
-
-impl PartFile {
-    /// Creates (or empties) the `.part`, mode 0600.
-    pub fn create(path: &Path) -> io::Result<Self> {
-        Ok(PartFile(BufWriter::with_capacity(WRITE_BUFFER, create_private_file(path)?)))
-    }
-
-    /// Opens an existing `.part` to write after its end.
-    pub fn append(path: &Path) -> io::Result<Self> {
-        let f = open_private(path, File::options().append(true))?;
-        Ok(PartFile(BufWriter::with_capacity(WRITE_BUFFER, f)))
-    }
-}
-
-impl Sink for PartFile {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.0.write_all(bytes)
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        self.0.flush()?;
-        self.0.get_ref().sync_data()
-    }
-}
+pub use crate::store::sink::{PartFile, Sink};
 
 /// What the line checks found in one file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

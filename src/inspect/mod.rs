@@ -242,7 +242,7 @@ pub fn inspect(opts: &InspectOptions) -> Result<Report> {
         let mut problems = Vec::new();
         let mut problems_total = 0;
         let mut outcomes: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-        let mut ids = refs::IdSet::default();
+        let mut ids = scan::IdSet::default();
         for s in scanned {
             let s = s.map_err(|(rel, e)| Error::io(format!("{}/{rel}", input.tree.label()), e))?;
             bytes += s.summary.bytes;

@@ -1,42 +1,17 @@
 //! `--check-references`: the second pass. The first pass indexed every resource as a 64-bit hash of
 //! `Type/id`; this one reads the output files again and looks up every relative `Type/id` reference.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use super::scan::{id_hash, open, type_from_name};
+use super::scan::{IdSet, id_hash, open, type_from_name};
 use crate::job::fhir_types::is_r4_type;
 use crate::ndjson::{LineSplitter, RefSink, parse_refs, read_lines};
 use crate::store::reader::Tree;
-
-/// `Type/id` hashes ([`id_hash`]); they are hashes already, so the set does not hash them again.
-pub type IdSet = HashSet<u64, BuildHasherDefault<Prehashed>>;
-
-/// A `Hasher` for keys that are uniform 64-bit hashes: passes them through.
-#[derive(Default)]
-pub struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys go in; this keeps any other use correct, if slower.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
 
 const EXAMPLES: usize = 3;
 
@@ -166,6 +141,8 @@ pub(super) fn check(tree: &Tree, files: &[(String, u64)], ids: &IdSet, threads: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::scan::Prehashed;
+    use std::hash::Hasher;
 
     fn refs_of(line: &str) -> Vec<(String, String)> {
         let mut sink = RefSink::default();

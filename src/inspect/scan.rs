@@ -5,7 +5,8 @@
 //! is a `Parameters` block header and whose name gives no type) holds resources of every type: its
 //! lines are counted per type ([`Part`]), the headers as `Parameters`, and none is "of another type".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,7 +37,7 @@ pub(super) struct Scanned {
     pub problems: Vec<Problem>,
     pub problems_total: u64,
     pub outcomes: BTreeMap<(String, String, String), u64>,
-    pub ids: super::refs::IdSet,
+    pub ids: IdSet,
 }
 
 /// The resource type a file's name announces: `Patient.ndjson`, `Patient.001.ndjson.gz`,
@@ -53,6 +54,30 @@ fn role(rel: &str) -> FileRole {
         Some("deleted") if rel.contains('/') => FileRole::Deleted,
         _ if rel.contains(".error.") => FileRole::Error,
         _ => FileRole::Output,
+    }
+}
+
+/// `Type/id` hashes ([`id_hash`]); they are hashes already, so the set does not hash them again.
+pub type IdSet = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+/// A `Hasher` for keys that are uniform 64-bit hashes: passes them through.
+#[derive(Default)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys go in; this keeps any other use correct, if slower.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -191,7 +216,7 @@ struct State {
     latest: Option<String>,
     problems: Vec<Problem>,
     outcomes: BTreeMap<(String, String, String), u64>,
-    ids: super::refs::IdSet,
+    ids: IdSet,
     /// Organized output: counted per type in `parts`, `Parameters` lines as its `headers`.
     mixed: bool,
     parts: BTreeMap<String, Part>,

@@ -22,6 +22,7 @@ pub mod lease;
 pub mod location;
 pub mod object;
 pub mod reader;
+pub mod sink;
 pub mod upload;
 
 use std::path::PathBuf;
@@ -227,7 +228,7 @@ impl Dir {
                 if let Some(parent) = final_path.parent() {
                     create_private_dir(parent)?;
                 }
-                let part = crate::download::part_path(&final_path);
+                let part = sink::part_path(&final_path);
                 Ok(Target::Local { part, final_path })
             }
             Dir::Object(o) => {

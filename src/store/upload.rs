@@ -30,7 +30,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 
 use super::object::{ObjectDir, scrub};
-use crate::download::verify::{PartFile, Sink};
+use super::sink::{PartFile, Sink};
 use crate::error::{Error, Result};
 
 /// Bytes per uploaded part (S3 wants at least 5 MiB for every part but the last).

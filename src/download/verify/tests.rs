@@ -1,5 +1,6 @@
 //! Byte-level tests of the verifier: no network, the sink a `Vec` or a `.part` in a temporary folder.
 
+use std::fs::File;
 use std::io::Write;
 
 use flate2::Compression;
