@@ -5,9 +5,8 @@
 //! files and `deleted[]` files are rows of their own below the total, never folded into it. Sizes
 //! read both ways: exact bytes with thousands separators and the bars' binary units.
 //!
-//! Against `run.json` `totals`: `resources` is the data resources (the same as here); `files` counts
-//! data and deleted files; `bytes` counts data, deleted and error files. The JSON summary carries
-//! `run.json`'s `totals` as they are, beside its own `data` / `errors` / `deleted` counts.
+//! `run.json`'s `totals` count the same way (`files`/`resources`/`bytes` are the data alone; errors and
+//! deleted files have their own fields); the JSON summary carries them as `run_totals`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

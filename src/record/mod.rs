@@ -177,11 +177,22 @@ pub fn count_agrees(count: Option<u64>, lines: u64, headers: u64) -> bool {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Totals {
+    /// Data files (the manifest's `output[]`), their resources and bytes: the export itself.
     pub files: u64,
     pub resources: u64,
     pub bytes: u64,
+    /// The server's `error[]` files: how many, their OperationOutcome lines, their bytes.
     pub error_files: u64,
     pub server_errors: u64,
+    #[serde(default)]
+    pub error_bytes: u64,
+    /// The `deleted[]` files: how many, their entries (Bundles of deleted ids), their bytes.
+    #[serde(default)]
+    pub deleted_files: u64,
+    #[serde(default)]
+    pub deleted_entries: u64,
+    #[serde(default)]
+    pub deleted_bytes: u64,
     pub seconds: f64,
 }
 

@@ -55,18 +55,23 @@ pub fn summarize(files: &[FileRecord], file_problems: Vec<Problem>, rules: &Rule
     let mut count_problems = Vec::new();
     let mut warnings = Vec::new();
     for f in files {
-        totals.bytes += f.bytes;
         bad_lines += f.invalid_lines + f.wrong_type_lines;
         match f.kind {
             FileKind::Output => {
                 totals.files += 1;
                 totals.resources += f.lines - f.header_lines.min(f.lines);
+                totals.bytes += f.bytes;
             }
             FileKind::Error => {
                 totals.error_files += 1;
                 totals.server_errors += f.lines;
+                totals.error_bytes += f.bytes;
             }
-            FileKind::Deleted => totals.files += 1,
+            FileKind::Deleted => {
+                totals.deleted_files += 1;
+                totals.deleted_entries += f.lines;
+                totals.deleted_bytes += f.bytes;
+            }
         }
         if f.count_agrees() {
             continue;
@@ -166,7 +171,7 @@ mod tests {
         assert_eq!(
             s,
             Summary {
-                totals: Totals { files: 2, resources: 15, bytes: 1500, error_files: 0, server_errors: 0, seconds: 1.5 },
+                totals: Totals { files: 2, resources: 15, bytes: 1500, seconds: 1.5, ..Totals::default() },
                 problems: vec![],
                 warnings: vec![],
                 complete: true,
@@ -181,7 +186,7 @@ mod tests {
             [file(FileKind::Output, "Patient", 10, 1000, 0), file(FileKind::Error, "OperationOutcome", 2, 200, 0)];
         let s = summarize(&files, vec![], &rules(Validate::Strict), 0.0);
         assert_eq!((s.exit_code, s.complete, s.totals.error_files, s.totals.server_errors), (5, true, 1, 2));
-        assert_eq!((s.totals.files, s.totals.resources, s.totals.bytes), (1, 10, 1200));
+        assert_eq!((s.totals.files, s.totals.resources, s.totals.bytes, s.totals.error_bytes), (1, 10, 1000, 200));
     }
 
     #[test]
@@ -208,9 +213,12 @@ mod tests {
     }
 
     #[test]
-    fn deleted_files_count_as_files_not_resources() {
+    fn deleted_files_are_counted_apart_from_the_data() {
         let s = summarize(&[file(FileKind::Deleted, "Bundle", 3, 30, 0)], vec![], &rules(Validate::Strict), 0.0);
-        assert_eq!((s.totals.files, s.totals.resources, s.exit_code), (1, 0, 0));
+        assert_eq!(
+            (s.totals.files, s.totals.resources, s.totals.deleted_files, s.totals.deleted_entries, s.exit_code),
+            (0, 0, 1, 3, 0)
+        );
     }
 
     fn counted(kind: FileKind, t: &str, path: &str, said: u64, holds: u64) -> FileRecord {
