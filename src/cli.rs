@@ -145,6 +145,12 @@ pub enum Command {
         /// About ten patients (and their records) per unit.
         #[arg(long, default_value_t = 1)]
         data_scale: u32,
+        /// Behave like 1upHealth as its documentation describes it: GET-only exports (POST and DELETE
+        /// answer 403), client-header credentials, exports scoped to the members `$member-match` matched,
+        /// PDex 2.2 `$bulk-member-match` results, file URLs on another origin. Try `jobs/*.yaml` against
+        /// it with `oneup.gateway` set to the printed address.
+        #[arg(long)]
+        oneup: bool,
     },
     /// Sandbox + a sample job, end to end, offline: the first thing to run.
     #[command(

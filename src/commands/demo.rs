@@ -19,8 +19,10 @@ use super::signal;
 /// The demo's job, shipped in the binary so `demo` works from anywhere.
 pub const DEMO_JOB: &str = include_str!("../../examples/sandbox.yaml");
 
-pub async fn sandbox(port: u16, data_scale: u32) -> Result<u8, Error> {
-    let cfg = SandboxConfig { data_scale, ..Default::default() };
+pub async fn sandbox(port: u16, data_scale: u32, oneup: bool) -> Result<u8, Error> {
+    let mode = if oneup { crate::sandbox::OneUpMode::all() } else { Default::default() };
+    let (tenant, realm) = (mode.tenant.clone(), mode.realm.clone());
+    let cfg = SandboxConfig { data_scale, oneup: mode, ..Default::default() };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let (id, secret) = (cfg.client_id.clone(), cfg.client_secret.clone());
     serve_until(
@@ -32,7 +34,15 @@ pub async fn sandbox(port: u16, data_scale: u32) -> Result<u8, Error> {
             println!("  token_url:  {}", s.token_url());
             println!("  client_id:  {id}");
             println!("  client_secret: {secret}   (a fixed demo value)");
-            println!("try: oneup-bulk run examples/sandbox.yaml");
+            if oneup {
+                println!("  1up mode: tenant {tenant}, realm {realm}; in a job's `oneup:` section write");
+                println!("    gateway: http://{addr}");
+                println!(
+                    "try: ONEUP_CLIENT_ID={id} ONEUP_CLIENT_SECRET={secret} oneup-bulk run jobs/provider.yaml (after adding that line)"
+                );
+            } else {
+                println!("try: oneup-bulk run examples/sandbox.yaml");
+            }
         },
         async {
             signal().await;

@@ -57,7 +57,7 @@ pub async fn main(cli: Cli) -> u8 {
             .await
             .unwrap_or_else(|e| Err(Error::Failed(format!("inspect failed: {e}")))),
         Command::Check { job } => check::check(&job, &g).await,
-        Command::Sandbox { port, data_scale } => demo::sandbox(port, data_scale).await,
+        Command::Sandbox { port, data_scale, oneup } => demo::sandbox(port, data_scale, oneup).await,
         Command::Authorize(args) => authorize::authorize(args, &g).await,
         Command::Demo { out, data_scale, patient_access: true, .. } => demo_patient::demo(&out, data_scale, &g).await,
         Command::Demo { out, data_scale, with_server_errors, .. } => {

@@ -82,8 +82,8 @@ impl Downloaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use crate::record::FileKind;
+    use std::path::Path;
 
     #[test]
     fn part_path_appends_part() {

@@ -156,9 +156,14 @@ pub fn group_members(shared: &Shared, id: &str) -> Option<Vec<u32>> {
 /// Check the parameters and turn them into what to generate.
 fn selection(shared: &Shared, p: &ExportParams, group: Option<Vec<u32>>, davinci: bool) -> Result<Selection, String> {
     let mut types = Vec::new();
+    let empty_ok = shared.cfg.oneup.empty_unknown_types;
+    let shaped =
+        |t: &str| t.starts_with(|c: char| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphanumeric());
+    let mut only_unknown = false;
     for t in &p.types {
         match ResourceType::parse(t) {
             Some(rt) => types.push(rt),
+            None if empty_ok && shaped(t) => only_unknown = true,
             None => {
                 return Err(format!(
                     "_type {t} is not supported by this server; supported: {}",
@@ -167,7 +172,7 @@ fn selection(shared: &Shared, p: &ExportParams, group: Option<Vec<u32>>, davinci
             }
         }
     }
-    if types.is_empty() {
+    if types.is_empty() && !only_unknown {
         types = ResourceType::ALL.to_vec();
     }
     types.sort();

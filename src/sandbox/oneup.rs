@@ -36,6 +36,9 @@ pub struct OneUpMode {
     pub bulk_match_as_group_files: bool,
     /// Manifest file URLs point at the storage listener (another origin), as signed storage URLs do.
     pub files_on_storage: bool,
+    /// A `_type` the sandbox has no data for (any name shaped like a resource type) exports nothing,
+    /// as a server with an empty table does, instead of a 400.
+    pub empty_unknown_types: bool,
 }
 
 impl Default for OneUpMode {
@@ -48,6 +51,7 @@ impl Default for OneUpMode {
             scope_to_matched: false,
             bulk_match_as_group_files: false,
             files_on_storage: false,
+            empty_unknown_types: false,
         }
     }
 }
@@ -61,6 +65,7 @@ impl OneUpMode {
             scope_to_matched: true,
             bulk_match_as_group_files: true,
             files_on_storage: true,
+            empty_unknown_types: true,
             ..Default::default()
         }
     }

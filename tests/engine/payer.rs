@@ -221,3 +221,46 @@ async fn the_shipped_payer_to_payer_job_runs_against_the_sandbox() {
     let ids = std::fs::read_to_string(env.out().join("payer-to-payer/latest/Patient.ndjson")).unwrap();
     assert_eq!(ids.lines().count(), 2);
 }
+
+/// The shipped Provider Access job, with only a `gateway:` line added, runs against the sandbox playing
+/// 1up: the types the sandbox has no data for export nothing, and the run says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_provider_job_runs_against_the_sandbox() {
+    let env = Env::new(SandboxConfig {
+        oneup: OneUpMode::all(),
+        error_file: false,
+        polls_before_ready: 0,
+        ..Default::default()
+    })
+    .await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+    let yaml = std::fs::read_to_string(root.join("provider.yaml")).unwrap();
+    let realm = yaml.lines().find(|l| l.trim_start().starts_with("realm:")).unwrap();
+    let yaml = yaml.replacen(realm, &format!("{realm}\n  gateway: {}", gateway(&env)), 1);
+    let job = env.write_job("provider.yaml", &yaml);
+    let (job, out) = (job.display().to_string(), env.out().display().to_string());
+    let o = tokio::task::spawn_blocking(move || {
+        bin()
+            .env("ONEUP_CLIENT_ID", CLIENT_ID)
+            .env("ONEUP_CLIENT_SECRET", SECRET)
+            .args(["run", "--no-progress", "--out", &out, &job])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let warning = stdout.lines().find(|l| l.trim_start().starts_with("warning:")).unwrap_or_default();
+    assert_eq!(
+        warning,
+        "  warning: the manifest has no file for Procedure, MedicationRequest, AllergyIntolerance, Immunization, asked for in export.types: the server exported none"
+    );
+    let kickoff = env.sandbox.requests().into_iter().find(|r| r.path.contains("$export?")).unwrap();
+    assert_eq!(kickoff.method, "GET", "1up's population exports are GET-only");
+    assert!(
+        kickoff.path.starts_with("/v1/bison/bulk-export/bulk-data/r4/Group/attributed-members/$export?"),
+        "{}",
+        kickoff.path
+    );
+}
