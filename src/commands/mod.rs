@@ -92,8 +92,8 @@ pub fn self_command() -> String {
     let in_target = exe.parent().and_then(Path::parent).and_then(|d| d.file_name()).is_some_and(|n| n == "target");
     if std::env::var_os("CARGO").is_some() && in_target {
         match profile {
-            "release" => return "cargo run --release --".into(),
-            "debug" => return "cargo run --".into(),
+            "release" => return "cargo run --locked --release --".into(),
+            "debug" => return "cargo run --locked --".into(),
             _ => {}
         }
     }
