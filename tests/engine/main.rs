@@ -14,6 +14,7 @@ mod patient;
 mod payer;
 mod recovery;
 mod s3;
+mod screens;
 mod security;
 mod servers;
 mod silent;
