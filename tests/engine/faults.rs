@@ -233,14 +233,20 @@ async fn disk_full_is_exit_1_naming_the_path_and_earlier_runs_stay() {
     let env = Env::new(SandboxConfig { data_scale: 10, ..Default::default() }).await;
     let mnt = env.dir.path().join("tiny");
     std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIPPED: disk_full test needs root to mount a small tmpfs");
-        return;
+    let test = "disk_full_is_exit_1_naming_the_path_and_earlier_runs_stay";
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skipped(test, "not root: mounting a 256 KiB tmpfs needs root");
+    }
+    let mount =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&mnt).output();
+    match mount {
+        Err(e) => return skipped(test, &format!("no mount command: {e}")),
+        Ok(o) if !o.status.success() => {
+            let why = String::from_utf8_lossy(&o.stderr);
+            return skipped(test, &format!("mount -t tmpfs failed ({}): {}", o.status, why.trim()));
+        }
+        Ok(_) => {}
     }
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {

@@ -196,3 +196,10 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Says on the terminal that `test` did not run, and why (a test that cannot run here must not pass
+/// silently). Straight to stderr: the test harness captures `eprintln!` of passing tests.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}

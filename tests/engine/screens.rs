@@ -7,8 +7,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use oneup_bulk::sandbox::SandboxConfig;
-
 use crate::harness::*;
 
 const SMALL: &str = "  level: system\n  types: [Patient, Coverage]\n";
