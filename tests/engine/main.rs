@@ -2,6 +2,8 @@
 //! the faults, the resume and recovery paths, timeouts and warnings. One binary; modules by theme.
 
 mod harness;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod display;
 mod expiry;

@@ -5,7 +5,6 @@
 
 use oneup_bulk::commands::hint::{self, JobCmd, Left};
 use oneup_bulk::error::Error;
-use oneup_bulk::record::RunRecord;
 use oneup_bulk::sandbox::{Faults, FileCut, SandboxConfig};
 use oneup_bulk::state::{InFlight, JobState, LockHolder};
 
@@ -13,23 +12,8 @@ use crate::harness::*;
 
 const EXPORT: &str = "  level: system\n  types: [Patient, Coverage, ExplanationOfBenefit]\n";
 
-/// The last complete run, read back from disk.
-fn latest(env: &Env) -> oneup_bulk::app::RunOutcome {
-    let run_dir = env.out().join("t/latest");
-    let record: RunRecord = serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
-    oneup_bulk::app::RunOutcome { run_dir, record, exit_code: 0 }
-}
-
 fn in_flight(env: &Env) -> InFlight {
     serde_json::from_slice(&std::fs::read(env.inflight()).unwrap()).unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn status_gets(env: &Env) -> usize {
-    env.sandbox.requests().iter().filter(|r| r.method == "GET" && r.path.contains("$export-status")).count()
 }
 
 /// A sandbox whose ExplanationOfBenefit file is always cut: the run verifies the other files, then
@@ -69,17 +53,17 @@ async fn a_run_folder_deleted_by_hand_is_made_again_and_downloaded() {
     std::fs::remove_dir_all(&run_dir).unwrap();
 
     env.sandbox.faults().clear();
-    let polls = status_gets(&env);
+    let polls = env.status_gets();
     let o = run_bin(args()).await;
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert_eq!(env.sandbox.kickoff_count(), 1, "the same export, not a new one");
-    assert_eq!(status_gets(&env), polls, "the manifest and its pages came from the state folder");
+    assert_eq!(env.status_gets(), polls, "the manifest and its pages came from the state folder");
     for d in &before.done {
         let fetches = env.sandbox.requests().iter().filter(|r| d.url.ends_with(&r.path)).count();
         assert_eq!(fetches, 2, "{} was deleted with the folder and fetched again", d.path);
     }
     // Every page is back (the check counts them against the files), and every file matches the server.
-    let done = latest(&env);
+    let done = env.latest_run();
     assert_eq!(done.run_dir.canonicalize().unwrap(), run_dir.canonicalize().unwrap());
     assert_run_matches_server(&env, &done).await;
     assert!(!env.inflight().exists());

@@ -37,14 +37,6 @@ fn scrub(s: &str) -> String {
     s.replace(&format!("on {} ", oneup_bulk::holder::hostname()), "on [HOST] ")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// The binary with itself on `PATH`, so the commands it prints start with `oneup-bulk` wherever the
 /// tests are built.
 fn on_path() -> Command {
