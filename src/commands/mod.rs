@@ -5,7 +5,6 @@ mod authorize;
 mod check;
 mod demo;
 mod demo_patient;
-pub mod hint;
 mod logging;
 mod run;
 mod status;

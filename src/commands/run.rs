@@ -17,11 +17,11 @@ use tracing::Instrument as _;
 use crate::app::{RunOptions, RunOutcome, run_job};
 use crate::cli::{Global, RunArgs, SummaryFormat};
 use crate::error::{Error, Signal, exit};
+use crate::export::advice::{self, JobCmd, Left};
 use crate::export::kickoff;
 use crate::job::{AuthMethod, Job};
 use crate::progress::Display;
 
-use super::hint::{self, JobCmd, Left};
 use super::logging::{error_prefix, json};
 use super::{load_job, report_error, signal, summary};
 /// Exit codes from least to most severe, for "the worst one".
@@ -217,7 +217,7 @@ fn announce(job: &Job, res: &Result<RunOutcome, Error>, runner: &Runner) {
         }
         Err(e) => {
             let cmd = JobCmd::new(job.file_label(), runner.out.as_deref());
-            let next = hint::next_steps(&cmd, e, &Left::of(&job.job_dir()));
+            let next = advice::next_steps(&cmd, e, &Left::of(&job.job_dir()));
             if json() {
                 tracing::error!(exit_code = e.exit_code(), error = %e, next = next.trim(), "job finished");
             } else {
@@ -290,12 +290,7 @@ fn interrupted(slots: &[Slot], sig: Signal) {
         let _ = writeln!(m, "  not started: {}", names.join(", "));
     }
     let again: Vec<String> = files(&cut).into_iter().chain(files(&waiting)).collect();
-    if !again.is_empty() {
-        let _ = writeln!(m, "  resume:  {me} run {}", again.join(" "));
-    }
-    for f in files(&cut) {
-        let _ = writeln!(m, "  forget the export instead:  {me} cancel {f}");
-    }
+    m.push_str(&advice::after_signal(&me, &again, &files(&cut)));
     eprint!("{m}");
 }
 

@@ -3,8 +3,8 @@
 //! state file. Each ends in a complete run on the next try, or in one clear message that names the
 //! exact command to type; never in a failure that every rerun repeats.
 
-use oneup_bulk::commands::hint::{self, JobCmd, Left};
 use oneup_bulk::error::Error;
+use oneup_bulk::export::advice::{self, JobCmd, Left};
 use oneup_bulk::sandbox::{Faults, FileCut, SandboxConfig};
 use oneup_bulk::state::{InFlight, JobState, LockHolder};
 
@@ -40,7 +40,7 @@ async fn a_run_folder_deleted_by_hand_is_made_again_and_downloaded() {
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
     // What to type next, with the job's path and the --out it was run with.
     let cmd = JobCmd::new(path.display().to_string(), Some(&env.out()));
-    let next = hint::next_steps(&cmd, &Error::Transient(String::new()), &Left::InFlight);
+    let next = advice::next_steps(&cmd, &Error::Transient(String::new()), &Left::InFlight);
     let port = env.sandbox.fhir_base().port().unwrap();
     let cut =
         format!("error: job t: ExplanationOfBenefit.ndjson: connection to 127.0.0.1:{port} cut while reading the body");
@@ -148,7 +148,7 @@ async fn cancel_while_a_run_holds_the_job_names_the_process_to_stop() {
     assert_eq!(holder.pid, Some(child.id()));
     let e = Error::Locked(holder);
     let cmd = JobCmd::new(path.display().to_string(), None);
-    let expected = format!("error: {e}\n{}", hint::next_steps(&cmd, &e, &Left::InFlight));
+    let expected = format!("error: {e}\n{}", advice::next_steps(&cmd, &e, &Left::InFlight));
     assert!(expected.contains(&format!("stop it with `kill {}`", child.id())), "{expected}");
     for force in [false, true] {
         let mut args = vec!["cancel".to_string(), "-q".into(), path.display().to_string()];
@@ -176,7 +176,7 @@ async fn an_unreadable_state_file_names_the_way_out_and_force_sets_it_aside() {
     std::fs::write(env.inflight(), "{\"export_id\": \"cut sh").unwrap();
     let e = state.inflight().unwrap_err();
     let cmd = JobCmd::new(path.display().to_string(), None);
-    let next = hint::next_steps(&cmd, &e, &Left::Unreadable(env.inflight()));
+    let next = advice::next_steps(&cmd, &e, &Left::Unreadable(env.inflight()));
     assert!(next.contains(&format!("oneup-bulk cancel --force {}", path.display())), "{next}");
     let p = path.display().to_string();
     let o = run_bin(vec!["run".into(), "-q".into(), p.clone()]).await;
@@ -210,7 +210,7 @@ async fn cancel_force_breaks_a_lock_left_by_another_host() {
     let p = path.display().to_string();
     let o = run_bin(vec!["cancel".into(), "-q".into(), p.clone()]).await;
     let e = Error::Locked(LockHolder::parse(line));
-    let next = hint::next_steps(&JobCmd::new(p.clone(), None), &e, &Left::Nothing);
+    let next = advice::next_steps(&JobCmd::new(p.clone(), None), &e, &Left::Nothing);
     assert_eq!((o.status.code(), stderr(&o)), (Some(75), format!("error: {e}\n{next}")));
     assert!(next.contains("  if other-host.example is gone for good, break its lock:\n"), "{next}");
     let o = run_bin(vec!["cancel".into(), "--force".into(), p.clone()]).await;
