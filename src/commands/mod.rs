@@ -5,6 +5,7 @@ mod authorize;
 mod check;
 mod demo;
 mod demo_patient;
+mod dry_run;
 mod logging;
 mod run;
 mod status;
