@@ -6,9 +6,9 @@ use std::path::Path;
 
 use oneup_bulk::inspect::{InspectOptions, inspect, render_json};
 
-fn sha(b: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().iter().map(|x| format!("{x:02x}")).collect()
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::sha256_hex as sha;
 
 const PATIENTS: &str = concat!(
     r#"{"resourceType":"Patient","id":"1","meta":{"lastUpdated":"2024-01-02T00:00:00Z"}}"#,

@@ -13,6 +13,10 @@ use oneup_bulk::job::{
     Validate,
 };
 
+#[path = "support/mod.rs"]
+mod support;
+use support::write_file;
+
 fn env(v: &str) -> Option<String> {
     match v {
         "TEST_CLIENT_ID" => Some("client-1".into()),
@@ -324,8 +328,7 @@ fn validate_command_exit_codes() {
     assert_eq!(err, "");
     snapshot!("validate_ok_stdout", out);
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "acces: bulk-data\n").unwrap();
+    let bad = write_file(dir.path(), "bad.yaml", "acces: bulk-data\n");
     let o = bin(&["validate", "examples/sandbox.yaml", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let (out, err) = text(&o);
@@ -346,9 +349,11 @@ fn validate_no_env_lints_without_secrets() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
     // Anything else wrong is still an error, reported with the notes.
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "access: bulk-data\nfhir_base: ${BASE}\nauth:\n  client_id: ${ID}\n  method: nonee\n")
-        .unwrap();
+    let bad = write_file(
+        dir.path(),
+        "bad.yaml",
+        "access: bulk-data\nfhir_base: ${BASE}\nauth:\n  client_id: ${ID}\n  method: nonee\n",
+    );
     let o = bin(&["validate", "--no-env", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let (out, err) = text(&o);
@@ -360,8 +365,11 @@ fn validate_no_env_lints_without_secrets() {
 fn lint_no_env_without_a_buildable_job() {
     // `fhir_base` from a variable: nothing wrong, but no job to summarise.
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("j.yaml");
-    std::fs::write(&f, "access: bulk-data\nfhir_base: ${BASE}\nauth:\n  method: none\npoll:\n  min_interval: ${MIN}\n  max_interval: 1s\n").unwrap();
+    let f = write_file(
+        dir.path(),
+        "j.yaml",
+        "access: bulk-data\nfhir_base: ${BASE}\nauth:\n  method: none\npoll:\n  min_interval: ${MIN}\n  max_interval: 1s\n",
+    );
     match job::lint(&f, Env::Unchecked).unwrap_or_else(|e| panic!("{e}")) {
         Lint::Job { summary, notes, warnings, .. } => {
             assert_eq!(summary, None);
@@ -372,8 +380,11 @@ fn lint_no_env_without_a_buildable_job() {
         other => panic!("{other:?}"),
     }
     // A member match whose file comes from a variable still sets the export's defaults.
-    let g = dir.path().join("p2p.yaml");
-    std::fs::write(&g, "access: payer-to-payer\nfhir_base: https://p.example/fhir\nauth:\n  client_id: ${ID}\n  client_secret: ${SECRET}\nmember_match:\n  parameters_file: ${MEMBERS}\n").unwrap();
+    let g = write_file(
+        dir.path(),
+        "p2p.yaml",
+        "access: payer-to-payer\nfhir_base: https://p.example/fhir\nauth:\n  client_id: ${ID}\n  client_secret: ${SECRET}\nmember_match:\n  parameters_file: ${MEMBERS}\n",
+    );
     match job::lint(&g, Env::Unchecked).unwrap_or_else(|e| panic!("{e}")) {
         Lint::Job { summary, notes, .. } => {
             assert_eq!(notes.len(), 3);

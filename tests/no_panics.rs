@@ -11,6 +11,10 @@ use oneup_bulk::ndjson::{LineSplitter, check_line};
 use proptest::prelude::*;
 use reqwest::header::{HeaderMap, HeaderValue};
 
+#[path = "support/mod.rs"]
+mod support;
+use support::write_file;
+
 const JOB: &str = "name: x\naccess: bulk-data\nfhir_base: https://s.example/fhir\nauth:\n  client_id: a\n  client_secret: b\n  token_url: https://s.example/t\nexport:\n  types: [Patient]\n  since: 2024-01-01\npoll:\n  timeout: 1h\n";
 const MANIFEST: &str = r#"{"transactionTime":"2024-01-01T00:00:00Z","request":"x","requiresAccessToken":true,"output":[{"type":"Patient","url":"https://s/1","count":2}],"error":[]}"#;
 
@@ -50,8 +54,7 @@ proptest! {
         // `validate --no-env` on mutated jobs (with a variable in them): no panic, an error is an error.
         let text = mutate(&JOB.replace("client_id: a", "client_id: ${ID}"), &edits);
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.yaml");
-        std::fs::write(&path, &text).unwrap();
+        let path = write_file(dir.path(), "x.yaml", &text);
         if let Err(e) = oneup_bulk::job::lint(&path, oneup_bulk::job::Env::Unchecked) {
             prop_assert!(e.diagnostics.iter().any(|d| d.is_error()), "{e}");
         }

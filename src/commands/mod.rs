@@ -5,7 +5,7 @@ mod authorize;
 mod check;
 mod demo;
 mod demo_patient;
-pub mod hint;
+mod dry_run;
 mod logging;
 mod run;
 mod status;

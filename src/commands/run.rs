@@ -17,11 +17,11 @@ use tracing::Instrument as _;
 use crate::app::{RunOptions, RunOutcome, run_job};
 use crate::cli::{Global, RunArgs, SummaryFormat};
 use crate::error::{Error, Signal, exit};
-use crate::export::kickoff;
-use crate::job::{AuthMethod, Job};
+use crate::export::advice::{self, JobCmd, Left};
+use crate::job::Job;
 use crate::progress::Display;
 
-use super::hint::{self, JobCmd, Left};
+use super::dry_run::dry_run;
 use super::logging::{error_prefix, json};
 use super::{load_job, report_error, signal, summary};
 /// Exit codes from least to most severe, for "the worst one".
@@ -217,7 +217,7 @@ fn announce(job: &Job, res: &Result<RunOutcome, Error>, runner: &Runner) {
         }
         Err(e) => {
             let cmd = JobCmd::new(job.file_label(), runner.out.as_deref());
-            let next = hint::next_steps(&cmd, e, &Left::of(&job.job_dir()));
+            let next = advice::next_steps(&cmd, e, &Left::of(&job.job_dir()));
             if json() {
                 tracing::error!(exit_code = e.exit_code(), error = %e, next = next.trim(), "job finished");
             } else {
@@ -290,12 +290,7 @@ fn interrupted(slots: &[Slot], sig: Signal) {
         let _ = writeln!(m, "  not started: {}", names.join(", "));
     }
     let again: Vec<String> = files(&cut).into_iter().chain(files(&waiting)).collect();
-    if !again.is_empty() {
-        let _ = writeln!(m, "  resume:  {me} run {}", again.join(" "));
-    }
-    for f in files(&cut) {
-        let _ = writeln!(m, "  forget the export instead:  {me} cancel {f}");
-    }
+    m.push_str(&advice::after_signal(&me, &again, &files(&cut)));
     eprint!("{m}");
 }
 
@@ -346,93 +341,6 @@ fn slot_json(s: &Slot, sig: Option<Signal>) -> serde_json::Value {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-/// `--dry-run`: the token request and the kick-off as they would be sent, secrets redacted.
-pub fn dry_run(job: &Job) -> String {
-    if job.patient.is_some() {
-        return crate::patient::dry_run(job);
-    }
-    let since = crate::state::JobState::open(&job.job_location())
-        .ok()
-        .and_then(|state| crate::export::inflight::resolve_since(job, &state).ok().flatten());
-    let k = kickoff::build(job, since);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# job {} ({})",
-        job.name,
-        job.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-    );
-    match job.auth.method {
-        AuthMethod::None => {
-            let _ = writeln!(s, "# no token (auth.method: none)");
-        }
-        AuthMethod::ClientHeaders => {
-            let _ = writeln!(
-                s,
-                "# no token request (auth.method: client-headers): the credentials go in headers, to the FHIR server only"
-            );
-        }
-        m => {
-            let url = job
-                .auth
-                .token_url
-                .as_ref()
-                .map(|u| u.to_string())
-                .unwrap_or_else(|| format!("(discovered from {}.well-known/smart-configuration)", job.fhir_base));
-            let _ = writeln!(s, "POST {url}");
-            let _ = writeln!(s, "Content-Type: application/x-www-form-urlencoded");
-            let mut form = vec!["grant_type=client_credentials".to_string()];
-            if let Some(sc) = &job.auth.scope {
-                form.push(format!("scope={sc}"));
-            }
-            match m {
-                AuthMethod::ClientSecretPost => {
-                    form.push(format!("client_id={}", job.auth.client_id));
-                    form.push("client_secret=[redacted]".into());
-                }
-                AuthMethod::ClientSecretBasic => {
-                    let _ = writeln!(s, "Authorization: Basic [redacted]");
-                }
-                _ => {
-                    form.push("client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into());
-                    form.push("client_assertion=[signed JWT]".into());
-                }
-            }
-            let _ = writeln!(s, "\n{}\n", form.join("&"));
-        }
-    }
-    let _ = writeln!(s, "{} {}", k.method, k.url);
-    let _ = writeln!(s, "Accept: application/fhir+json");
-    let _ = writeln!(s, "Prefer: {}", k.prefer);
-    match job.auth.method {
-        AuthMethod::None => {}
-        AuthMethod::ClientHeaders => {
-            let _ = writeln!(s, "client_id: {}", job.auth.client_id);
-            let _ = writeln!(s, "client_secret: [redacted]");
-            let _ = writeln!(s, "x-oneup-user-id: {}", crate::session::ONEUP_USER_ID);
-        }
-        _ => {
-            let _ = writeln!(s, "Authorization: Bearer [redacted]");
-        }
-    }
-    for (h, _) in &job.headers {
-        let _ = writeln!(s, "{h}: …");
-    }
-    if let Some(b) = &k.body {
-        let _ = writeln!(
-            s,
-            "Content-Type: application/fhir+json\n\n{}",
-            serde_json::to_string_pretty(b).unwrap_or_default()
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n# then: poll the status URL, download the manifest's files into {}/<run-id>/",
-        job.job_location()
-    );
-    s
 }
 
 #[cfg(test)]

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::Global;
 use crate::error::{Error, exit};
+use crate::export::advice::{JobCmd, Left, next_steps};
 use crate::export::delete::delete_export;
 use crate::job::Overrides;
 use crate::session::Session;
 use crate::state::JobState;
 
-use super::hint::{self, JobCmd};
 use super::{load_job, reporter};
 
 pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
@@ -113,6 +113,13 @@ pub fn describe(name: &str, cmd: &JobCmd, state: &JobState) -> String {
     s
 }
 
+/// Prints `error: …` (after `prefix`) and what to type next; returns the exit code.
+fn report(prefix: &str, e: &Error, cmd: &JobCmd, job_dir: &Path) -> u8 {
+    eprintln!("{prefix}{e}");
+    eprint!("{}", next_steps(cmd, e, &Left::of(job_dir)));
+    e.exit_code()
+}
+
 /// `cancel`: DELETE the export in flight and forget it. Refused while a run holds the job (the message
 /// names the process to stop). `force`: an unreadable `inflight.json` is set aside without asking the
 /// server anything, and a lock recorded by another host is broken (see `state::lock`).
@@ -125,7 +132,7 @@ pub async fn cancel(path: &Path, out: Option<&Path>, force: bool, g: &Global) ->
     let locked = if force { state.lock_forced(&*display) } else { state.lock() };
     let lock = match locked {
         Ok(l) => l,
-        Err(e) => return Ok(hint::report("error: ", &e, &cmd, &state.job_dir)),
+        Err(e) => return Ok(report("error: ", &e, &cmd, &state.job_dir)),
     };
     let res = cancel_locked(&job, &state, &cmd, force, display).await;
     lock.release().await;
@@ -167,7 +174,7 @@ async fn cancel_locked(
             );
             return Ok(exit::OK);
         }
-        Err(e) => return Ok(hint::report("error: ", &e, cmd, &state.job_dir)),
+        Err(e) => return Ok(report("error: ", &e, cmd, &state.job_dir)),
     };
     if f.synchronous {
         // Its `status_url` is the kick-off URL: there is no server job to DELETE.

@@ -1,17 +1,128 @@
-//! What an error message tells a person to run next, with the job file's path, so every message says it
-//! the same way: `oneup-bulk run jobs/x.yaml` to continue, `oneup-bulk run --restart jobs/x.yaml` to
-//! start over. Kept in one place so the wording (and the command) changes once.
+//! What to type next, in one place so every message says it the same way: the exact command lines,
+//! with the job file as the user gave it (and `--out` when the command line knows it), quoted for a
+//! shell where needed. The commands print [`next_steps`] after an error, chosen from the error and
+//! from what the job's state holds afterwards; the export and download steps end their messages with
+//! [`state_kept`] or [`state_cleared`]; `run` prints [`after_signal`] after Ctrl-C or SIGTERM. Pure
+//! but for [`Left::of`].
 
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
 use crate::job::Job;
+use crate::state::{INFLIGHT, JobState, LockHolder};
+
+/// How the user names a job on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCmd {
+    file: String,
+    out: Option<PathBuf>,
+}
+
+impl JobCmd {
+    /// `file` as given on the command line (`Job::file_label`); `out` is `--out`, if it was given.
+    pub fn new(file: impl Into<String>, out: Option<&Path>) -> Self {
+        JobCmd { file: file.into(), out: out.map(Path::to_path_buf) }
+    }
+
+    /// The job's file, without `--out` (what the steps below the command line know of it).
+    pub fn of(job: &Job) -> Self {
+        JobCmd::new(job.file_label(), None)
+    }
+
+    /// `oneup-bulk <sub> [--out DIR] <file>`, quoted for a POSIX shell where needed.
+    pub fn line(&self, sub: &str) -> String {
+        let out = self.out.as_ref().map(|o| format!(" --out {}", quote(&o.display().to_string()))).unwrap_or_default();
+        format!("oneup-bulk {sub}{out} {}", quote(&self.file))
+    }
+}
+
+/// What the job's state holds after an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Left {
+    /// An export in flight: a rerun resumes it.
+    InFlight,
+    /// No export in flight: the next run starts a new one.
+    Nothing,
+    /// `inflight.json` cannot be read.
+    Unreadable(PathBuf),
+}
+
+impl Left {
+    /// Reads the state of the job whose folder is `job_dir`.
+    pub fn of(job_dir: &Path) -> Left {
+        match JobState::new(job_dir).inflight() {
+            Ok(Some(_)) => Left::InFlight,
+            Ok(None) => Left::Nothing,
+            Err(Error::BadState { path, .. }) => Left::Unreadable(path),
+            Err(_) => Left::Nothing,
+        }
+    }
+}
+
+/// The lines to print after `e` (each indented, each ending in a newline), or nothing when the only
+/// thing to do is what the error says (fix the job file, the credentials…).
+pub fn next_steps(cmd: &JobCmd, e: &Error, left: &Left) -> String {
+    match (e, left) {
+        (Error::Job(_) | Error::Usage(_), _) => String::new(),
+        (Error::Locked(holder), _) => locked(cmd, holder),
+        (Error::BadState { path, .. }, _) if path.file_name().is_some_and(|n| n == INFLIGHT) => unreadable(cmd, path),
+        (Error::BadState { path, .. }, _) => {
+            let p = quote(&path.display().to_string());
+            format!(
+                "  to go on, move it aside (`since: auto` then makes the next run a full export):\n    mv {p} {p}.unreadable\n"
+            )
+        }
+        (_, Left::InFlight) => table(
+            "the export is still in flight and its state is kept:",
+            &[
+                (cmd.line("run"), "resume it"),
+                (cmd.line("run --restart"), "forget it and start a new export"),
+                (cmd.line("cancel"), "delete it on the server and forget it"),
+            ],
+        ),
+        (_, Left::Unreadable(path)) => unreadable(cmd, path),
+        (Error::ExportGone { .. }, Left::Nothing) => table("to start the new export now:", &[(cmd.line("run"), "")]),
+        (_, Left::Nothing) => String::new(),
+    }
+}
+
+fn locked(cmd: &JobCmd, h: &LockHolder) -> String {
+    let kill = h.pid.map(|p| format!("`kill {p}`")).unwrap_or_else(|| "its process".into());
+    if h.elsewhere() {
+        let host = h.host.as_deref().unwrap_or("that host");
+        return table(
+            &format!(
+                "it runs on {host}, another machine sharing this folder: stop it there ({kill});\n  if {host} is gone for good, break its lock:"
+            ),
+            &[(cmd.line("cancel --force"), "")],
+        );
+    }
+    table(
+        &format!(
+            "it is still running. If it is stuck, stop it with {kill} (it stops cleanly and keeps its state), then:"
+        ),
+        &[(cmd.line("run"), "resume its export"), (cmd.line("cancel"), "or forget it")],
+    )
+}
+
+fn unreadable(cmd: &JobCmd, path: &Path) -> String {
+    table(
+        &format!("the state of the export in flight cannot be read ({}):", path.display()),
+        &[
+            (cmd.line("run --restart"), "set it aside and start a new export"),
+            (cmd.line("cancel --force"), "set it aside and start nothing"),
+        ],
+    )
+}
 
 /// `oneup-bulk run <job file>`.
 pub fn run(job: &Job) -> String {
-    format!("oneup-bulk run {}", job.file_label())
+    JobCmd::of(job).line("run")
 }
 
 /// `oneup-bulk run --restart <job file>`.
 pub fn restart(job: &Job) -> String {
-    format!("oneup-bulk run --restart {}", job.file_label())
+    JobCmd::of(job).line("run --restart")
 }
 
 /// The end of a message whose error left the export in flight: how to continue and how to start over.
@@ -24,9 +135,128 @@ pub fn state_cleared(job: &Job) -> String {
     format!("the state is cleared: the next run (`{}`) starts a new export", run(job))
 }
 
+/// After a signal stopped a `run`: `again` are the job files to run again (those cut short, then those
+/// not started), `cut` those whose export is in flight; `me` is how this binary is run from here.
+pub fn after_signal(me: &str, again: &[String], cut: &[String]) -> String {
+    let mut s = String::new();
+    if !again.is_empty() {
+        let files: Vec<String> = again.iter().map(|f| quote(f)).collect();
+        s.push_str(&format!("  resume:  {me} run {}\n", files.join(" ")));
+    }
+    for f in cut {
+        s.push_str(&format!("  forget the export instead:  {me} cancel {}\n", quote(f)));
+    }
+    s
+}
+
+/// A heading, then commands in a column with what each does.
+fn table(heading: &str, rows: &[(String, &str)]) -> String {
+    let width = rows.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut s = format!("  {heading}\n");
+    for (c, what) in rows {
+        let line = if what.is_empty() { c.clone() } else { format!("{c:<width$}    {what}") };
+        s.push_str(&format!("    {line}\n"));
+    }
+    s
+}
+
+/// A word for a POSIX shell: as is when it is plainly safe, else in single quotes.
+fn quote(s: &str) -> String {
+    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./-=:,+@%".contains(c));
+    if safe { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Signal;
+
+    fn cmd() -> JobCmd {
+        JobCmd::new("jobs/x.yaml", None)
+    }
+
+    #[test]
+    fn an_export_in_flight_can_be_resumed_restarted_or_cancelled() {
+        let e = Error::Transient("status: gave up after 6 attempts: HTTP 503".into());
+        assert_eq!(
+            next_steps(&cmd(), &e, &Left::InFlight),
+            "  the export is still in flight and its state is kept:
+    oneup-bulk run jobs/x.yaml              resume it
+    oneup-bulk run --restart jobs/x.yaml    forget it and start a new export
+    oneup-bulk cancel jobs/x.yaml           delete it on the server and forget it
+"
+        );
+        // The same words after Ctrl-C, a disk error, a refused token mid-export.
+        for e in [
+            Error::Interrupted(Signal::Terminate),
+            Error::io("/x", std::io::Error::other("disk full")),
+            Error::AuthRefused { url: "u".into(), detail: "d".into() },
+        ] {
+            assert_eq!(
+                next_steps(&cmd(), &e, &Left::InFlight),
+                next_steps(&cmd(), &Error::Failed("x".into()), &Left::InFlight)
+            );
+        }
+        assert_eq!(next_steps(&cmd(), &e, &Left::Nothing), "");
+        assert_eq!(next_steps(&cmd(), &Error::Usage("bad".into()), &Left::InFlight), "");
+    }
+
+    #[test]
+    fn out_and_odd_paths_are_part_of_the_command() {
+        let c = JobCmd::new("my jobs/x.yaml", Some(Path::new("/data/exports")));
+        assert_eq!(c.line("run --restart"), "oneup-bulk run --restart --out /data/exports 'my jobs/x.yaml'");
+        assert_eq!(JobCmd::new("it's.yaml", None).line("cancel"), "oneup-bulk cancel 'it'\\''s.yaml'");
+    }
+
+    #[test]
+    fn a_lost_export_starts_anew() {
+        let e = Error::gone("the status URL answered 404");
+        assert_eq!(
+            next_steps(&cmd(), &e, &Left::Nothing),
+            "  to start the new export now:\n    oneup-bulk run jobs/x.yaml\n"
+        );
+    }
+
+    #[test]
+    fn a_held_lock_names_what_to_stop() {
+        let here = LockHolder { pid: Some(1234), host: Some(crate::state::hostname()), since: Some("T".into()) };
+        let e = Error::Locked(here.clone());
+        assert_eq!(
+            next_steps(&cmd(), &e, &Left::InFlight),
+            "  it is still running. If it is stuck, stop it with `kill 1234` (it stops cleanly and keeps its state), then:
+    oneup-bulk run jobs/x.yaml       resume its export
+    oneup-bulk cancel jobs/x.yaml    or forget it
+"
+        );
+        let there = LockHolder { host: Some("other-host".into()), ..here };
+        assert_eq!(
+            next_steps(&cmd(), &Error::Locked(there), &Left::InFlight),
+            "  it runs on other-host, another machine sharing this folder: stop it there (`kill 1234`);
+  if other-host is gone for good, break its lock:
+    oneup-bulk cancel --force jobs/x.yaml
+"
+        );
+    }
+
+    #[test]
+    fn unreadable_state() {
+        let inflight = PathBuf::from("exports/x/.state/inflight.json");
+        let e = Error::BadState { path: inflight.clone(), detail: "EOF".into() };
+        assert_eq!(
+            next_steps(&cmd(), &e, &Left::Unreadable(inflight)),
+            "  the state of the export in flight cannot be read (exports/x/.state/inflight.json):
+    oneup-bulk run --restart jobs/x.yaml     set it aside and start a new export
+    oneup-bulk cancel --force jobs/x.yaml    set it aside and start nothing
+"
+        );
+        let e = Error::BadState { path: "exports/x/.state/checkpoint.json".into(), detail: "EOF".into() };
+        assert_eq!(
+            next_steps(&cmd(), &e, &Left::Nothing),
+            "  to go on, move it aside (`since: auto` then makes the next run a full export):
+    mv exports/x/.state/checkpoint.json exports/x/.state/checkpoint.json.unreadable
+"
+        );
+    }
 
     #[test]
     fn commands_name_the_job_file() {
@@ -42,5 +272,17 @@ mod tests {
             state_cleared(&job),
             "the state is cleared: the next run (`oneup-bulk run jobs/x.yaml`) starts a new export"
         );
+    }
+
+    #[test]
+    fn after_a_signal_resume_every_job_and_forget_those_cut_short() {
+        let files = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            after_signal("oneup-bulk", &files(&["jobs/a.yaml", "my jobs/b.yaml"]), &files(&["jobs/a.yaml"])),
+            "  resume:  oneup-bulk run jobs/a.yaml 'my jobs/b.yaml'
+  forget the export instead:  oneup-bulk cancel jobs/a.yaml
+"
+        );
+        assert_eq!(after_signal("./oneup-bulk", &[], &[]), "");
     }
 }

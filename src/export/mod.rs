@@ -4,7 +4,7 @@
 //! [`pages`] follows paged manifests, [`member_match`] runs Payer-to-Payer matching first (PDex
 //! `$bulk-member-match`, read by [`match_result`], or HRex `$member-match` per member, [`hrex_match`]),
 //! [`group`] reads a Group's size (1up's 10,000-member limit), and [`delete`] asks the server to forget a
-//! finished export. [`advice`] words the commands a message tells a person to run.
+//! finished export. [`advice`] words what to type next, for every message that says it.
 
 pub mod advice;
 pub mod delete;

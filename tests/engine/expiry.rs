@@ -18,10 +18,6 @@ fn load(path: &std::path::Path) -> oneup_bulk::job::Job {
     oneup_bulk::job::load(path, &|v| (v == "TEST_SECRET").then(|| SECRET.to_string())).unwrap()
 }
 
-fn status_gets(env: &Env) -> usize {
-    env.sandbox.requests().iter().filter(|r| r.path.contains("$export-status") && r.method == "GET").count()
-}
-
 /// Run folders of job `t`, oldest first (run ids are UTC instants, so they sort by time).
 fn run_dirs(env: &Env) -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(env.out().join("t"))
@@ -41,7 +37,7 @@ async fn a_410_link_is_renewed_and_verified_files_are_kept() {
     let job = env.job_from(&env.yaml("t", EXPORT, "  concurrency: 1\n"));
     let out = env.run(&job).await.expect("fresh links are fetched and the run completes");
     assert_eq!((out.exit_code, env.sandbox.kickoff_count()), (5, 1));
-    assert_eq!(status_gets(&env), 4, "two 202s, the manifest, one more for fresh links");
+    assert_eq!(env.status_gets(), 4, "two 202s, the manifest, one more for fresh links");
     // One 410, then every file once: nothing verified is fetched twice.
     assert_eq!(fetches(&env, ""), out.record.files.len() + 1);
     assert!(out.record.files.iter().all(|f| f.url.ends_with("?sig=1")), "the files came from the fresh links");
@@ -100,7 +96,7 @@ async fn a_status_url_gone_when_asked_for_fresh_links_means_a_new_export() {
 async fn a_synchronous_export_whose_link_expired_is_asked_for_again() {
     let env = env_with(true, Faults { sync_kickoff: true, file_410: 1, ..Default::default() }).await;
     let out = env.run(&env.job(EXPORT)).await.expect("a synchronous export has no status URL: kicked off again");
-    assert_eq!((out.exit_code, env.sandbox.kickoff_count(), status_gets(&env)), (5, 2, 0));
+    assert_eq!((out.exit_code, env.sandbox.kickoff_count(), env.status_gets()), (5, 2, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +105,7 @@ async fn fresh_links_that_stay_refused_end_with_exit_3_and_the_state_kept() {
     let path = env.write_job("j.yaml", &env.yaml("t", EXPORT, "  concurrency: 1\n"));
     let job = load(&path);
     let err = env.run(&job).await.unwrap_err();
-    assert_eq!((err.exit_code(), env.sandbox.kickoff_count(), status_gets(&env)), (3, 1, 3 + 3), "{err}");
+    assert_eq!((err.exit_code(), env.sandbox.kickoff_count(), env.status_gets()), (3, 1, 3 + 3), "{err}");
     let file = path.display();
     assert_eq!(
         err.to_string(),
@@ -149,7 +145,7 @@ async fn a_status_500_with_a_failed_outcome_is_exit_4_and_the_next_run_starts_af
              generation failed; the state is cleared: the next run (`oneup-bulk run {file}`) starts a new export\n"
         )
     );
-    assert_eq!(status_gets(&env), 1, "not retried");
+    assert_eq!(env.status_gets(), 1, "not retried");
     assert!(!env.inflight().exists());
     env.sandbox.faults().clear();
     let o = run_bin(vec!["run".into(), path.display().to_string(), "-q".into()]).await;
@@ -161,5 +157,5 @@ async fn a_status_500_with_a_failed_outcome_is_exit_4_and_the_next_run_starts_af
 async fn a_status_500_without_an_outcome_is_retried() {
     let env = env_with(true, Faults { status_500_no_outcome: 2, ..Default::default() }).await;
     let out = env.run(&env.job(EXPORT)).await.expect("a proxy's 500 is temporary");
-    assert_eq!((out.exit_code, env.sandbox.kickoff_count(), status_gets(&env)), (5, 1, 5));
+    assert_eq!((out.exit_code, env.sandbox.kickoff_count(), env.status_gets()), (5, 1, 5));
 }

@@ -171,10 +171,7 @@ async fn killed_while_polling_then_rerun_resumes_the_same_export() {
     assert!(matches!(o.status.code(), Some(0 | 5)), "{}", text(&o));
     assert_eq!(env.sandbox.kickoff_count(), 1, "exactly one kick-off");
     let job = env.job_from(&env.yaml("t", EXPORT, ""));
-    let latest = env.out().join("t/latest");
-    let record: oneup_bulk::record::RunRecord =
-        serde_json::from_slice(&std::fs::read(latest.join("run.json")).unwrap()).unwrap();
-    let out = oneup_bulk::app::RunOutcome { run_dir: latest, record, exit_code: 0 };
+    let out = env.latest_run();
     assert_run_matches_server(&env, &out).await;
     drop(job);
 }
@@ -204,10 +201,7 @@ async fn killed_while_downloading_then_rerun_keeps_verified_files() {
     let first = &before.done[0];
     let fetches = env.sandbox.requests().iter().filter(|r| first.url.ends_with(&r.path)).count();
     assert_eq!(fetches, 1, "{} was downloaded again", first.path);
-    let latest = env.out().join("t/latest");
-    let record: oneup_bulk::record::RunRecord =
-        serde_json::from_slice(&std::fs::read(latest.join("run.json")).unwrap()).unwrap();
-    let out = oneup_bulk::app::RunOutcome { run_dir: latest, record, exit_code: 0 };
+    let out = env.latest_run();
     assert_run_matches_server(&env, &out).await;
 }
 
@@ -233,14 +227,20 @@ async fn disk_full_is_exit_1_naming_the_path_and_earlier_runs_stay() {
     let env = Env::new(SandboxConfig { data_scale: 10, ..Default::default() }).await;
     let mnt = env.dir.path().join("tiny");
     std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIPPED: disk_full test needs root to mount a small tmpfs");
-        return;
+    let test = "disk_full_is_exit_1_naming_the_path_and_earlier_runs_stay";
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skipped(test, "not root: mounting a 256 KiB tmpfs needs root");
+    }
+    let mount =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&mnt).output();
+    match mount {
+        Err(e) => return skipped(test, &format!("no mount command: {e}")),
+        Ok(o) if !o.status.success() => {
+            let why = String::from_utf8_lossy(&o.stderr);
+            return skipped(test, &format!("mount -t tmpfs failed ({}): {}", o.status, why.trim()));
+        }
+        Ok(_) => {}
     }
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
@@ -288,8 +288,7 @@ async fn expired_signed_urls_are_renewed_from_the_status_url() {
     .await;
     let out = env.run(&env.job(EXPORT)).await.expect("fresh URLs are fetched and the run completes");
     assert_eq!(env.sandbox.kickoff_count(), 1, "renewed, not replaced");
-    let status_gets =
-        env.sandbox.requests().iter().filter(|r| r.path.contains("$export-status") && r.method == "GET").count();
+    let status_gets = env.status_gets();
     // Two 202s and the manifest, then at least one more GET for fresh URLs.
     assert!(status_gets >= 4, "the status URL was asked again for fresh URLs ({status_gets} GETs)");
     assert_run_matches_server(&env, &out).await;

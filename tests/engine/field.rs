@@ -2,7 +2,7 @@
 //! v3/STU4 manifests do that a strict reading of v2 does not expect. Each is injected by a sandbox
 //! switch and ends in a documented outcome: the exit code, the files, `run.json` and the state.
 
-use oneup_bulk::record::{FileKind, MIXED, Problem, RunRecord};
+use oneup_bulk::record::{FileKind, MIXED, Problem};
 use oneup_bulk::sandbox::{Faults, SandboxConfig};
 
 use crate::harness::*;
@@ -22,10 +22,6 @@ fn warning(file: &str, message: &str) -> Problem {
     Problem { file: Some(file.into()), line: None, message: message.into() }
 }
 
-fn record_on_disk(run_dir: &std::path::Path) -> RunRecord {
-    serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_counts_are_informative_a_warning_and_exit_5() {
     // The SMART reference server copies the failed output's count into the error entry.
@@ -41,7 +37,7 @@ async fn error_counts_are_informative_a_warning_and_exit_5() {
          copy the failed output's count there); the file is kept",
     )];
     assert_eq!(out.record.warnings, expected);
-    assert_eq!(record_on_disk(&out.run_dir).warnings, expected, "run.json says so too");
+    assert_eq!(read_record(&out.run_dir).warnings, expected, "run.json says so too");
     assert!(out.record.problems.is_empty());
     assert!(!env.inflight().exists());
     // `inspect` does not hold an informative count against the file either.
@@ -98,7 +94,7 @@ async fn a_data_file_that_never_matches_its_count_is_kept_and_fails_strictly() {
         .map(|e| e.path())
         .find(|p| p.join("run.json").exists())
         .unwrap();
-    let rec = record_on_disk(&run_dir);
+    let rec = read_record(&run_dir);
     let f = rec.files.iter().find(|f| f.path == "Patient.002.ndjson").unwrap();
     assert_eq!((f.expected_count, f.lines, f.bytes), (Some(15), 0, 0));
     assert_eq!(std::fs::read(run_dir.join("Patient.002.ndjson")).unwrap(), b"", "kept under its name");
@@ -120,7 +116,7 @@ async fn a_data_file_that_never_matches_its_count_is_kept_and_fails_strictly() {
     let accept = env.write_job("a.yaml", &env.yaml("t", EXPORT, "  accept_count_mismatch: true\n"));
     let o = run_bin(vec!["run".into(), accept.display().to_string()]).await;
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    let rec = record_on_disk(&env.out().join("t/latest"));
+    let rec = read_record(&env.out().join("t/latest"));
     let message = "the manifest says 15 resources, the file holds 0; 2 full fetches gave the same bytes, so it is \
                    kept as the server has it (download.accept_count_mismatch: true)";
     assert_eq!(rec.warnings, vec![warning("Patient.002.ndjson", message)]);

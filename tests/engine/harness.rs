@@ -10,7 +10,10 @@ use std::sync::Arc;
 use oneup_bulk::app::{RunOptions, RunOutcome, run_job};
 use oneup_bulk::job::{self, Job};
 use oneup_bulk::progress::Silent;
+use oneup_bulk::record::RunRecord;
 use oneup_bulk::sandbox::{RetryAfterStyle, Sandbox, SandboxConfig};
+
+pub use crate::support::{sha256_hex, stderr, stdout};
 
 pub const CLIENT_ID: &str = "demo-client";
 pub const SECRET: &str = "demo-secret-not-real";
@@ -78,11 +81,20 @@ impl Env {
         run_job(job, &RunOptions::default(), Arc::new(Silent)).await
     }
 
-    /// Writes the job file into the temp dir and runs the real binary on it.
+    /// Writes a job file into the temp dir (for the real binary to run).
     pub fn write_job(&self, file: &str, yaml: &str) -> PathBuf {
-        let p = self.dir.path().join(file);
-        std::fs::write(&p, yaml).unwrap();
-        p
+        crate::support::write_file(self.dir.path(), file, yaml)
+    }
+
+    /// The last complete run of job `t`, read back from disk (as `exit_code` 0: the code is not kept).
+    pub fn latest_run(&self) -> RunOutcome {
+        let run_dir = self.out().join("t/latest");
+        RunOutcome { record: read_record(&run_dir), run_dir, exit_code: 0 }
+    }
+
+    /// How many times the status URL was polled (GET; a DELETE is not a poll).
+    pub fn status_gets(&self) -> usize {
+        self.sandbox.requests().iter().filter(|r| r.method == "GET" && r.path.contains("$export-status")).count()
     }
 }
 
@@ -125,14 +137,27 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `run.json` of the run folder `run_dir`, read back from disk.
+pub fn read_record(run_dir: &Path) -> RunRecord {
+    let p = run_dir.join("run.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
 /// A token straight from the sandbox, to fetch files as the server sent them.
 pub async fn token(env: &Env) -> String {
-    let resp = reqwest::Client::new()
+    token_with(&reqwest::Client::new(), env).await
+}
+
+/// [`token`] through `client` (one that trusts the sandbox's test CA, say).
+pub async fn token_with(client: &reqwest::Client, env: &Env) -> String {
+    let resp = client
         .post(env.sandbox.token_url())
         .form(&[("grant_type", "client_credentials"), ("client_id", CLIENT_ID), ("client_secret", SECRET)])
         .send()
         .await
         .unwrap();
+    assert!(resp.status().is_success(), "token: {}", resp.status());
     let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     v["access_token"].as_str().unwrap().to_string()
 }
@@ -182,10 +207,6 @@ pub async fn assert_run_matches_server(env: &Env, out: &RunOutcome) -> usize {
     n
 }
 
-pub fn sha256_hex(b: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Waits (bounded: 10 s) until `cond` holds.
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..2000 {
@@ -195,4 +216,11 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Says on the terminal that `test` did not run, and why (a test that cannot run here must not pass
+/// silently). Straight to stderr: the test harness captures `eprintln!` of passing tests.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use oneup_bulk::app::RunOutcome;
 use oneup_bulk::commands::summary;
 use oneup_bulk::progress::units;
-use oneup_bulk::record::RunRecord;
 use oneup_bulk::sandbox::SandboxConfig;
 use serde_json::Value;
 
@@ -30,10 +29,6 @@ fn json_lines(o: &std::process::Output) -> Vec<Value> {
         .collect()
 }
 
-fn record(run_dir: &Path) -> RunRecord {
-    serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_name_the_job_on_every_line_and_end_with_its_outcome() {
     let env = Env::default().await;
@@ -48,7 +43,7 @@ async fn json_logs_name_the_job_on_every_line_and_end_with_its_outcome() {
     }
     let last = lines.last().unwrap();
     let run_dir = PathBuf::from(last["run_dir"].as_str().unwrap());
-    let r = record(&run_dir);
+    let r = read_record(&run_dir);
     let t = summary::tally(&r);
     assert_eq!(last["message"], "job finished");
     assert_eq!(last["level"], "INFO");
@@ -130,7 +125,7 @@ async fn ctrl_c_during_the_second_job_keeps_the_first_jobs_summary_and_names_the
     let a_dir = std::fs::canonicalize(env_a.out().join("a/latest")).unwrap();
     let a_out = RunOutcome {
         run_dir: env_a.out().join("a").join(a_dir.file_name().unwrap()),
-        record: record(&a_dir),
+        record: read_record(&a_dir),
         exit_code: 5,
     };
     let a_total = summary::tally(&a_out.record).data;

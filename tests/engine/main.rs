@@ -2,6 +2,8 @@
 //! the faults, the resume and recovery paths, timeouts and warnings. One binary; modules by theme.
 
 mod harness;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod display;
 mod expiry;
@@ -14,6 +16,7 @@ mod patient;
 mod payer;
 mod recovery;
 mod s3;
+mod screens;
 mod security;
 mod servers;
 mod silent;

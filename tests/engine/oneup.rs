@@ -33,10 +33,6 @@ fn args(a: &[&str], path: &std::path::Path) -> Vec<String> {
     a.iter().map(|s| s.to_string()).chain([path.display().to_string()]).collect()
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_and_realm_name_both_urls_and_written_urls_win() {
     let env = Env::new(SandboxConfig { error_file: false, ..Default::default() }).await;

@@ -3,9 +3,8 @@
 //! state file. Each ends in a complete run on the next try, or in one clear message that names the
 //! exact command to type; never in a failure that every rerun repeats.
 
-use oneup_bulk::commands::hint::{self, JobCmd, Left};
 use oneup_bulk::error::Error;
-use oneup_bulk::record::RunRecord;
+use oneup_bulk::export::advice::{self, JobCmd, Left};
 use oneup_bulk::sandbox::{Faults, FileCut, SandboxConfig};
 use oneup_bulk::state::{InFlight, JobState, LockHolder};
 
@@ -13,23 +12,8 @@ use crate::harness::*;
 
 const EXPORT: &str = "  level: system\n  types: [Patient, Coverage, ExplanationOfBenefit]\n";
 
-/// The last complete run, read back from disk.
-fn latest(env: &Env) -> oneup_bulk::app::RunOutcome {
-    let run_dir = env.out().join("t/latest");
-    let record: RunRecord = serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
-    oneup_bulk::app::RunOutcome { run_dir, record, exit_code: 0 }
-}
-
 fn in_flight(env: &Env) -> InFlight {
     serde_json::from_slice(&std::fs::read(env.inflight()).unwrap()).unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn status_gets(env: &Env) -> usize {
-    env.sandbox.requests().iter().filter(|r| r.method == "GET" && r.path.contains("$export-status")).count()
 }
 
 /// A sandbox whose ExplanationOfBenefit file is always cut: the run verifies the other files, then
@@ -56,7 +40,7 @@ async fn a_run_folder_deleted_by_hand_is_made_again_and_downloaded() {
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
     // What to type next, with the job's path and the --out it was run with.
     let cmd = JobCmd::new(path.display().to_string(), Some(&env.out()));
-    let next = hint::next_steps(&cmd, &Error::Transient(String::new()), &Left::InFlight);
+    let next = advice::next_steps(&cmd, &Error::Transient(String::new()), &Left::InFlight);
     let port = env.sandbox.fhir_base().port().unwrap();
     let cut =
         format!("error: job t: ExplanationOfBenefit.ndjson: connection to 127.0.0.1:{port} cut while reading the body");
@@ -69,17 +53,17 @@ async fn a_run_folder_deleted_by_hand_is_made_again_and_downloaded() {
     std::fs::remove_dir_all(&run_dir).unwrap();
 
     env.sandbox.faults().clear();
-    let polls = status_gets(&env);
+    let polls = env.status_gets();
     let o = run_bin(args()).await;
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert_eq!(env.sandbox.kickoff_count(), 1, "the same export, not a new one");
-    assert_eq!(status_gets(&env), polls, "the manifest and its pages came from the state folder");
+    assert_eq!(env.status_gets(), polls, "the manifest and its pages came from the state folder");
     for d in &before.done {
         let fetches = env.sandbox.requests().iter().filter(|r| d.url.ends_with(&r.path)).count();
         assert_eq!(fetches, 2, "{} was deleted with the folder and fetched again", d.path);
     }
     // Every page is back (the check counts them against the files), and every file matches the server.
-    let done = latest(&env);
+    let done = env.latest_run();
     assert_eq!(done.run_dir.canonicalize().unwrap(), run_dir.canonicalize().unwrap());
     assert_run_matches_server(&env, &done).await;
     assert!(!env.inflight().exists());
@@ -164,7 +148,7 @@ async fn cancel_while_a_run_holds_the_job_names_the_process_to_stop() {
     assert_eq!(holder.pid, Some(child.id()));
     let e = Error::Locked(holder);
     let cmd = JobCmd::new(path.display().to_string(), None);
-    let expected = format!("error: {e}\n{}", hint::next_steps(&cmd, &e, &Left::InFlight));
+    let expected = format!("error: {e}\n{}", advice::next_steps(&cmd, &e, &Left::InFlight));
     assert!(expected.contains(&format!("stop it with `kill {}`", child.id())), "{expected}");
     for force in [false, true] {
         let mut args = vec!["cancel".to_string(), "-q".into(), path.display().to_string()];
@@ -192,7 +176,7 @@ async fn an_unreadable_state_file_names_the_way_out_and_force_sets_it_aside() {
     std::fs::write(env.inflight(), "{\"export_id\": \"cut sh").unwrap();
     let e = state.inflight().unwrap_err();
     let cmd = JobCmd::new(path.display().to_string(), None);
-    let next = hint::next_steps(&cmd, &e, &Left::Unreadable(env.inflight()));
+    let next = advice::next_steps(&cmd, &e, &Left::Unreadable(env.inflight()));
     assert!(next.contains(&format!("oneup-bulk cancel --force {}", path.display())), "{next}");
     let p = path.display().to_string();
     let o = run_bin(vec!["run".into(), "-q".into(), p.clone()]).await;
@@ -226,7 +210,7 @@ async fn cancel_force_breaks_a_lock_left_by_another_host() {
     let p = path.display().to_string();
     let o = run_bin(vec!["cancel".into(), "-q".into(), p.clone()]).await;
     let e = Error::Locked(LockHolder::parse(line));
-    let next = hint::next_steps(&JobCmd::new(p.clone(), None), &e, &Left::Nothing);
+    let next = advice::next_steps(&JobCmd::new(p.clone(), None), &e, &Left::Nothing);
     assert_eq!((o.status.code(), stderr(&o)), (Some(75), format!("error: {e}\n{next}")));
     assert!(next.contains("  if other-host.example is gone for good, break its lock:\n"), "{next}");
     let o = run_bin(vec!["cancel".into(), "--force".into(), p.clone()]).await;

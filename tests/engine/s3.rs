@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -58,8 +58,7 @@ pub fn server(test: &str) -> Option<&'static S3> {
         Ok(s) => Some(s),
         Err(why) if std::env::var_os("CI").is_some() => panic!("CI needs the S3 test server: {why}"),
         Err(why) => {
-            // Straight to the terminal: the test harness captures eprintln! of passing tests.
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no S3 test server: {why}");
+            crate::harness::skipped(test, &format!("no S3 test server: {why}"));
             None
         }
     }

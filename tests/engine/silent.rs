@@ -2,7 +2,7 @@
 //! with no resources, a type asked for and absent from the manifest. Each is a warning in the log, the
 //! summary and `run.json`; the exit code stays what the files say.
 
-use oneup_bulk::record::{Problem, RunRecord};
+use oneup_bulk::record::Problem;
 use oneup_bulk::sandbox::{Faults, SandboxConfig};
 
 use crate::harness::*;
@@ -28,8 +28,7 @@ async fn a_narrow_granted_scope_is_a_warning_in_the_log_the_summary_and_run_json
     let log: Vec<&str> = std::str::from_utf8(&o.stderr).unwrap().lines().filter(|l| l.contains(" WARN ")).collect();
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].ends_with(msg), "{log:?}");
-    let record: RunRecord =
-        serde_json::from_slice(&std::fs::read(env.out().join("t/latest/run.json")).unwrap()).unwrap();
+    let record = read_record(&env.out().join("t/latest"));
     assert_eq!(record.warnings, vec![warning(msg)]);
     assert!(record.complete);
 }

@@ -54,13 +54,9 @@ async fn a_run_trusts_the_ca_file_over_http2_and_http1() {
         }
         // Every file as the server serves it, fetched over the same TLS.
         let c = trusting(&ca);
-        let form = [("grant_type", "client_credentials"), ("client_id", CLIENT_ID), ("client_secret", SECRET)];
-        let tok: serde_json::Value = serde_json::from_slice(
-            &c.post(env.sandbox.token_url()).form(&form).send().await.unwrap().bytes().await.unwrap(),
-        )
-        .unwrap();
+        let tok = token_with(&c, &env).await;
         for f in &out.record.files {
-            let remote = c.get(&f.url).bearer_auth(tok["access_token"].as_str().unwrap()).send().await.unwrap();
+            let remote = c.get(&f.url).bearer_auth(&tok).send().await.unwrap();
             let remote = remote.bytes().await.unwrap();
             assert!(std::fs::read(out.run_dir.join(&f.path)).unwrap() == remote, "{}", f.path);
             assert_eq!(f.sha256, sha256_hex(&remote));
