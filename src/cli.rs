@@ -123,7 +123,7 @@ pub enum Command {
     },
     /// Review downloaded NDJSON: files, resources, bytes, invalid lines, counts against the manifest.
     #[command(
-        after_help = "Examples:\n  oneup-bulk inspect exports/provider/latest\n  oneup-bulk inspect exports/provider/latest --json\n  oneup-bulk inspect exports/provider/latest --type Patient --head 3\n  oneup-bulk inspect some/folder --check-references"
+        after_help = "Examples:\n  oneup-bulk inspect exports/provider/latest\n  oneup-bulk inspect exports/provider/latest --json\n  oneup-bulk inspect exports/provider/latest --head 3\n  oneup-bulk inspect exports/provider/latest --type Patient --head 3 --pretty\n  oneup-bulk inspect some/folder --check-references"
     )]
     Inspect(InspectArgs),
     /// Connection test: discovery, token, CapabilityStatement, advertised export operations. No export.
@@ -247,7 +247,7 @@ pub struct AuthorizeArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Run folders, folders of NDJSON, or .ndjson / .ndjson.gz files.
+    /// Run folders, folders of NDJSON, .ndjson / .ndjson.gz files, or a job's folder (lists its runs).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// One JSON document on stdout, for scripts.
@@ -256,18 +256,30 @@ pub struct InspectArgs {
     /// Count references to resources that are not in the export.
     #[arg(long)]
     pub check_references: bool,
-    /// With --head: the resource type to print.
+    /// Print resources of this type only (from any file, error/ and deleted/ too); --head 1 if not given.
     #[arg(long = "type", value_name = "TYPE")]
     pub resource_type: Option<String>,
-    /// Print N resources (of --type), pretty.
-    #[arg(long, value_name = "N")]
+    /// Print the first N resources of each type, as the lines are in the files.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub head: Option<usize>,
-    /// List the first N problems with file:line and the reason.
+    /// With --head or --type: indent each resource (keys in their order).
+    #[arg(long)]
+    pub pretty: bool,
+    /// List the first N problems with file:line and the reason, then each failed check explained.
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
     pub invalid: Option<usize>,
     /// Files read at once (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+}
+
+/// `--head N`: 0 would print nothing.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub async fn main(cli: Cli) -> u8 {
         Command::Status { jobs, out } => status::status(&jobs, out.as_deref()),
         Command::Cancel { job, out, force } => status::cancel(&job, out.as_deref(), force, &g).await,
         // Off the runtime's threads: inspect blocks (on files, or on a bucket's requests).
-        Command::Inspect(args) => tokio::task::spawn_blocking(move || inspect(args))
+        Command::Inspect(args) => tokio::task::spawn_blocking(move || crate::inspect::run_command(args))
             .await
             .unwrap_or_else(|e| Err(Error::Failed(format!("inspect failed: {e}")))),
         Command::Check { job } => check::check(&job, &g).await,
@@ -186,33 +186,4 @@ fn keygen(alg: crate::cli::KeyAlgorithm, kid: &str, out: &Path) -> Result<u8, Er
     println!("private key: {} (keep it secret; job: auth.private_key_file)", key_path.display());
     println!("public JWKS: {} (register it with the server)", jwks_path.display());
     Ok(exit::OK)
-}
-
-/// `inspect`: the report on stdout (text or JSON); exit 0 whole and valid, 1 not, 2 usage.
-fn inspect(a: crate::cli::InspectArgs) -> Result<u8, Error> {
-    use crate::inspect::{InspectOptions, print_head, render_json, render_problems, render_text};
-    let opts = InspectOptions {
-        paths: a.paths,
-        check_references: a.check_references,
-        type_filter: a.resource_type,
-        head: a.head,
-        invalid: a.invalid,
-        threads: a.threads,
-        ..Default::default()
-    };
-    let mut out = std::io::stdout().lock();
-    if opts.head.is_some() || opts.type_filter.is_some() {
-        print_head(&opts, &mut out)?;
-        return Ok(exit::OK);
-    }
-    let report = crate::inspect::inspect(&opts)?;
-    let res = if a.json {
-        render_json(&report, &mut out)
-    } else if let Some(n) = opts.invalid {
-        render_problems(&report, n, &mut out)
-    } else {
-        render_text(&report, &mut out)
-    };
-    res.map_err(|e| Error::io("stdout", e))?;
-    Ok(report.exit_code())
 }

@@ -11,35 +11,57 @@
 //! server's `error/` OperationOutcomes grouped by severity, code and diagnostics; with
 //! `--check-references`, references to resources not in the export.
 //!
-//! `--json` field names (stable): `inputs[]` of `{path, kind ("run"|"folder"|"file"), types[{type, files,
-//! resources, bytes, invalid_lines, wrong_type_lines, earliest_last_updated, latest_last_updated}],
-//! files[{path, type, resources, bytes, sha256 (null without run.json), invalid_lines, wrong_type_lines, truncated}],
-//! checks[{what, file, expected, found, ok}], outcomes[{severity, code, diagnostics, count}],
-//! references: null | {resources_indexed, checked, dangling[{source_type, field, count, examples[]}],
-//! target_not_exported[{source_type, field, target_type, count}]}, problems[{file, line, reason}]}`,
-//! then `whole` (bool), `seconds`, `bytes`.
+//! Never "whole and valid" unless it is: a run folder without `run.json` (interrupted, or left
+//! behind when its export ended) or whose `run.json` says incomplete is reported incomplete with what
+//! to do; a gzip stream that breaks off is a per-file problem like a cut plain file; one file given
+//! alone is held only against its own `run.json` entry; a job folder (`exports/<job>`) lists its runs
+//! and is not checked (exit 2 when nothing else was named). `deleted/` Bundles are counted per type of
+//! the deleted resources, apart from the data.
+//!
+//! `--json` field names (stable): `inputs[]` of `{path, kind ("run"|"folder"|"file"|"job"), incomplete
+//! (null | why and what to do), types[{type, files, resources, bytes, invalid_lines, wrong_type_lines,
+//! earliest_last_updated, latest_last_updated}], files[{path, type, resources, bytes, sha256 (null
+//! without run.json), invalid_lines, wrong_type_lines, truncated}], checks[{what, file, expected, found,
+//! ok}], outcomes[{severity, code, diagnostics, count}], deleted: null | {files, bundles, entries,
+//! types[{type, entries}]}, references: null | {resources_indexed, checked, skipped{urn, contained,
+//! absolute, other}, dangling[{source_type, field, count, examples[]}], target_not_exported[{source_type,
+//! field, target_type, count}]}, problems[{file, line, reason}]}`, and for a job folder `runs[{id, status
+//! ("complete"|"incomplete"|"interrupted"), latest, transactionTime, files, resources}]`; then `whole`
+//! (bool), `seconds`, `bytes`.
 //!
 //! Memory: files are read in 1 MiB blocks through the shared bounded line splitter. Reference checks
 //! keep one 64-bit hash per resource (`Type/id`) in a hash set, about 16 bytes a resource with the
 //! table's slack: ~160 MB for ten million resources; references are checked in a second pass, so they
 //! are never held.
 
+mod command;
+mod compare;
+mod deleted;
+mod explain;
+mod head;
+mod input;
+mod jobdir;
 mod refs;
 mod render;
 mod scan;
+mod standing;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::record::RunRecord;
-use crate::store::Location;
-use crate::store::reader::Tree;
+use input::{Input, JOB, RUN};
 
+pub use command::run_command;
+pub use deleted::DeletedReport;
+pub use head::print_head;
+pub use jobdir::RunListing;
+pub use refs::{RefReport, Skipped};
 pub use render::{render_json, render_problems, render_text};
-pub use scan::print_head;
+pub use standing::Status;
 
 #[derive(Debug, Clone)]
 pub struct InspectOptions {
@@ -48,6 +70,8 @@ pub struct InspectOptions {
     /// With `head`: the type to print.
     pub type_filter: Option<String>,
     pub head: Option<usize>,
+    /// With `head`: indent each resource rather than print its line as it is.
+    pub pretty: bool,
     /// Problems to list (they are always counted).
     pub invalid: Option<usize>,
     /// 0: the machine's cores.
@@ -62,6 +86,7 @@ impl Default for InspectOptions {
             check_references: false,
             type_filter: None,
             head: None,
+            pretty: false,
             invalid: None,
             threads: 0,
             max_line_bytes: 64 << 20,
@@ -78,22 +103,40 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 when every input is whole and valid, 1 otherwise.
+    /// 0 when every input is whole and valid, 1 otherwise; 2 when nothing was checked (job folders
+    /// only: their runs are listed).
     pub fn exit_code(&self) -> u8 {
-        if self.whole { 0 } else { 1 }
+        if self.nothing_checked() {
+            crate::error::exit::USAGE
+        } else if self.whole {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// Every input was a job folder.
+    pub fn nothing_checked(&self) -> bool {
+        self.inputs.iter().all(|i| i.kind == JOB)
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct InputReport {
     pub path: String,
     pub kind: &'static str,
+    /// A run folder that does not hold a finished run: why, and what to do.
+    pub incomplete: Option<String>,
     pub types: Vec<TypeSummary>,
     pub files: Vec<FileSummary>,
     pub checks: Vec<Check>,
     pub outcomes: Vec<OutcomeGroup>,
-    pub references: Option<refs::RefReport>,
+    pub deleted: Option<DeletedReport>,
+    pub references: Option<RefReport>,
     pub problems: Vec<scan::Problem>,
+    /// A job folder's runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<RunListing>>,
     #[serde(skip)]
     pub problems_total: u64,
 }
@@ -111,7 +154,7 @@ pub struct TypeSummary {
     pub latest_last_updated: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct FileSummary {
     pub path: String,
     #[serde(rename = "type")]
@@ -123,6 +166,9 @@ pub struct FileSummary {
     pub invalid_lines: u64,
     pub wrong_type_lines: u64,
     pub truncated: bool,
+    /// Why `truncated`: a last line cut short, or a gzip stream that breaks off.
+    #[serde(skip)]
+    pub cut: Option<String>,
     #[serde(skip)]
     pub kind: FileRole,
     #[serde(skip)]
@@ -135,6 +181,9 @@ pub struct FileSummary {
     /// Organized output: the `Parameters` block headers.
     #[serde(skip)]
     pub header_lines: u64,
+    /// A `deleted/` file: its Bundles' entries by the type of the deleted resource.
+    #[serde(skip)]
+    pub deleted: BTreeMap<String, u64>,
 }
 
 /// The lines of one type in an organized file.
@@ -172,117 +221,97 @@ pub struct OutcomeGroup {
     pub count: u64,
 }
 
-/// One input resolved to the files to read: a folder (or bucket prefix) and the files in it, by
-/// relative path, with their sizes.
-struct Input {
-    path: String,
-    kind: &'static str,
-    tree: Tree,
-    files: Vec<(String, u64)>,
-}
-
-fn is_ndjson(rel: &str) -> bool {
-    let n = rel.rsplit('/').next().unwrap_or(rel);
-    (n.ends_with(".ndjson") || n.ends_with(".ndjson.gz") || n.ends_with(".jsonl")) && n != "log.ndjson"
-}
-
-/// Data files sit at the top of a run folder or in its `error/` and `deleted/` (not in `log/`).
-fn is_data_file(rel: &str) -> bool {
-    let place = match rel.split_once('/') {
-        None => true,
-        Some((dir, rest)) => (dir == "error" || dir == "deleted") && !rest.contains('/'),
-    };
-    place && is_ndjson(rel)
-}
-
-fn resolve(path: &Path) -> Result<Input> {
-    let loc = Location::from_path(path).map_err(Error::Usage)?;
-    let (tree, label) = match &loc {
-        Location::Object(_) => (Tree::open(&loc)?, loc.to_string()),
-        Location::Local(p) => {
-            let meta = std::fs::metadata(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?;
-            if meta.is_file() {
-                let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let tree = Tree::Local(parent.to_path_buf());
-                let label = p.display().to_string();
-                return Ok(Input { path: label, kind: "file", tree, files: vec![(name, meta.len())] });
-            }
-            (Tree::Local(p.clone()), p.display().to_string())
-        }
-    };
-    let listed = tree.list()?;
-    let has = |name: &str| listed.iter().any(|(rel, _)| rel == name);
-    let kind = if has(crate::record::RUN_FILE) || has(crate::record::MANIFEST_FILE) { "run" } else { "folder" };
-    let files: Vec<_> = listed.into_iter().filter(|(rel, _)| is_data_file(rel)).collect();
-    if files.is_empty() && kind == "folder" {
-        return Err(Error::Usage(format!("{label}: no .ndjson files here")));
-    }
-    Ok(Input { path: label, kind, tree, files })
-}
-
 /// Reads everything and builds the report.
 pub fn inspect(opts: &InspectOptions) -> Result<Report> {
     let t0 = std::time::Instant::now();
     if opts.paths.is_empty() {
         return Err(Error::Usage("name at least one run folder, folder or file".into()));
     }
-    let inputs: Vec<Input> = opts.paths.iter().map(|p| resolve(p)).collect::<Result<_>>()?;
+    let inputs: Vec<Input> = opts.paths.iter().map(|p| input::resolve(p)).collect::<Result<_>>()?;
     let threads =
         if opts.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { opts.threads };
     let mut reports = Vec::new();
     let mut bytes = 0;
     for input in &inputs {
-        // SHA-256 only where there is a record to compare it with: hashing costs as much as parsing.
-        let run = input.tree.read(crate::record::RUN_FILE);
-        let hash = run.is_some();
-        let scanned =
-            scan::scan_files(&input.tree, &input.files, threads, opts.max_line_bytes, opts.check_references, hash);
-        let mut files = Vec::new();
-        let mut problems = Vec::new();
-        let mut problems_total = 0;
-        let mut outcomes: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-        let mut ids = scan::IdSet::default();
-        for s in scanned {
-            let s = s.map_err(|(rel, e)| Error::io(format!("{}/{rel}", input.tree.label()), e))?;
-            bytes += s.summary.bytes;
-            problems_total += s.problems_total;
-            problems.extend(s.problems);
-            for (k, n) in s.outcomes {
-                *outcomes.entry(k).or_default() += n;
-            }
-            ids.extend(s.ids);
-            files.push(s.summary);
+        if input.kind == JOB {
+            let runs = Some(jobdir::list(&input.tree));
+            reports.push(InputReport { path: input.path.clone(), kind: JOB, runs, ..Default::default() });
+            continue;
         }
-        let types = summarise(&files);
-        let checks = compare(input, run.as_deref(), &files);
-        let references = if opts.check_references {
-            Some(refs::check(&input.tree, &input.files, &ids, threads, opts.max_line_bytes))
-        } else {
-            None
-        };
-        reports.push(InputReport {
-            path: input.path.clone(),
-            kind: input.kind,
-            types,
-            files,
-            checks,
-            outcomes: outcomes
-                .into_iter()
-                .map(|((severity, code, diagnostics), count)| OutcomeGroup { severity, code, diagnostics, count })
-                .collect(),
-            references,
-            problems,
-            problems_total,
-        });
+        let (report, read) = inspect_one(input, opts, threads)?;
+        bytes += read;
+        reports.push(report);
     }
-    let whole = reports.iter().all(|r| {
-        r.problems_total == 0
-            && r.checks.iter().all(|c| c.ok)
-            && r.files.iter().all(|f| !f.truncated && f.invalid_lines == 0 && f.wrong_type_lines == 0)
-            && r.references.as_ref().is_none_or(|x| x.dangling.is_empty())
-    });
+    let checked = || reports.iter().filter(|r| r.kind != JOB);
+    let whole = checked().next().is_some()
+        && checked().all(|r| {
+            r.incomplete.is_none()
+                && r.problems_total == 0
+                && r.checks.iter().all(|c| c.ok)
+                && r.files.iter().all(|f| !f.truncated && f.invalid_lines == 0 && f.wrong_type_lines == 0)
+                && r.references.as_ref().is_none_or(|x| x.dangling.is_empty())
+        });
     Ok(Report { inputs: reports, whole, seconds: t0.elapsed().as_secs_f64(), bytes })
+}
+
+/// One run folder, folder or file: read, counted, compared with its record. Returns the bytes read.
+fn inspect_one(input: &Input, opts: &InspectOptions, threads: usize) -> Result<(InputReport, u64)> {
+    let run_json = input.tree.read(crate::record::RUN_FILE);
+    let record: Option<RunRecord> = run_json.as_deref().and_then(|b| serde_json::from_slice(b).ok());
+    let mut incomplete = None;
+    if input.kind == RUN {
+        incomplete = match (&run_json, &record) {
+            (Some(_), None) => {
+                Some("run.json cannot be read as a run record, so nothing says this run is whole".into())
+            }
+            _ => {
+                let place = input::run_place(&input.tree);
+                let view = place.as_ref().map(|(job, _)| standing::JobView::of(job));
+                let id = place.map(|(_, id)| id).unwrap_or_default();
+                standing::assess(record.as_ref(), view.as_ref(), &id, input.partial.len()).1
+            }
+        };
+    }
+    // SHA-256 only where there is a record to compare it with: hashing costs as much as parsing.
+    let hash = record.is_some();
+    let scanned =
+        scan::scan_files(&input.tree, &input.files, threads, opts.max_line_bytes, opts.check_references, hash);
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    let (mut problems_total, mut bytes) = (0, 0);
+    let mut outcomes: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut ids = scan::IdSet::default();
+    for s in scanned {
+        let s = s.map_err(|(rel, e)| Error::io(format!("{}/{rel}", input.tree.label()), e))?;
+        bytes += s.summary.bytes;
+        problems_total += s.problems_total;
+        problems.extend(s.problems);
+        for (k, n) in s.outcomes {
+            *outcomes.entry(k).or_default() += n;
+        }
+        ids.extend(s.ids);
+        files.push(s.summary);
+    }
+    let references =
+        opts.check_references.then(|| refs::check(&input.tree, &input.files, &ids, threads, opts.max_line_bytes));
+    let report = InputReport {
+        path: input.path.clone(),
+        kind: input.kind,
+        incomplete,
+        types: summarise(&files),
+        checks: compare::compare(input, record.as_ref(), &files),
+        deleted: deleted::report(&files),
+        files,
+        outcomes: outcomes
+            .into_iter()
+            .map(|((severity, code, diagnostics), count)| OutcomeGroup { severity, code, diagnostics, count })
+            .collect(),
+        references,
+        problems,
+        problems_total,
+        runs: None,
+    };
+    Ok((report, bytes))
 }
 
 fn summarise(files: &[FileSummary]) -> Vec<TypeSummary> {
@@ -323,75 +352,4 @@ fn summarise(files: &[FileSummary]) -> Vec<TypeSummary> {
         }
     }
     by.into_values().collect()
-}
-
-/// Expected against found: per file from `run.json`, else per type from `manifest.json`.
-fn compare(input: &Input, run: Option<&[u8]>, files: &[FileSummary]) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let run: Option<RunRecord> = run.and_then(|b| serde_json::from_slice(b).ok());
-    if let Some(run) = run {
-        for r in &run.files {
-            match files.iter().find(|f| f.path == r.path) {
-                None => checks.push(Check {
-                    what: "missing file".into(),
-                    file: r.path.clone(),
-                    expected: "present".into(),
-                    found: "absent".into(),
-                    ok: false,
-                }),
-                Some(f) => {
-                    // `error[]`/`deleted[]` counts are informative (servers copy the failed output's
-                    // count there); organized counts may or may not include the block headers.
-                    if let Some(c) = r.expected_count.filter(|_| r.kind == crate::record::FileKind::Output) {
-                        checks.push(Check {
-                            what: "count".into(),
-                            file: r.path.clone(),
-                            expected: c.to_string(),
-                            found: f.resources.to_string(),
-                            ok: crate::record::count_agrees(Some(c), f.resources, f.header_lines),
-                        });
-                    }
-                    checks.push(Check {
-                        what: "sha256".into(),
-                        file: r.path.clone(),
-                        expected: r.sha256.clone(),
-                        found: f.sha256.clone().unwrap_or_default(),
-                        ok: f.sha256.as_deref() == Some(r.sha256.as_str()),
-                    });
-                }
-            }
-        }
-        for f in files.iter().filter(|f| !run.files.iter().any(|r| r.path == f.path)) {
-            checks.push(Check {
-                what: "extra file".into(),
-                file: f.path.clone(),
-                expected: "absent".into(),
-                found: "present".into(),
-                ok: false,
-            });
-        }
-        return checks;
-    }
-    let manifest: Option<serde_json::Value> =
-        input.tree.read(crate::record::MANIFEST_FILE).and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(m) = manifest {
-        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-        for e in m["output"].as_array().into_iter().flatten() {
-            if let (Some(t), Some(c)) = (e["type"].as_str(), e["count"].as_u64()) {
-                *expected.entry(t.to_string()).or_default() += c;
-            }
-        }
-        for (t, c) in expected {
-            let found: u64 =
-                files.iter().filter(|f| f.kind == FileRole::Output && f.resource_type == t).map(|f| f.resources).sum();
-            checks.push(Check {
-                what: "count".into(),
-                file: t.clone(),
-                expected: c.to_string(),
-                found: found.to_string(),
-                ok: c == found,
-            });
-        }
-    }
-    checks
 }

@@ -1,5 +1,8 @@
 //! `--check-references`: the second pass. The first pass indexed every resource as a 64-bit hash of
 //! `Type/id`; this one reads the output files again and looks up every relative `Type/id` reference.
+//! The others cannot be looked up in the files and are counted as skipped, by kind: `urn:uuid:` /
+//! `urn:oid:` (a Bundle's own ids), `#id` (contained resources), absolute URLs, and anything else
+//! (a type that is not an R4 resource type, a conditional `Type?query`, no id).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,6 +22,7 @@ const EXAMPLES: usize = 3;
 pub struct RefReport {
     pub resources_indexed: u64,
     pub checked: u64,
+    pub skipped: Skipped,
     pub dangling: Vec<Dangling>,
     pub target_not_exported: Vec<NotExported>,
 }
@@ -39,9 +43,45 @@ pub struct NotExported {
     pub count: u64,
 }
 
+/// References that are not `Type/id`, so not looked up.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub urn: u64,
+    pub contained: u64,
+    pub absolute: u64,
+    pub other: u64,
+}
+
+impl Skipped {
+    pub fn total(&self) -> u64 {
+        self.urn + self.contained + self.absolute + self.other
+    }
+
+    fn add(&mut self, o: Skipped) {
+        self.urn += o.urn;
+        self.contained += o.contained;
+        self.absolute += o.absolute;
+        self.other += o.other;
+    }
+
+    fn count(&mut self, r: &str) {
+        let slot = if r.starts_with("urn:") {
+            &mut self.urn
+        } else if r.starts_with('#') {
+            &mut self.contained
+        } else if r.contains("://") {
+            &mut self.absolute
+        } else {
+            &mut self.other
+        };
+        *slot += 1;
+    }
+}
+
 #[derive(Default)]
 struct Acc {
     checked: u64,
+    skipped: Skipped,
     dangling: BTreeMap<(String, String), (u64, Vec<String>)>,
     not_exported: BTreeMap<(String, String, String), u64>,
 }
@@ -49,12 +89,12 @@ struct Acc {
 impl Acc {
     /// One reference `r` in field `field` of a `src` resource. Allocates only for the ones reported.
     fn reference(&mut self, src: &str, field: &str, r: &str, ids: &IdSet, exported: &BTreeSet<String>) {
-        let Some((t, id)) = r.split_once('/') else {
-            return;
+        let Some((t, id)) = r.split_once('/').filter(|(t, _)| is_r4_type(t)) else {
+            return self.skipped.count(r);
         };
         let id = id.split('/').next().unwrap_or(id);
-        if !is_r4_type(t) || id.is_empty() {
-            return; // absolute URLs, contained (#x), logical references
+        if id.is_empty() || id.contains('?') {
+            return self.skipped.count(r);
         }
         self.checked += 1;
         if ids.contains(&id_hash(t, id)) {
@@ -106,6 +146,7 @@ pub(super) fn check(tree: &Tree, files: &[(String, u64)], ids: &IdSet, threads: 
                 }
                 let mut t = total.lock().expect("lock");
                 t.checked += acc.checked;
+                t.skipped.add(acc.skipped);
                 for (k, (n, ex)) in acc.dangling {
                     let e = t.dangling.entry(k).or_default();
                     e.0 += n;
@@ -125,6 +166,7 @@ pub(super) fn check(tree: &Tree, files: &[(String, u64)], ids: &IdSet, threads: 
     RefReport {
         resources_indexed: ids.len() as u64,
         checked: t.checked,
+        skipped: t.skipped,
         dangling: t
             .dangling
             .into_iter()
@@ -169,6 +211,30 @@ mod tests {
                 s("patient", "Patient/1")
             ]
         );
+    }
+
+    #[test]
+    fn only_type_id_references_are_looked_up_and_the_rest_are_counted_by_kind() {
+        let ids: IdSet = [id_hash("Patient", "1")].into_iter().collect();
+        let exported: BTreeSet<String> = ["Patient".to_string()].into();
+        let mut acc = Acc::default();
+        for r in [
+            "Patient/1",
+            "Patient/1/_history/2",
+            "Patient/2",
+            "urn:uuid:6b1f0a3e-9a53-4d1e-8f4a-1c2b3d4e5f60",
+            "urn:oid:1.2.3",
+            "#contained-1",
+            "https://other.example/fhir/Patient/1",
+            "Patient?identifier=x",
+            "Patient/",
+            "Widget/1",
+        ] {
+            acc.reference("Coverage", "beneficiary", r, &ids, &exported);
+        }
+        assert_eq!(acc.checked, 3);
+        assert_eq!(acc.skipped, Skipped { urn: 2, contained: 1, absolute: 1, other: 3 });
+        assert_eq!(acc.dangling[&("Coverage".to_string(), "beneficiary".to_string())].0, 1);
     }
 
     #[test]

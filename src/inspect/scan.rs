@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use super::{FileRole, FileSummary, InspectOptions, Part};
-use crate::error::{Error, Result};
+use super::{FileRole, FileSummary, Part};
 use crate::job::fhir_types::is_r4_type;
-use crate::ndjson::{LineError, LineSplitter, parse_head, read_lines};
+use crate::ndjson::{LineError, LineSplitter, parse_head};
 use crate::record::MIXED;
 use crate::store::reader::Tree;
 
@@ -48,7 +47,7 @@ pub fn type_from_name(path: &Path) -> Option<String> {
     stem.split('.').find(|p| is_r4_type(p)).map(str::to_string)
 }
 
-fn role(rel: &str) -> FileRole {
+pub(super) fn role(rel: &str) -> FileRole {
     match rel.split('/').next() {
         Some("error") if rel.contains('/') => FileRole::Error,
         Some("deleted") if rel.contains('/') => FileRole::Deleted,
@@ -106,15 +105,17 @@ fn decoded<'a>(path: &Path, raw: impl Read + Send + 'a) -> Box<dyn Read + Send +
     }
 }
 
-/// Hashes the stored bytes as they are read, so a file is read once whether or not it is gzip.
+/// Hashes the stored bytes as they are read, so a file is read once whether or not it is gzip; and
+/// remembers whether reading them failed (rather than decoding them).
 struct Hashing<R> {
     inner: R,
     hash: Option<crate::digest::Sha256>,
+    failed: bool,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
         if let Some(h) = &mut self.hash {
             h.update(&buf[..n]);
         }
@@ -161,22 +162,50 @@ fn scan_one(
 ) -> io::Result<Scanned> {
     let (path, role) = (Path::new(rel), role(rel));
     let mut expected = type_from_name(path);
-    let mut raw = Hashing { inner: tree.open_file(rel)?, hash: want_hash.then(crate::digest::Sha256::new) };
+    let mut raw =
+        Hashing { inner: tree.open_file(rel)?, hash: want_hash.then(crate::digest::Sha256::new), failed: false };
     let mut splitter = LineSplitter::new(max_line);
     let named_organized = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("organized."));
     let mut st = State { expected: expected.take(), mixed: named_organized, ..Default::default() };
     let mut last_byte = b'\n';
-    read_lines(
-        &mut decoded(path, &mut raw),
-        &mut splitter,
-        |block| {
-            last_byte = block[block.len() - 1];
-            true
-        },
-        &mut |no, line| st.line(no, line, rel, role, collect_ids),
-    )?;
-    // A final line without a newline that does not parse: the file was cut short.
-    let truncated = last_byte != b'\n' && st.last_invalid == Some(splitter.line_no());
+    let mut on_line = |no: u64, line: Result<&[u8], LineError>| st.line(no, line, rel, role, collect_ids);
+    let mut reader = decoded(path, &mut raw);
+    let mut buf = vec![0u8; 1 << 20];
+    let stopped = loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => {
+                last_byte = buf[n - 1];
+                splitter.feed(&buf[..n], &mut on_line);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Some(e),
+        }
+    };
+    // What was decoded before a gzip stream broke off is checked like the rest.
+    splitter.finish(&mut on_line);
+    drop(reader);
+    // The stored bytes could not be read: no report on this file can be trusted.
+    if let Some(e) = stopped.as_ref().filter(|_| raw.failed) {
+        return Err(io::Error::new(e.kind(), e.to_string()));
+    }
+    let cut = match &stopped {
+        Some(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some("the gzip stream ends early".to_string()),
+        Some(e) => Some(format!("the gzip data is damaged ({e})")),
+        // A final line without a newline that does not parse: the file was cut short.
+        None if last_byte != b'\n' && st.last_invalid == Some(splitter.line_no()) => {
+            Some("the last line is cut short".to_string())
+        }
+        None => None,
+    };
+    if let Some(why) = cut.as_ref().filter(|_| stopped.is_some()) {
+        // Always kept, even past the cap: it says why the file ends where it does.
+        st.stream_problems += 1;
+        if st.problems.len() >= KEEP_PROBLEMS {
+            st.problems.pop();
+        }
+        st.problem(rel, splitter.line_no() + 1, format!("{why}: nothing after this line could be read"));
+    }
     Ok(Scanned {
         summary: FileSummary {
             path: rel.to_string(),
@@ -190,15 +219,17 @@ fn scan_one(
             sha256: raw.hash.map(crate::digest::Sha256::finish_hex),
             invalid_lines: st.invalid,
             wrong_type_lines: st.wrong,
-            truncated,
+            truncated: cut.is_some(),
+            cut,
             kind: role,
             earliest: st.earliest,
             latest: st.latest,
             parts: st.parts,
             header_lines: st.headers,
+            deleted: st.deleted,
         },
         problems: st.problems,
-        problems_total: st.invalid + st.wrong,
+        problems_total: st.invalid + st.wrong + st.stream_problems,
         outcomes: st.outcomes,
         ids: st.ids,
     })
@@ -217,6 +248,10 @@ struct State {
     problems: Vec<Problem>,
     outcomes: BTreeMap<(String, String, String), u64>,
     ids: IdSet,
+    /// A broken gzip stream: counted with the problems, not as a line.
+    stream_problems: u64,
+    /// `deleted/` Bundles: their entries by the type of the resource each deletes.
+    deleted: BTreeMap<String, u64>,
     /// Organized output: counted per type in `parts`, `Parameters` lines as its `headers`.
     mixed: bool,
     parts: BTreeMap<String, Part>,
@@ -275,6 +310,12 @@ impl State {
         {
             self.ids.insert(id_hash(rt, id));
         }
+        if role == FileRole::Deleted
+            && rt == "Bundle"
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
+        {
+            super::deleted::count_entries(&v, &mut self.deleted);
+        }
         if role == FileRole::Error
             && rt == "OperationOutcome"
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
@@ -323,44 +364,6 @@ fn set(slot: &mut Option<String>, v: &str) {
         }
         None => *slot = Some(v.to_string()),
     }
-}
-
-/// `--type T --head N`: the first N resources of type T, pretty-printed.
-pub fn print_head(opts: &InspectOptions, out: &mut dyn io::Write) -> Result<()> {
-    let t = opts.type_filter.as_deref().ok_or_else(|| Error::Usage("--head needs --type".into()))?;
-    let n = opts.head.unwrap_or(1);
-    let printed = std::cell::Cell::new(0usize);
-    for p in &opts.paths {
-        let input = super::resolve(p)?;
-        for (f, _) in &input.files {
-            if printed.get() >= n {
-                return Ok(());
-            }
-            if type_from_name(Path::new(f)).as_deref().is_some_and(|x| x != t) {
-                continue;
-            }
-            let err = |e| Error::io(format!("{}/{f}", input.tree.label()), e);
-            let mut r = open(&input.tree, f).map_err(err)?;
-            let mut splitter = LineSplitter::new(opts.max_line_bytes);
-            let mut emit = |_: u64, line: std::result::Result<&[u8], LineError>| {
-                let Ok(line) = line else { return };
-                if printed.get() >= n {
-                    return;
-                }
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
-                    && v["resourceType"] == t
-                {
-                    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    printed.set(printed.get() + 1);
-                }
-            };
-            read_lines(&mut *r, &mut splitter, |_| printed.get() < n, &mut emit).map_err(err)?;
-        }
-    }
-    if printed.get() == 0 {
-        return Err(Error::Usage(format!("no {t} resources found")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
