@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::assertion::JwtClient;
+use super::chaos::ChaosPlan;
 use super::faults::Faults;
 use super::oneup::OneUpMode;
 use super::plan::PlanConfig;
@@ -61,6 +62,8 @@ pub struct SandboxConfig {
     pub oneup: OneUpMode,
     /// The Patient Access health plan (authorize and token endpoints, member reads).
     pub plan: PlanConfig,
+    /// Chaos mode: random faults at every stage from one seed (see [`super::chaos`]); `None`: off.
+    pub chaos: Option<ChaosPlan>,
 }
 
 impl Default for SandboxConfig {
@@ -87,6 +90,7 @@ impl Default for SandboxConfig {
             tls: None,
             oneup: OneUpMode::default(),
             plan: PlanConfig::default(),
+            chaos: None,
         }
     }
 }
@@ -117,6 +121,7 @@ impl fmt::Debug for SandboxConfig {
             tls,
             oneup,
             plan,
+            chaos,
         } = self;
         let jwt_client_ids: Vec<&str> = jwt_clients.iter().map(|c| c.client_id.as_str()).collect();
         f.debug_struct("SandboxConfig")
@@ -141,6 +146,7 @@ impl fmt::Debug for SandboxConfig {
             .field("tls", tls)
             .field("oneup", oneup)
             .field("plan", plan)
+            .field("chaos", chaos)
             .finish()
     }
 }

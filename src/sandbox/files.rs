@@ -15,7 +15,15 @@ use super::fhir::{NDJSON, oo};
 use super::jobs::{self, FileData};
 use super::{Listener, Shared, auth};
 
-pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &str, headers: &HeaderMap) -> Response {
+/// `chaos` is the request's draw in chaos mode (its body may be cut or slowed).
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: Listener,
+    job: &str,
+    name: &str,
+    headers: &HeaderMap,
+    chaos: Option<super::chaos::Rng>,
+) -> Response {
     // 1up's header credentials count as a credential like a bearer token.
     let has_auth = headers.contains_key(header::AUTHORIZATION) || super::oneup::carries_client_headers(headers);
     match listener {
@@ -89,7 +97,13 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
     }
 
     let declared = body.len() as u64;
-    let resp_body = if let Some(cut) = shared.faults.take_cut(name) {
+    let chaotic = match (&shared.chaos, chaos) {
+        (Some(c), Some(mut rng)) => c.body(&mut rng, declared),
+        _ => None,
+    };
+    let resp_body = if let Some(fault) = chaotic {
+        super::chaos::file_body(fault, body)
+    } else if let Some(cut) = shared.faults.take_cut(name) {
         // N bytes, a pause so hyper flushes headers and those bytes, then an error: hyper aborts the
         // connection mid-body, as a dropped TCP link would.
         let head = body.slice(..(cut.min(declared) as usize));
@@ -125,7 +139,7 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
 }
 
 /// A body sent in 16 KiB pieces at about `rate` bytes per second.
-fn throttled(body: Bytes, rate: u64) -> Body {
+pub(super) fn throttled(body: Bytes, rate: u64) -> Body {
     const PIECE: usize = 16 * 1024;
     let pause = std::time::Duration::from_secs_f64(PIECE as f64 / rate.max(1) as f64);
     let stream = futures_util::stream::unfold(0usize, move |at| {
