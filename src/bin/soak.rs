@@ -1,4 +1,4 @@
-//! `cargo run --release --bin soak -- [--seed S] [--iterations N] [--bin PATH]`
+//! `cargo run --locked --bin soak -- [--seed S] [--iterations N] [--bin PATH]` (`--release` for speed)
 //!
 //! The chaos soak: N iterations, seeds S, S+1, …; each against a sandbox in chaos mode, with the real
 //! `oneup-bulk run` SIGKILLed at seeded moments and run again until it completes, then the invariants

@@ -147,9 +147,9 @@ pub fn sandbox_config(seed: u64) -> SandboxConfig {
     // Another stream than the plan's, so the shape does not follow from which faults are on.
     let mut rng = Rng::new(seed ^ 0x5EED_5EED_5EED_5EED);
     let requires_access_token = rng.chance(0.5);
-    let mut oneup = super::OneUpMode::default();
     // Pre-signed links, half the time on another origin (which refuses a token).
-    oneup.files_on_storage = !requires_access_token && rng.chance(0.5);
+    let oneup =
+        super::OneUpMode { files_on_storage: !requires_access_token && rng.chance(0.5), ..super::OneUpMode::default() };
     SandboxConfig {
         data_scale: rng.range(1, 2) as u32,
         files_per_type: rng.range(1, 3) as u32,
@@ -250,7 +250,8 @@ impl Chaos {
             self.count(FaultKind::TokenRevoked);
             revoke();
             let mut r = oo(StatusCode::UNAUTHORIZED, "expired", "access token expired (chaos)");
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             return Some(r);
         }
         None

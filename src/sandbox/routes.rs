@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use super::export::kickoff;
 use super::fhir::{FHIR_JSON, json_response, oo};
 use super::params::ExportLevel;
-use super::{Listener, RecordedRequest, Shared, auth, chaos, files, hrex, jobs, lock, member_data, member_match, oneup, plan};
+use super::{
+    Listener, RecordedRequest, Shared, auth, chaos, files, hrex, jobs, lock, member_data, member_match, oneup, plan,
+};
 
 const RECORDED_BODY_MAX: usize = 64 * 1024;
 const BODY_MAX: usize = 32 * 1024 * 1024;

@@ -84,7 +84,8 @@ pub fn state_parses(job_dir: &Path) -> Result<Option<InFlight>, String> {
     for d in run_dirs(job_dir) {
         let p = d.join(RUN_FILE);
         if let Ok(bytes) = std::fs::read(&p) {
-            serde_json::from_slice::<RunRecord>(&bytes).map_err(|e| format!("{}: does not parse ({e})", p.display()))?;
+            serde_json::from_slice::<RunRecord>(&bytes)
+                .map_err(|e| format!("{}: does not parse ({e})", p.display()))?;
         }
     }
     Ok(inflight)
@@ -224,10 +225,21 @@ fn same_as_server(run_dir: &Path, f: &FileRecord, served: &HashMap<String, bytes
     let remote = served.get(&name).ok_or_else(|| format!("{}: the server has no file {name}", f.path))?;
     let (l, r) = (sha256_hex(&local), sha256_hex(remote));
     if l != r {
-        return Err(format!("{}: SHA-256 {l} ({} bytes), the server's {r} ({} bytes)", f.path, local.len(), remote.len()));
+        return Err(format!(
+            "{}: SHA-256 {l} ({} bytes), the server's {r} ({} bytes)",
+            f.path,
+            local.len(),
+            remote.len()
+        ));
     }
     if f.sha256 != l || f.bytes != local.len() as u64 {
-        return Err(format!("{}: the record says {} / {} bytes, the file is {l} / {}", f.path, f.sha256, f.bytes, local.len()));
+        return Err(format!(
+            "{}: the record says {} / {} bytes, the file is {l} / {}",
+            f.path,
+            f.sha256,
+            f.bytes,
+            local.len()
+        ));
     }
     Ok(())
 }

@@ -187,7 +187,10 @@ enum Ended {
     Exited(i32),
     /// Killed this long after the start, and this long after the last kick-off the sandbox accepted
     /// (as seen every few milliseconds), if there was one during the run.
-    Killed { at: Duration, since_kickoff: Option<Duration> },
+    Killed {
+        at: Duration,
+        since_kickoff: Option<Duration>,
+    },
 }
 
 /// Runs the binary once; SIGKILLs it at `kill_at` if it is still running then.
@@ -240,7 +243,7 @@ async fn run_once(
 /// What to print for a failed iteration: the seed, what broke, how to reproduce it, the last stderr.
 pub fn describe_failure(f: &Failure) -> String {
     let mut s = format!("FAILED seed {}: {}\n  {}\n", f.report.seed, f.what, f.report.line());
-    let _ = writeln!(s, "  repro: cargo run --release --bin soak -- --seed {} --iterations 1", f.report.seed);
+    let _ = writeln!(s, "  repro: cargo run --locked --bin soak -- --seed {} --iterations 1", f.report.seed);
     let tail: Vec<&str> = f.stderr.lines().rev().take(8).collect();
     for l in tail.into_iter().rev() {
         let _ = writeln!(s, "  | {l}");
@@ -293,7 +296,11 @@ impl Totals {
             let _ = writeln!(s, "  {:<26} {}", k.name(), self.faults.get(&k).copied().unwrap_or(0));
         }
         let _ = writeln!(s, "kills: {}, reruns: {}", self.kills, self.reruns);
-        let _ = writeln!(s, "kick-offs: {} ({} orphaned by a kill before the state had them)", self.kickoffs, self.orphaned);
+        let _ = writeln!(
+            s,
+            "kick-offs: {} ({} orphaned by a kill before the state had them)",
+            self.kickoffs, self.orphaned
+        );
         let _ = writeln!(s, "downloaded and checked: {} files, {:.1} MB", self.files, self.bytes as f64 / 1e6);
         let _ = write!(s, "wall time: {:.1} s", wall.as_secs_f64());
         s

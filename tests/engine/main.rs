@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod chaos;
 mod display;
 mod expiry;
 mod faults;
