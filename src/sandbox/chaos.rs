@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use bytes::Bytes;
 
-use super::config::SandboxConfig;
 use super::fhir::{RetryAfterStyle, oo, retry_after};
 use super::lock;
 
@@ -138,29 +136,6 @@ impl ChaosPlan {
 
     fn rate(&self, kind: FaultKind) -> f64 {
         self.rates.get(&kind).copied().unwrap_or(0.0)
-    }
-}
-
-/// A sandbox in chaos mode for `seed`: the plan, and a server shape drawn from the same seed (files
-/// per type, manifest pages, gzip, bearer-token files or signed links, polls before the manifest).
-pub fn sandbox_config(seed: u64) -> SandboxConfig {
-    // Another stream than the plan's, so the shape does not follow from which faults are on.
-    let mut rng = Rng::new(seed ^ 0x5EED_5EED_5EED_5EED);
-    let requires_access_token = rng.chance(0.5);
-    // Pre-signed links, half the time on another origin (which refuses a token).
-    let oneup =
-        super::OneUpMode { files_on_storage: !requires_access_token && rng.chance(0.5), ..super::OneUpMode::default() };
-    SandboxConfig {
-        data_scale: rng.range(1, 2) as u32,
-        files_per_type: rng.range(1, 3) as u32,
-        manifest_page_size: rng.chance(0.3).then(|| rng.range(2, 6) as usize),
-        gzip: rng.chance(0.5),
-        requires_access_token,
-        oneup,
-        polls_before_ready: rng.range(0, 4) as u32,
-        retry_after: RetryAfterStyle::Seconds(rng.range(0, 1)),
-        chaos: Some(ChaosPlan::from_seed(seed)),
-        ..SandboxConfig::default()
     }
 }
 
@@ -324,23 +299,16 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The body of a file answer, with the chaos applied.
-pub fn file_body(fault: BodyFault, body: Bytes) -> Body {
-    match fault {
-        BodyFault::Cut(at) => super::files::truncated(body.slice(..(at.min(body.len() as u64) as usize)), true),
-        BodyFault::Slow(rate) => super::files::throttled(body, rate),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::SandboxConfig;
 
     #[test]
     fn a_seed_makes_one_plan_and_one_server() {
         assert_eq!(ChaosPlan::from_seed(7), ChaosPlan::from_seed(7));
-        let a = sandbox_config(7);
-        let b = sandbox_config(7);
+        let a = SandboxConfig::chaos(7);
+        let b = SandboxConfig::chaos(7);
         assert_eq!((a.files_per_type, a.gzip, a.manifest_page_size), (b.files_per_type, b.gzip, b.manifest_page_size));
         let plans: Vec<ChaosPlan> = (0..64).map(ChaosPlan::from_seed).collect();
         assert!(plans.iter().any(|p| p.rates.len() >= 6), "some seeds switch on nearly everything");

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::assertion::JwtClient;
-use super::chaos::ChaosPlan;
+use super::chaos::{ChaosPlan, Rng};
 use super::faults::Faults;
 use super::oneup::OneUpMode;
 use super::plan::PlanConfig;
@@ -91,6 +91,31 @@ impl Default for SandboxConfig {
             oneup: OneUpMode::default(),
             plan: PlanConfig::default(),
             chaos: None,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// A sandbox in chaos mode for `seed`: the plan ([`ChaosPlan::from_seed`]), and a server shape drawn
+    /// from the same seed (data scale, files per type, manifest pages, gzip, bearer-token files or
+    /// pre-signed links, polls before the manifest, `Retry-After`).
+    pub fn chaos(seed: u64) -> SandboxConfig {
+        // Another stream than the plan's, so the shape does not follow from which faults are on.
+        let mut rng = Rng::new(seed ^ 0x5EED_5EED_5EED_5EED);
+        let requires_access_token = rng.chance(0.5);
+        // Pre-signed links, half the time on another origin (which refuses a token).
+        let oneup = OneUpMode { files_on_storage: !requires_access_token && rng.chance(0.5), ..OneUpMode::default() };
+        SandboxConfig {
+            data_scale: rng.range(1, 2) as u32,
+            files_per_type: rng.range(1, 3) as u32,
+            manifest_page_size: rng.chance(0.3).then(|| rng.range(2, 6) as usize),
+            gzip: rng.chance(0.5),
+            requires_access_token,
+            oneup,
+            polls_before_ready: rng.range(0, 4) as u32,
+            retry_after: RetryAfterStyle::Seconds(rng.range(0, 1)),
+            chaos: Some(ChaosPlan::from_seed(seed)),
+            ..SandboxConfig::default()
         }
     }
 }

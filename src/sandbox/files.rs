@@ -11,6 +11,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::chaos::BodyFault;
 use super::fhir::{NDJSON, oo};
 use super::jobs::{self, FileData};
 use super::{Listener, Shared, auth};
@@ -102,7 +103,7 @@ pub async fn serve(
         _ => None,
     };
     let resp_body = if let Some(fault) = chaotic {
-        super::chaos::file_body(fault, body)
+        chaos_body(fault, body)
     } else if let Some(cut) = shared.faults.take_cut(name) {
         // N bytes, a pause so hyper flushes headers and those bytes, then an error: hyper aborts the
         // connection mid-body, as a dropped TCP link would.
@@ -138,8 +139,16 @@ pub async fn serve(
     r
 }
 
+/// A file body cut or slowed by chaos mode.
+fn chaos_body(fault: BodyFault, body: Bytes) -> Body {
+    match fault {
+        BodyFault::Cut(at) => truncated(body.slice(..(at.min(body.len() as u64) as usize)), true),
+        BodyFault::Slow(rate) => throttled(body, rate),
+    }
+}
+
 /// A body sent in 16 KiB pieces at about `rate` bytes per second.
-pub(super) fn throttled(body: Bytes, rate: u64) -> Body {
+fn throttled(body: Bytes, rate: u64) -> Body {
     const PIECE: usize = 16 * 1024;
     let pause = std::time::Duration::from_secs_f64(PIECE as f64 / rate.max(1) as f64);
     let stream = futures_util::stream::unfold(0usize, move |at| {

@@ -1,5 +1,5 @@
 //! The chaos soak's driver, shared by `src/bin/soak.rs` and the short run in `cargo test`: one
-//! iteration starts the sandbox in chaos mode for a seed ([`crate::sandbox::chaos`]), writes a job
+//! iteration starts the sandbox in chaos mode for a seed ([`SandboxConfig::chaos`]), writes a job
 //! file for it, runs the real `oneup-bulk run` as a child process, SIGKILLs it at seeded moments and
 //! runs it again (also after exit 75) until it completes, then checks the invariants ([`check`]).
 //!
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::chaos::{FaultKind, Rng, sandbox_config};
+use crate::sandbox::chaos::{FaultKind, Rng};
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 /// How an iteration is run.
@@ -99,7 +99,7 @@ fn job_yaml(sb: &Sandbox, out: &Path, rng: &mut Rng) -> String {
 /// One iteration for `seed`. Runs on the caller's Tokio runtime (the sandbox serves on it).
 pub async fn iteration(seed: u64, opts: &Options) -> Result<Report, Failure> {
     let started = Instant::now();
-    let sb = Sandbox::start(sandbox_config(seed)).await.map_err(|e| Failure {
+    let sb = Sandbox::start(SandboxConfig::chaos(seed)).await.map_err(|e| Failure {
         report: Report { seed, ..Report::default() },
         what: format!("the sandbox did not start: {e}"),
         stderr: String::new(),
