@@ -67,13 +67,15 @@ fn kick(c: &Client, url: url::Url, tok: &str) -> reqwest::RequestBuilder {
 
 /// Poll until 200 and return the body; asserts the 202s carry X-Progress.
 async fn poll(c: &Client, status_url: &str, tok: &str) -> Value {
-    for _ in 0..50 {
+    // Bounded by time (10 s), not by a count of polls: generation runs on a blocking thread, and on a
+    // busy machine 50 immediate polls can all come before it finishes.
+    for _ in 0..1000 {
         let r = c.get(status_url).bearer_auth(tok).send().await.unwrap();
         match r.status() {
             StatusCode::ACCEPTED => {
                 assert!(r.headers()["x-progress"].to_str().unwrap().starts_with("in progress"));
                 assert_eq!(r.headers()["retry-after"], "0");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             StatusCode::OK => return r.js().await,
             s => panic!("status {s}: {}", r.text().await.unwrap()),
