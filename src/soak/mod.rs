@@ -75,7 +75,7 @@ impl Report {
 pub struct Failure {
     pub report: Report,
     pub what: String,
-    /// The last run's stderr, for a first look.
+    /// What each run said on stderr (its first lines), for a first look.
     pub stderr: String,
 }
 
@@ -128,7 +128,11 @@ pub async fn iteration(seed: u64, opts: &Options) -> Result<Report, Failure> {
             let log = dir.path().join(format!("run{}.stderr", report.runs));
             report.runs += 1;
             let ended = run_once(opts, &sb, &job_file, &log, kill_at).await?;
-            stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = writeln!(stderr, "run {}:", report.runs);
+            for l in said.lines().take(6) {
+                let _ = writeln!(stderr, "  {l}");
+            }
             match ended {
                 Ended::Killed { at, since_kickoff } => {
                     kills_left -= 1;
@@ -174,7 +178,12 @@ pub async fn iteration(seed: u64, opts: &Options) -> Result<Report, Failure> {
     sb.shutdown().await;
     match result {
         Ok(()) => Ok(report),
-        Err(what) => Err(Failure { report, what, stderr }),
+        Err(mut what) => {
+            if std::env::var_os("SOAK_KEEP").is_some() {
+                what.push_str(&format!(" (kept: {})", dir.keep().display()));
+            }
+            Err(Failure { report, what, stderr })
+        }
     }
 }
 
@@ -240,12 +249,11 @@ async fn run_once(
     }
 }
 
-/// What to print for a failed iteration: the seed, what broke, how to reproduce it, the last stderr.
+/// What to print for a failed iteration: the seed, what broke, how to reproduce it, what the runs said.
 pub fn describe_failure(f: &Failure) -> String {
     let mut s = format!("FAILED seed {}: {}\n  {}\n", f.report.seed, f.what, f.report.line());
     let _ = writeln!(s, "  repro: cargo run --locked --bin soak -- --seed {} --iterations 1", f.report.seed);
-    let tail: Vec<&str> = f.stderr.lines().rev().take(8).collect();
-    for l in tail.into_iter().rev() {
+    for l in f.stderr.lines() {
         let _ = writeln!(s, "  | {l}");
     }
     s
