@@ -33,6 +33,7 @@ pub mod redact;
 pub mod sandbox;
 pub mod scope;
 pub mod session;
+pub mod soak;
 pub mod state;
 pub mod store;
 

@@ -1,7 +1,8 @@
 //! Downloads that outlive their links. Signed file URLs expire (often after an hour); when a file host
 //! says so (410, or 401/403 to a request sent without a token) the status URL is asked for fresh links
 //! (the Bulk Data IG allows it) and the files not yet verified continue, up to [`MAX_URL_REFRESHES`]
-//! times per run. When the server has no fresh links — the status URL answers 404/410, or hands back
+//! times in a row without a file verified in between (links that expire every few minutes during an
+//! hour's download are renewed as often as it takes). When the server has no fresh links — the status URL answers 404/410, or hands back
 //! the same expired link, or the export was synchronous — the export is gone: the state is cleared and
 //! [`Error::ExportGone`] tells the caller to start a new one. [`compare_links`] is the pure decision.
 
@@ -23,7 +24,7 @@ use crate::record::PlannedFile;
 use crate::session::Session;
 use crate::state::{InFlight, JobState};
 
-/// How often expired file URLs are refreshed from the status URL in one run.
+/// How often expired file URLs are refreshed from the status URL with no file verified in between.
 pub const MAX_URL_REFRESHES: u32 = 3;
 
 /// What a fresh manifest says about a file whose link expired.
@@ -66,6 +67,7 @@ pub async fn download(
     let mut refreshes = 0;
     loop {
         let done = inflight.done.clone();
+        let verified_before = done.len();
         let batch =
             download_all(session.clone(), cx.run_dir, &files, &job.download, m.requires_access_token, &done, |d| {
                 inflight.record_done(d.record.clone());
@@ -85,6 +87,11 @@ pub async fn download(
                     "{expired}: the file link has expired, and a synchronous export has no status URL to renew it from"
                 ),
             );
+        }
+        // Links that expire while a long download goes on are renewed as often as it takes; only
+        // fresh links that bring no verified file count against the bound.
+        if inflight.done.len() > verified_before {
+            refreshes = 0;
         }
         if refreshes >= MAX_URL_REFRESHES {
             return Err(Error::AuthRefused {

@@ -85,7 +85,7 @@ pub fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         return r;
     }
     let token: String = std::iter::repeat_with(fastrand::alphanumeric).take(40).collect();
-    let ttl = cfg.token_ttl;
+    let ttl = shared.chaos.as_ref().map_or(cfg.token_ttl, |c| c.token_ttl(&token, cfg.token_ttl));
     lock(&shared.tokens).insert(token.clone(), Instant::now() + ttl);
     let asked = field("scope").unwrap_or_else(|| cfg.default_scope.clone());
     let scope = shared.faults.get().granted_scope.unwrap_or(asked);

@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::assertion::JwtClient;
+use super::chaos::{ChaosPlan, Rng};
 use super::faults::Faults;
 use super::oneup::OneUpMode;
 use super::plan::PlanConfig;
@@ -61,6 +62,8 @@ pub struct SandboxConfig {
     pub oneup: OneUpMode,
     /// The Patient Access health plan (authorize and token endpoints, member reads).
     pub plan: PlanConfig,
+    /// Chaos mode: random faults at every stage from one seed (see [`super::chaos`]); `None`: off.
+    pub chaos: Option<ChaosPlan>,
 }
 
 impl Default for SandboxConfig {
@@ -87,6 +90,32 @@ impl Default for SandboxConfig {
             tls: None,
             oneup: OneUpMode::default(),
             plan: PlanConfig::default(),
+            chaos: None,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// A sandbox in chaos mode for `seed`: the plan ([`ChaosPlan::from_seed`]), and a server shape drawn
+    /// from the same seed (data scale, files per type, manifest pages, gzip, bearer-token files or
+    /// pre-signed links, polls before the manifest, `Retry-After`).
+    pub fn chaos(seed: u64) -> SandboxConfig {
+        // Another stream than the plan's, so the shape does not follow from which faults are on.
+        let mut rng = Rng::new(seed ^ 0x5EED_5EED_5EED_5EED);
+        let requires_access_token = rng.chance(0.5);
+        // Pre-signed links, half the time on another origin (which refuses a token).
+        let oneup = OneUpMode { files_on_storage: !requires_access_token && rng.chance(0.5), ..OneUpMode::default() };
+        SandboxConfig {
+            data_scale: rng.range(1, 2) as u32,
+            files_per_type: rng.range(1, 3) as u32,
+            manifest_page_size: rng.chance(0.3).then(|| rng.range(2, 6) as usize),
+            gzip: rng.chance(0.5),
+            requires_access_token,
+            oneup,
+            polls_before_ready: rng.range(0, 4) as u32,
+            retry_after: RetryAfterStyle::Seconds(rng.range(0, 1)),
+            chaos: Some(ChaosPlan::from_seed(seed)),
+            ..SandboxConfig::default()
         }
     }
 }
@@ -117,6 +146,7 @@ impl fmt::Debug for SandboxConfig {
             tls,
             oneup,
             plan,
+            chaos,
         } = self;
         let jwt_client_ids: Vec<&str> = jwt_clients.iter().map(|c| c.client_id.as_str()).collect();
         f.debug_struct("SandboxConfig")
@@ -141,6 +171,7 @@ impl fmt::Debug for SandboxConfig {
             .field("tls", tls)
             .field("oneup", oneup)
             .field("plan", plan)
+            .field("chaos", chaos)
             .finish()
     }
 }

@@ -11,11 +11,20 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::chaos::BodyFault;
 use super::fhir::{NDJSON, oo};
 use super::jobs::{self, FileData};
 use super::{Listener, Shared, auth};
 
-pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &str, headers: &HeaderMap) -> Response {
+/// `chaos` is the request's draw in chaos mode (its body may be cut or slowed).
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: Listener,
+    job: &str,
+    name: &str,
+    headers: &HeaderMap,
+    chaos: Option<super::chaos::Rng>,
+) -> Response {
     // 1up's header credentials count as a credential like a bearer token.
     let has_auth = headers.contains_key(header::AUTHORIZATION) || super::oneup::carries_client_headers(headers);
     match listener {
@@ -89,7 +98,13 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
     }
 
     let declared = body.len() as u64;
-    let resp_body = if let Some(cut) = shared.faults.take_cut(name) {
+    let chaotic = match (&shared.chaos, chaos) {
+        (Some(c), Some(mut rng)) => c.body(&mut rng, declared),
+        _ => None,
+    };
+    let resp_body = if let Some(fault) = chaotic {
+        chaos_body(fault, body)
+    } else if let Some(cut) = shared.faults.take_cut(name) {
         // N bytes, a pause so hyper flushes headers and those bytes, then an error: hyper aborts the
         // connection mid-body, as a dropped TCP link would.
         let head = body.slice(..(cut.min(declared) as usize));
@@ -122,6 +137,14 @@ pub async fn serve(shared: Arc<Shared>, listener: Listener, job: &str, name: &st
         h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
     }
     r
+}
+
+/// A file body cut or slowed by chaos mode.
+fn chaos_body(fault: BodyFault, body: Bytes) -> Body {
+    match fault {
+        BodyFault::Cut(at) => truncated(body.slice(..(at.min(body.len() as u64) as usize)), true),
+        BodyFault::Slow(rate) => throttled(body, rate),
+    }
 }
 
 /// A body sent in 16 KiB pieces at about `rate` bytes per second.

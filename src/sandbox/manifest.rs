@@ -50,7 +50,8 @@ fn entry(shared: &Shared, id: &str, f: &FileData, count: u64, sig: Option<u32>, 
 /// The manifest of a finished job (page `page` of it).
 pub fn build(shared: &Shared, id: &str, job: &Job, files: &JobFiles, page: usize) -> Value {
     let faults = shared.faults.get();
-    let sig = faults.signed_file_urls.then_some(job.manifests_served);
+    // Chaos mode signs links too: its expired links need fresh ones to be told apart.
+    let sig = (faults.signed_file_urls || shared.chaos.is_some()).then_some(job.manifests_served);
     let mut output: Vec<Value> = files
         .outputs
         .iter()

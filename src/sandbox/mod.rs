@@ -24,6 +24,7 @@
 
 mod assertion;
 mod auth;
+pub mod chaos;
 mod config;
 mod data;
 mod export;
@@ -129,6 +130,8 @@ pub(crate) struct Shared {
     plan: plan::PlanState,
     cache: jobs::Cache,
     seq: AtomicU64,
+    /// Chaos mode's live state, when on.
+    chaos: Option<chaos::Chaos>,
 }
 
 impl Shared {
@@ -195,7 +198,6 @@ impl Sandbox {
             faults: FaultHandle::new(faults),
             main_base: base(&main)?,
             storage_base: base(&storage)?,
-            cfg,
             tokens: Mutex::default(),
             verifier,
             assertions: Mutex::default(),
@@ -208,6 +210,8 @@ impl Sandbox {
             plan: plan::PlanState::default(),
             cache: jobs::Cache::default(),
             seq: AtomicU64::new(1),
+            chaos: cfg.chaos.clone().map(chaos::Chaos::new),
+            cfg,
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -270,6 +274,18 @@ impl Sandbox {
     /// The live fault switches.
     pub fn faults(&self) -> &FaultHandle {
         &self.shared.faults
+    }
+
+    /// Chaos mode: how many answers each fault kind has changed so far (empty when chaos is off).
+    pub fn chaos_fired(&self) -> std::collections::BTreeMap<chaos::FaultKind, u64> {
+        self.shared.chaos.as_ref().map(chaos::Chaos::fired).unwrap_or_default()
+    }
+
+    /// The files of export `job` as this sandbox serves them (name and bytes, the error file last), once
+    /// they are generated; `None` for an unknown or unfinished export.
+    pub fn export_files(&self, job: &str) -> Option<Vec<(String, bytes::Bytes)>> {
+        let files = jobs::files_of(&self.shared, job)?;
+        Some(files.outputs.iter().chain([&files.error]).map(|f| (f.name.clone(), f.bytes.clone())).collect())
     }
 
     /// The synthetic population this sandbox serves (to compute expected counts in tests).

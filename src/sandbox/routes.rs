@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use super::export::kickoff;
 use super::fhir::{FHIR_JSON, json_response, oo};
 use super::params::ExportLevel;
-use super::{Listener, RecordedRequest, Shared, auth, files, hrex, jobs, lock, member_data, member_match, oneup, plan};
+use super::{
+    Listener, RecordedRequest, Shared, auth, chaos, files, hrex, jobs, lock, member_data, member_match, oneup, plan,
+};
 
 const RECORDED_BODY_MAX: usize = 64 * 1024;
 const BODY_MAX: usize = 32 * 1024 * 1024;
@@ -68,6 +70,18 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         Ok(s) => s,
         Err(r) => return *r,
     };
+    let mut chaos_rng = None;
+    if let Some(c) = &shared.chaos
+        && let Some(stage) = chaos_stage(&parts.method, &segs)
+    {
+        let mut rng = c.arrival();
+        let token = chaos::bearer(&parts.headers);
+        let revoke = || auth::revoke(&shared, &parts.headers);
+        if let Some(r) = c.intercept(&mut rng, stage, parts.uri.query(), token, revoke) {
+            return r;
+        }
+        chaos_rng = Some(rng);
+    }
     let req = Req {
         shared: &shared,
         method: &parts.method,
@@ -79,7 +93,7 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
     if listener == Listener::Storage {
         return match (&parts.method, segs.as_slice()) {
             (&Method::GET, ["files", job, name]) => {
-                files::serve(shared.clone(), listener, job, name, &parts.headers).await
+                files::serve(shared.clone(), listener, job, name, &parts.headers, chaos_rng).await
             }
             _ => oo(StatusCode::NOT_FOUND, "not-found", "no such object"),
         };
@@ -113,7 +127,7 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
             None => jobs::delete(&shared, id, &parts.headers),
         },
         ["files", job, name] if *m == Method::GET => {
-            files::serve(shared.clone(), listener, job, name, &parts.headers).await
+            files::serve(shared.clone(), listener, job, name, &parts.headers, chaos_rng).await
         }
         // Patient Access: the plan's auth server and the member's FHIR reads.
         ["oauth2", "authorize", system] if *m == Method::GET => plan::authorize(&shared, system, parts.uri.query()),
@@ -130,6 +144,18 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
             "not-supported",
             format!("{m} {} is not supported by the sandbox", parts.uri.path()),
         ),
+    }
+}
+
+/// Where a request stands in the flow, for chaos mode; `None` for discovery, DELETE and the rest.
+fn chaos_stage(m: &Method, segs: &[&str]) -> Option<chaos::Stage> {
+    let get_or_post = *m == Method::GET || *m == Method::POST;
+    match segs {
+        ["auth", "token"] if *m == Method::POST => Some(chaos::Stage::Token),
+        ["files", _, _] if *m == Method::GET => Some(chaos::Stage::File),
+        ["fhir", "$export-status", _] if *m == Method::GET => Some(chaos::Stage::Status),
+        [.., op] if get_or_post && (*op == "$export" || *op == "$davinci-data-export") => Some(chaos::Stage::Kickoff),
+        _ => None,
     }
 }
 
