@@ -13,7 +13,7 @@
 //! fault was not started, and every 5xx says it is transient (`Retry-After`, or an OperationOutcome
 //! with code `transient`, or no OperationOutcome at all), so a correct client always gets there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -150,6 +150,17 @@ pub struct Chaos {
     issued: Mutex<HashMap<String, Instant>>,
     /// Links signed by manifests up to this number (`?sig=N`) have expired.
     expired_upto: Mutex<Option<u32>>,
+    /// Signatures under which a whole file body has been served. A manifest's links expire at random
+    /// only after one of them has delivered a file, as real links last minutes: links that expire
+    /// before any file can arrive are a broken server (the client rightly gives up on those), not
+    /// the chaos this soak is after.
+    delivered: Mutex<BTreeSet<u32>>,
+}
+
+/// A file request's draw: its generator and the link's signature.
+pub struct FileDraw {
+    pub rng: Rng,
+    pub sig: Option<u32>,
 }
 
 /// What a request's own draw decided about its body.
@@ -168,6 +179,7 @@ impl Chaos {
             fired: Mutex::default(),
             issued: Mutex::default(),
             expired_upto: Mutex::default(),
+            delivered: Mutex::default(),
         }
     }
 
@@ -201,7 +213,8 @@ impl Chaos {
         {
             let mut upto = lock(&self.expired_upto);
             let expired = upto.is_some_and(|u| sig <= u);
-            if expired || rng.chance(self.plan.rate(FaultKind::ExpiredLink)) {
+            let may_expire = lock(&self.delivered).contains(&sig);
+            if expired || (may_expire && rng.chance(self.plan.rate(FaultKind::ExpiredLink))) {
                 *upto = Some(upto.map_or(sig, |u| u.max(sig)));
                 drop(upto);
                 self.count(FaultKind::ExpiredLink);
@@ -245,10 +258,15 @@ impl Chaos {
     }
 
     /// Whether a file body of `len` bytes is cut or slowed.
-    pub fn body(&self, rng: &mut Rng, len: u64) -> Option<BodyFault> {
+    pub fn body(&self, draw: &mut FileDraw, len: u64) -> Option<BodyFault> {
+        let rng = &mut draw.rng;
         if len > 1 && rng.chance(self.plan.rate(FaultKind::CutMidFile)) {
             self.count(FaultKind::CutMidFile);
             return Some(BodyFault::Cut(rng.range(1, len - 1)));
+        }
+        // A slow body is still a whole one.
+        if let Some(sig) = draw.sig {
+            lock(&self.delivered).insert(sig);
         }
         if rng.chance(self.plan.rate(FaultKind::SlowBody)) {
             self.count(FaultKind::SlowBody);
@@ -259,7 +277,7 @@ impl Chaos {
 }
 
 /// `sig=N` from a file URL's query (the links every manifest signs in chaos mode).
-fn signature(query: Option<&str>) -> Option<u32> {
+pub fn signature(query: Option<&str>) -> Option<u32> {
     query?.split('&').find_map(|kv| kv.strip_prefix("sig=")).and_then(|n| n.parse().ok())
 }
 
@@ -345,6 +363,9 @@ mod tests {
         let status = |q: &str, token: Option<&str>| {
             c.intercept(&mut c.arrival(), Stage::File, Some(q), token, || {}).map(|r| r.status().as_u16())
         };
+        assert_eq!(status("sig=2", None), None, "no link of manifest 2 has delivered a file yet");
+        let mut draw = FileDraw { rng: c.arrival(), sig: Some(2) };
+        assert!(c.body(&mut draw, 100).is_none(), "a whole body (no cut or slow rate in this plan)");
         assert_eq!(status("sig=2", None), Some(403), "pre-signed: 403");
         assert_eq!(status("sig=1", Some("t")), Some(410), "older links expired too; with a token: 410");
         let c2 = Chaos::new(ChaosPlan { seed: 1, rates: BTreeMap::new() });

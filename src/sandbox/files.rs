@@ -23,7 +23,7 @@ pub async fn serve(
     job: &str,
     name: &str,
     headers: &HeaderMap,
-    chaos: Option<super::chaos::Rng>,
+    chaos: Option<super::chaos::FileDraw>,
 ) -> Response {
     // 1up's header credentials count as a credential like a bearer token.
     let has_auth = headers.contains_key(header::AUTHORIZATION) || super::oneup::carries_client_headers(headers);
@@ -99,7 +99,7 @@ pub async fn serve(
 
     let declared = body.len() as u64;
     let chaotic = match (&shared.chaos, chaos) {
-        (Some(c), Some(mut rng)) => c.body(&mut rng, declared),
+        (Some(c), Some(mut draw)) => c.body(&mut draw, declared),
         _ => None,
     };
     let resp_body = if let Some(fault) = chaotic {

@@ -80,7 +80,7 @@ async fn handle(State((shared, listener)): State<(Arc<Shared>, Listener)>, req: 
         if let Some(r) = c.intercept(&mut rng, stage, parts.uri.query(), token, revoke) {
             return r;
         }
-        chaos_rng = Some(rng);
+        chaos_rng = Some(chaos::FileDraw { rng, sig: chaos::signature(parts.uri.query()) });
     }
     let req = Req {
         shared: &shared,

@@ -115,7 +115,9 @@ pub fn after_kill(job_dir: &Path, sb: &Sandbox) -> Result<Option<String>, String
     for d in run_dirs(job_dir) {
         for p in files_under(&d) {
             let r = rel(&d, &p);
-            if is_record_file(&r) || r.ends_with(".part") {
+            // `.part` downloads and `.tmp` atomic writes are not under a final name: a kill may leave
+            // either (the rerun overwrites them; the end checks that none is left).
+            if is_record_file(&r) || r.ends_with(".part") || r.ends_with(".tmp") {
                 continue;
             }
             let bytes = std::fs::read(&p).map_err(|e| format!("{}: unreadable: {e}", p.display()))?;
@@ -129,6 +131,19 @@ pub fn after_kill(job_dir: &Path, sb: &Sandbox) -> Result<Option<String>, String
         }
     }
     Ok(inflight.map(|i| i.status_url))
+}
+
+/// The exit codes of the complete runs the checkpoint's history records, newest first (none when
+/// there is no checkpoint yet).
+pub fn completed_runs(job_dir: &Path) -> Result<Vec<u8>, String> {
+    let p = job_dir.join(STATE_DIR).join(CHECKPOINT);
+    match std::fs::read(&p) {
+        Ok(bytes) => serde_json::from_slice::<Checkpoint>(&bytes)
+            .map(|c| c.history.iter().map(|h| h.exit_code).collect())
+            .map_err(|e| format!("{}: does not parse ({e})", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: unreadable: {e}", p.display())),
+    }
 }
 
 /// The export a status URL belongs to (its last path segment).
@@ -266,5 +281,22 @@ mod tests {
         std::fs::write(state.join("manifest/manifest.json"), br#"{"output": ["#).unwrap();
         let e = state_parses(d.path()).unwrap_err();
         assert!(e.contains("manifest.json: does not parse"), "{e}");
+    }
+
+    #[test]
+    fn completed_runs_read_from_the_checkpoint_newest_first() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(completed_runs(d.path()), Ok(vec![]), "no state yet");
+        let state = d.path().join(STATE_DIR);
+        std::fs::create_dir_all(&state).unwrap();
+        let entry = |id: &str, code: u8| {
+            serde_json::json!({"run_id": id, "transactionTime": "2026-12-02T00:00:00Z", "finished": "x",
+                "files": 1, "resources": 1, "bytes": 1, "exit_code": code})
+        };
+        let c = serde_json::json!({"transactionTime": "t", "run_id": "b", "history": [entry("b", 5), entry("a", 0)]});
+        std::fs::write(state.join(CHECKPOINT), serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(completed_runs(d.path()), Ok(vec![5, 0]));
+        std::fs::write(state.join(CHECKPOINT), b"{").unwrap();
+        assert!(completed_runs(d.path()).unwrap_err().contains("does not parse"));
     }
 }

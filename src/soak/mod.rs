@@ -125,6 +125,7 @@ pub async fn iteration(seed: u64, opts: &Options) -> Result<Report, Failure> {
             }
             let kill_at = (kills_left > 0 && rng.chance(0.8)).then(|| Duration::from_millis(rng.range(20, 1500)));
             let before = sb.kickoff_count();
+            let completed_before = check::completed_runs(&job_dir)?.len();
             let log = dir.path().join(format!("run{}.stderr", report.runs));
             report.runs += 1;
             let ended = run_once(opts, &sb, &job_file, &log, kill_at).await?;
@@ -139,6 +140,18 @@ pub async fn iteration(seed: u64, opts: &Options) -> Result<Report, Failure> {
                     report.kills += 1;
                     report.history.push(format!("kill@{}ms", at.as_millis()));
                     let recorded = check::after_kill(&job_dir, &sb).map_err(|e| format!("after a kill: {e}"))?;
+                    // The kill came after the run had finished its work (record, latest, checkpoint,
+                    // state cleared) and before the process exited: the export is complete, and a
+                    // rerun would rightly start the next one. Judge this one, with the exit code the
+                    // checkpoint recorded.
+                    let completed = check::completed_runs(&job_dir)?;
+                    if recorded.is_none() && completed.len() > completed_before {
+                        let code = i32::from(completed[0]);
+                        report.history.push(format!("(complete before the kill: {code})"));
+                        report.downloaded = check::complete(&job_dir, &sb, code, &orphaned)?;
+                        report.orphaned = orphaned.len();
+                        return Ok(());
+                    }
                     // Accepted during this run and not in the state: the kill came before the client
                     // could write the status URL down. Nobody can know of that export; it is not a
                     // second kick-off of the same one — if the kill came right after it.
