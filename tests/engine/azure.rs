@@ -54,6 +54,7 @@ fn binary() -> PathBuf {
         return p.into();
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|c| !c.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
     let cached = cache.map(|c| c.join("oneup-bulk/azurite/node_modules/.bin/azurite-blob"));
