@@ -83,11 +83,25 @@ pub fn connect(url: &ObjectUrl, config: &[(&str, &str)]) -> Result<Arc<dyn Backe
             Arc::new(b.build().map_err(failed)?)
         }
         Scheme::Az => {
-            let b = MicrosoftAzureBuilder::from_env().with_container_name(&url.bucket);
+            let mut b = MicrosoftAzureBuilder::from_env().with_container_name(&url.bucket);
+            for (k, v) in config {
+                b = b.with_config(k.parse().map_err(failed)?, *v);
+            }
             check_endpoint(url, b.get_config_value(&AzureConfigKey::Endpoint).as_deref())?;
+            let emulator = b.get_config_value(&AzureConfigKey::UseEmulator);
+            let emulator_url = std::env::var("AZURITE_BLOB_STORAGE_URL").ok();
+            check_endpoint(url, azure_emulator_endpoint(emulator.as_deref(), emulator_url.as_deref()))?;
             Arc::new(b.build().map_err(failed)?)
         }
     })
+}
+
+/// Where object_store's Azure client goes in emulator mode (`AZURE_STORAGE_USE_EMULATOR`): always
+/// plain http, to `AZURITE_BLOB_STORAGE_URL` or Azurite's default address. It bypasses the endpoint
+/// setting, so it is checked on its own.
+fn azure_emulator_endpoint<'a>(use_emulator: Option<&str>, url: Option<&'a str>) -> Option<&'a str> {
+    let on = use_emulator.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes" | "y"));
+    on.then(|| url.unwrap_or("http://127.0.0.1:10000"))
 }
 
 /// Plain http only to a loopback endpoint (a local test server), as for every other URL the tool uses.
@@ -253,6 +267,23 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "s3://b/p: the storage endpoint http://minio.internal:9000 is plain http; use https (plain http is allowed only to 127.0.0.1 or localhost)"
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn the_azure_emulator_only_on_loopback() {
+        let u = url("az://c/p");
+        assert_eq!(azure_emulator_endpoint(None, Some("http://10.0.0.5:10000")), None);
+        assert_eq!(azure_emulator_endpoint(Some("false"), Some("http://10.0.0.5:10000")), None);
+        assert_eq!(azure_emulator_endpoint(Some("TRUE"), None), Some("http://127.0.0.1:10000"));
+        let ok = azure_emulator_endpoint(Some("true"), Some("http://127.0.0.1:41234"));
+        assert!(check_endpoint(&u, ok).is_ok());
+        let far = azure_emulator_endpoint(Some("1"), Some("http://azurite.internal:10000"));
+        let e = check_endpoint(&u, far).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "az://c/p: the storage endpoint http://azurite.internal:10000 is plain http; use https (plain http is allowed only to 127.0.0.1 or localhost)"
         );
         assert_eq!(e.exit_code(), 2);
     }

@@ -5,6 +5,7 @@ mod harness;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod azure;
 mod chaos;
 mod display;
 mod expiry;

@@ -1,5 +1,6 @@
 //! Exports straight to object storage (issue 15), against a real S3 server process on 127.0.0.1 (see
 //! `s3.rs`) and the real binary: the data, the record, `latest`, the state and the lease in the bucket.
+//! The helpers take any [`Remote`], so `azure.rs` runs the same checks against Azurite.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -13,16 +14,47 @@ use oneup_bulk::store::lease::LeaseDoc;
 use crate::harness::*;
 use crate::s3::{ACCESS_KEY, Bucket, Proxy, SECRET_KEY, server};
 
-const EXPORT: &str = "  level: system\n  types: [Patient, Coverage, ExplanationOfBenefit]\n";
+/// A bucket (or an Azure container) on a test storage server, as these tests use it.
+pub(crate) trait Remote: Sync {
+    /// `download.dir` for the jobs.
+    fn url(&self) -> String;
+    /// The prefix `rel` (under `exports/`), read with the real client.
+    fn dir(&self, rel: &str) -> oneup_bulk::store::ObjectDir;
+    /// Sets the environment of a `oneup-bulk` command to reach this bucket.
+    fn env(&self, c: &mut Command);
+
+    async fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        self.dir("").get(rel).await.unwrap().map(|(b, _)| b.to_vec())
+    }
+
+    /// Every key under `exports/`, relative to it.
+    async fn keys(&self) -> Vec<String> {
+        self.dir("").list("").await.unwrap().into_iter().map(|(k, _)| k).collect()
+    }
+}
+
+impl Remote for Bucket {
+    fn url(&self) -> String {
+        Bucket::url(self)
+    }
+    fn dir(&self, rel: &str) -> oneup_bulk::store::ObjectDir {
+        Bucket::dir(self, rel)
+    }
+    fn env(&self, c: &mut Command) {
+        Bucket::env(self, c)
+    }
+}
+
+pub(crate) const EXPORT: &str = "  level: system\n  types: [Patient, Coverage, ExplanationOfBenefit]\n";
 
 /// A job file `t` writing to the bucket.
-fn job_file(env: &Env, b: &Bucket, export: &str, extra: &str) -> std::path::PathBuf {
+pub(crate) fn job_file(env: &Env, b: &impl Remote, export: &str, extra: &str) -> std::path::PathBuf {
     let local = format!("  dir: {}\n", env.out().display());
     let yaml = env.yaml("t", export, extra).replace(&local, &format!("  dir: {}\n", b.url()));
     env.write_job("t.yaml", &yaml)
 }
 
-fn cmd(b: &Bucket, cwd: &Path, args: &[&str]) -> Command {
+pub(crate) fn cmd(b: &impl Remote, cwd: &Path, args: &[&str]) -> Command {
     let mut c = bin();
     b.env(&mut c);
     c.current_dir(cwd).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -30,7 +62,7 @@ fn cmd(b: &Bucket, cwd: &Path, args: &[&str]) -> Command {
 }
 
 /// Waits (bounded) until the job's lease is free: released, or not renewed within its ttl.
-async fn wait_lease_free(b: &Bucket) {
+pub(crate) async fn wait_lease_free(b: &impl Remote) {
     for _ in 0..400 {
         let doc = b.get("t/.state/lease").await.map(|l| serde_json::from_slice::<LeaseDoc>(&l).unwrap());
         if doc.is_none_or(|d| d.is_free(time::OffsetDateTime::now_utc())) {
@@ -41,23 +73,23 @@ async fn wait_lease_free(b: &Bucket) {
     panic!("the lease stayed held");
 }
 
-async fn run(b: &Bucket, cwd: &Path, args: &[&str]) -> Output {
+pub(crate) async fn run(b: &impl Remote, cwd: &Path, args: &[&str]) -> Output {
     let mut c = cmd(b, cwd, args);
     tokio::task::spawn_blocking(move || c.output().expect("binary runs")).await.unwrap()
 }
 
-fn done_or_5(o: &Output) {
+pub(crate) fn done_or_5(o: &Output) {
     assert!(matches!(o.status.code(), Some(0 | 5)), "{}", text(o));
 }
 
-async fn record(b: &Bucket) -> (String, RunRecord) {
+pub(crate) async fn record(b: &impl Remote) -> (String, RunRecord) {
     let run_id = String::from_utf8(b.get("t/latest").await.expect("latest")).unwrap().trim().to_string();
     let rec = serde_json::from_slice(&b.get(&format!("t/{run_id}/run.json")).await.expect("run.json")).unwrap();
     (run_id, rec)
 }
 
 /// Every recorded file in the bucket is the server's bytes, with the recorded sha256 and count.
-async fn assert_bucket_matches_server(env: &Env, b: &Bucket) -> usize {
+pub(crate) async fn assert_bucket_matches_server(env: &Env, b: &impl Remote) -> usize {
     let (run_id, rec) = record(b).await;
     assert!(rec.complete);
     for f in &rec.files {
@@ -69,7 +101,7 @@ async fn assert_bucket_matches_server(env: &Env, b: &Bucket) -> usize {
     rec.files.len()
 }
 
-fn tmp() -> tempfile::TempDir {
+pub(crate) fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
@@ -135,8 +167,14 @@ async fn strict_failure_leaves_no_object_under_a_final_name() {
     })
     .await;
     let b = s3.bucket().await;
-    let job = job_file(&env, &b, EXPORT, "");
-    let o = run(&b, tmp().path(), &["run", job.to_str().unwrap()]).await;
+    strict_failure_publishes_nothing(&env, &b).await;
+    assert_eq!(b.open_uploads().await, 0);
+}
+
+/// A strict failure (the sandbox's bad line) fails the run and leaves no object under a final name.
+pub(crate) async fn strict_failure_publishes_nothing(env: &Env, b: &impl Remote) {
+    let job = job_file(env, b, EXPORT, "");
+    let o = run(b, tmp().path(), &["run", job.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let keys = b.keys().await;
     let data: Vec<_> = keys.iter().filter(|k| k.ends_with(".ndjson") && !k.contains("/log/")).collect();
@@ -148,7 +186,6 @@ async fn strict_failure_leaves_no_object_under_a_final_name() {
         assert!(rec.problems.iter().any(|p| p.file.as_deref() == Some(&f.path) && p.message.contains("not kept")));
     }
     assert!(!keys.contains(&"t/latest".to_string()), "latest names complete runs only");
-    assert_eq!(b.open_uploads().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,10 +242,14 @@ async fn killed_mid_upload_then_rerun_from_another_folder_completes_with_one_kic
 async fn two_runs_at_once_one_refused_naming_the_holder() {
     let Some(s3) = server("two_runs_at_once") else { return };
     let env = Env::long_export(100).await;
-    let b = s3.bucket().await;
-    let job = job_file(&env, &b, EXPORT, "");
+    one_of_two_runs_refused(&env, &s3.bucket().await).await;
+}
+
+/// Two runs of one job at once: exactly one refused (exit 75) naming the other's pid; one kick-off.
+pub(crate) async fn one_of_two_runs_refused(env: &Env, b: &impl Remote) {
+    let job = job_file(env, b, EXPORT, "");
     let (a, c) = (tmp(), tmp());
-    let spawn = |cwd: &Path| cmd(&b, cwd, &["run", job.to_str().unwrap()]).spawn().unwrap();
+    let spawn = |cwd: &Path| cmd(b, cwd, &["run", job.to_str().unwrap()]).spawn().unwrap();
     let (first, second) = (spawn(a.path()), spawn(c.path()));
     let pids = [first.id(), second.id()];
     let outs =
@@ -222,10 +263,10 @@ async fn two_runs_at_once_one_refused_naming_the_holder() {
     let t = text(refused[0].0);
     assert!(t.contains(&format!("another oneup-bulk process holds this job (pid {winner} on ")), "{t}");
     assert_eq!(env.sandbox.kickoff_count(), 1);
-    assert_bucket_matches_server(&env, &b).await;
+    assert_bucket_matches_server(env, b).await;
 }
 
-fn lease_doc(renewed: &str, host: &str) -> Vec<u8> {
+pub(crate) fn lease_doc(renewed: &str, host: &str) -> Vec<u8> {
     let d = LeaseDoc {
         host: host.into(),
         pid: 4242,
@@ -368,10 +409,14 @@ async fn a_storage_error_names_the_bucket_and_no_credential() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_of_the_state_cannot_both_win() {
+    let Some(s3) = server("two_writers_of_the_state_cannot_both_win") else { return };
+    two_state_writers_cannot_both_win(&s3.bucket().await).await;
+}
+
+/// The state's conditional puts (create-if-absent, then if-the-ETag-matches) against the real store.
+pub(crate) async fn two_state_writers_cannot_both_win(b: &impl Remote) {
     use oneup_bulk::state::{InFlight, JobState};
     use oneup_bulk::store::Dir;
-    let Some(s3) = server("two_writers_of_the_state_cannot_both_win") else { return };
-    let b = s3.bucket().await;
     let (one, two) = (JobState::at(Dir::Object(b.dir("t"))), JobState::at(Dir::Object(b.dir("t"))));
     assert!(one.inflight().unwrap().is_none());
     assert!(two.inflight().unwrap().is_none());
