@@ -38,10 +38,11 @@ pub async fn sandbox(port: u16, data_scale: u32, oneup: bool) -> Result<u8, Erro
                 println!("  1up mode: tenant {tenant}, realm {realm}; in a job's `oneup:` section write");
                 println!("    gateway: http://{addr}");
                 println!(
-                    "try: ONEUP_CLIENT_ID={id} ONEUP_CLIENT_SECRET={secret} oneup-bulk run jobs/provider.yaml (after adding that line)"
+                    "try: ONEUP_CLIENT_ID={id} ONEUP_CLIENT_SECRET={secret} {me} run jobs/provider.yaml (after adding that line)",
+                    me = crate::invocation::program()
                 );
             } else {
-                println!("try: oneup-bulk run examples/sandbox.yaml");
+                println!("try: {} run examples/sandbox.yaml", crate::invocation::program());
             }
         },
         async {
@@ -79,7 +80,7 @@ pub async fn demo(out: &Path, data_scale: u32, with_server_errors: bool, g: &Glo
     sb.shutdown().await;
     let outcome = res?;
     print!("{}", super::summary::text(&job.name, &outcome));
-    let me = super::self_command();
+    let me = crate::invocation::program();
     let latest = out.join(&job.name).join("latest");
     println!("\nnext:");
     println!("  {me} inspect {}   review what arrived", latest.display());

@@ -76,7 +76,7 @@ async fn connect_and_run(job: &job::Job, g: &Global) -> Result<u8, Error> {
     print!("{}", super::summary::text(&job.name, &outcome));
     let latest = job.job_dir().join("latest");
     println!("\nnext:");
-    println!("  oneup-bulk inspect {}          review what arrived", latest.display());
+    println!("  {} inspect {}          review what arrived", crate::invocation::program(), latest.display());
     println!("  cp examples/patient-access.yaml jobs/member.yaml   for a real plan (1up's demo plan is filled in)");
     Ok(if outcome.exit_code == exit::SERVER_ERRORS { exit::OK } else { outcome.exit_code })
 }

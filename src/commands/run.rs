@@ -103,7 +103,7 @@ pub struct Runner {
     pub display: Arc<dyn Display>,
     pub parallel: usize,
     pub summary: SummaryFormat,
-    /// `--out`, repeated in the commands an error suggests.
+    /// `--out`, repeated in the commands the Ctrl-C hint prints (each job keeps its own copy too).
     pub out: Option<PathBuf>,
 }
 
@@ -216,7 +216,7 @@ fn announce(job: &Job, res: &Result<RunOutcome, Error>, runner: &Runner) {
             }
         }
         Err(e) => {
-            let cmd = JobCmd::new(job.file_label(), runner.out.as_deref());
+            let cmd = JobCmd::of(job);
             let next = advice::next_steps(&cmd, e, &Left::of(&job.job_dir()));
             if json() {
                 tracing::error!(exit_code = e.exit_code(), error = %e, next = next.trim(), "job finished");
@@ -237,7 +237,7 @@ fn report(slots: &[Slot], sig: Option<Signal>, runner: &Runner) -> u8 {
     }
     if let Some(sig) = sig {
         code = worst(code, Error::Interrupted(sig).exit_code());
-        interrupted(slots, sig);
+        interrupted(slots, sig, runner.out.as_deref());
     }
     match runner.summary {
         SummaryFormat::Text if slots.len() > 1 => print!("\njobs (exit code, outcome):\n{}", table(slots, sig)),
@@ -258,15 +258,15 @@ fn signal_name(sig: Signal) -> &'static str {
 }
 
 /// Names the jobs a signal cut short, with the commands that resume or forget them.
-fn interrupted(slots: &[Slot], sig: Signal) {
+fn interrupted(slots: &[Slot], sig: Signal, out: Option<&std::path::Path>) {
     let code = Error::Interrupted(sig).exit_code();
     let cut: Vec<&Slot> = slots.iter().filter(|s| matches!(s.state, SlotState::Running)).collect();
     let waiting: Vec<&Slot> = slots.iter().filter(|s| matches!(s.state, SlotState::Waiting)).collect();
-    let me = super::self_command();
+    let me = crate::invocation::program();
     let files = |ss: &[&Slot]| ss.iter().map(|s| s.file_text().unwrap_or_else(|| s.name.clone())).collect::<Vec<_>>();
     if json() {
         for s in &cut {
-            let resume = format!("{me} run {}", files(&[s]).join(" "));
+            let resume = advice::resume(me, out, &files(&[s]));
             tracing::error!(job = %s.name, exit_code = code, resume = %resume, "job finished: interrupted ({}); state kept", signal_name(sig));
         }
         for s in &waiting {
@@ -290,7 +290,7 @@ fn interrupted(slots: &[Slot], sig: Signal) {
         let _ = writeln!(m, "  not started: {}", names.join(", "));
     }
     let again: Vec<String> = files(&cut).into_iter().chain(files(&waiting)).collect();
-    m.push_str(&advice::after_signal(&me, &again, &files(&cut)));
+    m.push_str(&advice::after_signal(me, out, &again, &files(&cut)));
     eprint!("{m}");
 }
 

@@ -177,3 +177,39 @@ async fn hint_after_ctrl_c() {
     assert_eq!((o.status.code(), stdout(&o)), (Some(130), String::new()));
     screen!("hint_ctrl_c", stderr(&o));
 }
+
+/// The export failed on the server after `--out` was given: the step's hint names the same `--out`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_after_a_failed_export_repeats_out() {
+    use oneup_bulk::sandbox::{Faults, SandboxConfig};
+    let failed = Some((500, "File generation failed".to_string()));
+    let env =
+        Env::new(SandboxConfig { faults: Faults { status_error: failed, ..Default::default() }, ..Default::default() })
+            .await;
+    let job = env.write_job("t.yaml", &env.yaml("t", SMALL, ""));
+    let elsewhere = env.dir.path().join("elsewhere");
+    let o = cmd(&["run", "-q", "--out", &elsewhere.display().to_string()], &job).await;
+    assert_eq!((o.status.code(), stdout(&o)), (Some(4), String::new()));
+    screen!("hint_failed_export_with_out", stderr(&o));
+    assert!(elsewhere.join("t/.state").is_dir(), "the run used --out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_after_ctrl_c_with_out() {
+    let env = Env::long_export(100_000).await;
+    // The job's own download.dir is where the test waits for the export; --out names the same folder.
+    let job = env.write_job("t.yaml", &env.yaml("t", SMALL, ""));
+    let child = on_path()
+        .args(["run", "-q", "--out"])
+        .arg(env.out())
+        .arg(&job)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_in_flight().await;
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!((o.status.code(), stdout(&o)), (Some(130), String::new()));
+    screen!("hint_ctrl_c_with_out", stderr(&o));
+}
