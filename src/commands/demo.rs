@@ -79,7 +79,7 @@ pub async fn demo(out: &Path, data_scale: u32, with_server_errors: bool, g: &Glo
     display.finish();
     sb.shutdown().await;
     let outcome = res?;
-    print!("{}", super::summary::text(&job.name, &outcome));
+    print!("{}", super::summary::text_at(&job.name, &outcome, super::fit::stdout_width()));
     let me = crate::invocation::program();
     let latest = out.join(&job.name).join("latest");
     println!("\nnext:");

@@ -73,7 +73,7 @@ async fn connect_and_run(job: &job::Job, g: &Global) -> Result<u8, Error> {
     let res = run_job(job, &RunOptions::default(), display.clone()).await;
     display.finish();
     let outcome = res?;
-    print!("{}", super::summary::text(&job.name, &outcome));
+    print!("{}", super::summary::text_at(&job.name, &outcome, super::fit::stdout_width()));
     let latest = job.job_dir().join("latest");
     println!("\nnext:");
     println!("  {} inspect {}          review what arrived", crate::invocation::program(), latest.display());

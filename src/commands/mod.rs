@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod demo_patient;
 mod dry_run;
+pub mod fit;
 mod logging;
 mod run;
 mod status;
@@ -21,7 +22,7 @@ use crate::job::{self, Job};
 use crate::progress::{Bars, Display, Plain, Reporter, Silent};
 
 pub use logging::{color_stderr, init_logging, json as json_logs, json_error_line, report_error};
-pub use run::{Board, Runner, Slot, SlotState, run_all, run_jobs};
+pub use run::{Board, Runner, Slot, SlotState, jobs_table, run_all, run_jobs};
 
 /// True when progress bars should be drawn: stderr is a terminal, and nobody asked for quiet or detail.
 pub fn use_bars(g: &Global) -> bool {

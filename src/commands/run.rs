@@ -22,6 +22,7 @@ use crate::job::Job;
 use crate::progress::Display;
 
 use super::dry_run::dry_run;
+use super::fit::{self, JobRow};
 use super::logging::{error_prefix, json};
 use super::{load_job, report_error, signal, summary};
 /// Exit codes from least to most severe, for "the worst one".
@@ -105,6 +106,8 @@ pub struct Runner {
     pub summary: SummaryFormat,
     /// `--out`, repeated in the commands the Ctrl-C hint prints (each job keeps its own copy too).
     pub out: Option<PathBuf>,
+    /// The terminal's width the summaries fit, or `None` (stdout is not a terminal: as wide as it takes).
+    pub columns: Option<usize>,
 }
 
 pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
@@ -145,6 +148,7 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         parallel: args.parallel.max(1),
         summary: args.summary,
         out: args.out.clone(),
+        columns: super::fit::stdout_width(),
     };
     let board = Board::new(&jobs);
     let sig = tokio::select! {
@@ -212,7 +216,7 @@ fn announce(job: &Job, res: &Result<RunOutcome, Error>, runner: &Runner) {
                 "job finished"
             );
             if runner.summary == SummaryFormat::Text {
-                runner.display.print(&summary::text(name, out));
+                runner.display.print(&summary::text_at(name, out, runner.columns));
             }
         }
         Err(e) => {
@@ -240,7 +244,9 @@ fn report(slots: &[Slot], sig: Option<Signal>, runner: &Runner) -> u8 {
         interrupted(slots, sig, runner.out.as_deref());
     }
     match runner.summary {
-        SummaryFormat::Text if slots.len() > 1 => print!("\njobs (exit code, outcome):\n{}", table(slots, sig)),
+        SummaryFormat::Text if slots.len() > 1 => {
+            print!("\njobs (exit code, outcome):\n{}", jobs_table(slots, sig, runner.columns))
+        }
         SummaryFormat::Json => {
             let jobs: Vec<serde_json::Value> = slots.iter().map(|s| slot_json(s, sig)).collect();
             println!("{}", serde_json::json!({"jobs": jobs, "exit_code": code}));
@@ -294,34 +300,38 @@ fn interrupted(slots: &[Slot], sig: Signal, out: Option<&std::path::Path>) {
     eprint!("{m}");
 }
 
-fn table(slots: &[Slot], sig: Option<Signal>) -> String {
-    let mut t = String::new();
-    for s in slots {
-        let (code, what) = match &s.state {
-            SlotState::Done(Ok(out)) => {
-                let d = summary::tally(&out.record).data;
-                (
-                    out.exit_code.to_string(),
-                    format!(
-                        "{}: {} resources in {} files",
-                        summary::outcome_words(out.exit_code),
-                        crate::progress::units::thousands(d.lines),
-                        d.files
-                    ),
-                )
-            }
-            SlotState::Done(Err(e)) => (e.exit_code().to_string(), first_line(&e.to_string()).to_string()),
-            SlotState::Running => match sig {
-                Some(sig) => {
-                    (Error::Interrupted(sig).exit_code().to_string(), format!("interrupted ({})", signal_name(sig)))
+/// The table of jobs at the end of a command of several, fitted to `columns` (see [`fit::jobs_table`]).
+pub fn jobs_table(slots: &[Slot], sig: Option<Signal>, columns: Option<usize>) -> String {
+    let rows: Vec<JobRow> = slots
+        .iter()
+        .map(|s| {
+            let (code, long, short) = match &s.state {
+                SlotState::Done(Ok(out)) => {
+                    let d = summary::tally(&out.record).data;
+                    let n = crate::progress::units::thousands(d.lines);
+                    (
+                        out.exit_code.to_string(),
+                        format!("{}: {n} resources in {} files", summary::outcome_words(out.exit_code), d.files),
+                        format!("{}: {n} resources", summary::outcome_short(out.exit_code)),
+                    )
                 }
-                None => ("?".into(), "did not finish".into()),
-            },
-            SlotState::Waiting => ("-".into(), "not started".into()),
-        };
-        let _ = writeln!(t, "  {:<24} {code:>3}  {what}", s.name);
-    }
-    t
+                SlotState::Done(Err(e)) => {
+                    let first = first_line(&e.to_string()).to_string();
+                    (e.exit_code().to_string(), first.clone(), first)
+                }
+                SlotState::Running => match sig {
+                    Some(sig) => {
+                        let what = format!("interrupted ({})", signal_name(sig));
+                        (Error::Interrupted(sig).exit_code().to_string(), what.clone(), what)
+                    }
+                    None => ("?".into(), "did not finish".into(), "did not finish".into()),
+                },
+                SlotState::Waiting => ("-".into(), "not started".into(), "not started".into()),
+            };
+            JobRow { name: s.name.clone(), code, long, short }
+        })
+        .collect();
+    fit::jobs_table(&rows, columns)
 }
 
 fn slot_json(s: &Slot, sig: Option<Signal>) -> serde_json::Value {
