@@ -13,6 +13,7 @@ use crate::sandbox::{Sandbox, SandboxConfig, serve_until};
 
 use tracing::Instrument as _;
 
+use super::fit;
 use super::logging::say;
 use super::signal;
 
@@ -79,15 +80,16 @@ pub async fn demo(out: &Path, data_scale: u32, with_server_errors: bool, g: &Glo
     display.finish();
     sb.shutdown().await;
     let outcome = res?;
-    print!("{}", super::summary::text_at(&job.name, &outcome, super::fit::stdout_width()));
+    let columns = fit::stdout_width();
+    print!("{}", super::summary::text_at(&job.name, &outcome, columns));
     let me = crate::invocation::program();
     let latest = out.join(&job.name).join("latest");
-    println!("\nnext:");
-    println!("  {me} inspect {}   review what arrived", latest.display());
+    let next = |cmd: &str, what: &str| fit::next_line(cmd, "   ", what, fit::room(columns));
+    print!("\nnext:\n{}", next(&format!("{me} inspect {}", latest.display()), "review what arrived"));
     if Path::new("examples/sandbox.yaml").exists() {
-        println!("  cp examples/sandbox.yaml jobs/mine.yaml   and point it at your server");
+        print!("{}", next("cp examples/sandbox.yaml jobs/mine.yaml", "and point it at your server"));
     } else {
-        println!("  {me} sandbox   serve the same server on :8089 for your own job files");
+        print!("{}", next(&format!("{me} sandbox"), "serve the same server on :8089 for your own job files"));
     }
     Ok(outcome.exit_code)
 }

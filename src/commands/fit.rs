@@ -31,6 +31,13 @@ pub fn tail_line(head: &str, tail: &str, room: usize) -> String {
     format!("{}\n{:indent$}{tail}\n", head.trim_end(), "")
 }
 
+/// A `next:` line: the command, then what it does after `gap`, or below it (indented) when the two
+/// do not fit `room` together; the command itself is never cut.
+pub fn next_line(command: &str, gap: &str, what: &str, room: usize) -> String {
+    let line = format!("  {command}{gap}{what}");
+    if width(&line) <= room { format!("{line}\n") } else { format!("  {command}\n      {what}\n") }
+}
+
 /// One line of the table of jobs: the job, its exit code, and what happened in a long and a short
 /// form (the short one for narrow terminals).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +93,8 @@ mod tests {
             "  2.0s; files in\n    exports/a-long-job/20261128\n"
         );
         assert_eq!(room(None), usize::MAX);
+        assert_eq!(next_line("oneup-bulk sandbox", "   ", "serve it", usize::MAX), "  oneup-bulk sandbox   serve it\n");
+        assert_eq!(next_line("oneup-bulk sandbox", "   ", "serve it", 25), "  oneup-bulk sandbox\n      serve it\n");
         assert_eq!((room(Some(60)), room(Some(5))), (59, 20));
     }
 

@@ -5,6 +5,9 @@
 //! files and `deleted[]` files are rows of their own below the total, never folded into it. Sizes
 //! read both ways: exact bytes with thousands separators and the bars' binary units.
 //!
+//! On a terminal the text fits its width ([`text_at`]; the helpers are in `fit.rs`); off one it is
+//! always the same, as wide as it takes.
+//!
 //! `run.json`'s `totals` count the same way (`files`/`resources`/`bytes` are the data alone; errors and
 //! deleted files have their own fields); the JSON summary carries them as `run_totals`.
 
