@@ -21,6 +21,7 @@ pub mod holder;
 pub mod http;
 pub mod inspect;
 pub mod instant;
+pub mod invocation;
 pub mod job;
 pub mod jwt;
 pub mod ndjson;

@@ -62,7 +62,7 @@ fn connected_text(job: &crate::job::Job, state: &JobState, path: &Path, c: &Conn
         s.push_str(&format!("  scope granted: {scope}\n"));
     }
     s.push_str(&format!("  the connection is saved in {} (owner-only)\n", state.dir.display()));
-    s.push_str(&format!("next: oneup-bulk run {}\n", path.display()));
+    s.push_str(&format!("next: {} run {}\n", crate::invocation::program(), path.display()));
     s.push_str(&format!("  {}\n", crate::patient::plan_text(job, &c.patient)));
     s
 }

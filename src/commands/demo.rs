@@ -13,6 +13,7 @@ use crate::sandbox::{Sandbox, SandboxConfig, serve_until};
 
 use tracing::Instrument as _;
 
+use super::fit;
 use super::logging::say;
 use super::signal;
 
@@ -38,10 +39,11 @@ pub async fn sandbox(port: u16, data_scale: u32, oneup: bool) -> Result<u8, Erro
                 println!("  1up mode: tenant {tenant}, realm {realm}; in a job's `oneup:` section write");
                 println!("    gateway: http://{addr}");
                 println!(
-                    "try: ONEUP_CLIENT_ID={id} ONEUP_CLIENT_SECRET={secret} oneup-bulk run jobs/provider.yaml (after adding that line)"
+                    "try: ONEUP_CLIENT_ID={id} ONEUP_CLIENT_SECRET={secret} {me} run jobs/provider.yaml (after adding that line)",
+                    me = crate::invocation::program()
                 );
             } else {
-                println!("try: oneup-bulk run examples/sandbox.yaml");
+                println!("try: {} run examples/sandbox.yaml", crate::invocation::program());
             }
         },
         async {
@@ -78,15 +80,16 @@ pub async fn demo(out: &Path, data_scale: u32, with_server_errors: bool, g: &Glo
     display.finish();
     sb.shutdown().await;
     let outcome = res?;
-    print!("{}", super::summary::text(&job.name, &outcome));
-    let me = super::self_command();
+    let columns = fit::stdout_width();
+    print!("{}", super::summary::text_at(&job.name, &outcome, columns));
+    let me = crate::invocation::program();
     let latest = out.join(&job.name).join("latest");
-    println!("\nnext:");
-    println!("  {me} inspect {}   review what arrived", latest.display());
+    let next = |cmd: &str, what: &str| fit::next_line(cmd, "   ", what, fit::room(columns));
+    print!("\nnext:\n{}", next(&format!("{me} inspect {}", latest.display()), "review what arrived"));
     if Path::new("examples/sandbox.yaml").exists() {
-        println!("  cp examples/sandbox.yaml jobs/mine.yaml   and point it at your server");
+        print!("{}", next("cp examples/sandbox.yaml jobs/mine.yaml", "and point it at your server"));
     } else {
-        println!("  {me} sandbox   serve the same server on :8089 for your own job files");
+        print!("{}", next(&format!("{me} sandbox"), "serve the same server on :8089 for your own job files"));
     }
     Ok(outcome.exit_code)
 }

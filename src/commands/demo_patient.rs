@@ -73,10 +73,13 @@ async fn connect_and_run(job: &job::Job, g: &Global) -> Result<u8, Error> {
     let res = run_job(job, &RunOptions::default(), display.clone()).await;
     display.finish();
     let outcome = res?;
-    print!("{}", super::summary::text(&job.name, &outcome));
+    let columns = super::fit::stdout_width();
+    print!("{}", super::summary::text_at(&job.name, &outcome, columns));
     let latest = job.job_dir().join("latest");
-    println!("\nnext:");
-    println!("  oneup-bulk inspect {}          review what arrived", latest.display());
-    println!("  cp examples/patient-access.yaml jobs/member.yaml   for a real plan (1up's demo plan is filled in)");
+    let room = super::fit::room(columns);
+    let inspect = format!("{} inspect {}", crate::invocation::program(), latest.display());
+    print!("\nnext:\n{}", super::fit::next_line(&inspect, "          ", "review what arrived", room));
+    let what = "for a real plan (1up's demo plan is filled in)";
+    print!("{}", super::fit::next_line("cp examples/patient-access.yaml jobs/member.yaml", "   ", what, room));
     Ok(if outcome.exit_code == exit::SERVER_ERRORS { exit::OK } else { outcome.exit_code })
 }

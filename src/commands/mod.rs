@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod demo_patient;
 mod dry_run;
+pub mod fit;
 mod logging;
 mod run;
 mod status;
@@ -21,7 +22,7 @@ use crate::job::{self, Job};
 use crate::progress::{Bars, Display, Plain, Reporter, Silent};
 
 pub use logging::{color_stderr, init_logging, json as json_logs, json_error_line, report_error};
-pub use run::{Board, Runner, Slot, SlotState, run_all, run_jobs};
+pub use run::{Board, Runner, Slot, SlotState, jobs_table, run_all, run_jobs};
 
 /// True when progress bars should be drawn: stderr is a terminal, and nobody asked for quiet or detail.
 pub fn use_bars(g: &Global) -> bool {
@@ -46,6 +47,7 @@ pub fn reporter(g: &Global) -> Arc<dyn Reporter> {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn main(cli: Cli) -> u8 {
+    crate::invocation::detect();
     let g = cli.global.clone();
     let res = match cli.command {
         Command::Run(args) => return run_jobs(args, &g).await,
@@ -73,34 +75,6 @@ pub async fn main(cli: Cli) -> u8 {
     match res {
         Ok(code) => code,
         Err(e) => report_error(&e),
-    }
-}
-
-/// How a person runs this binary again from where they are: `oneup-bulk` when that is on `PATH`,
-/// `cargo run --release --` under `cargo run`, else the binary's path relative to the working folder.
-pub fn self_command() -> String {
-    let Ok(exe) = std::env::current_exe() else { return "oneup-bulk".into() };
-    let exe = exe.canonicalize().unwrap_or(exe);
-    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join("oneup-bulk").canonicalize().is_ok_and(|p| p == exe))
-    });
-    if on_path {
-        return "oneup-bulk".into();
-    }
-    // `cargo run` sets CARGO for the program it runs; the binary sits in target/<profile>/.
-    let profile = exe.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or("");
-    let in_target = exe.parent().and_then(Path::parent).and_then(|d| d.file_name()).is_some_and(|n| n == "target");
-    if std::env::var_os("CARGO").is_some() && in_target {
-        match profile {
-            "release" => return "cargo run --locked --release --".into(),
-            "debug" => return "cargo run --locked --".into(),
-            _ => {}
-        }
-    }
-    let cwd = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
-    match cwd.as_deref().and_then(|d| exe.strip_prefix(d).ok()) {
-        Some(rel) => format!("./{}", rel.display()),
-        None => exe.display().to_string(),
     }
 }
 

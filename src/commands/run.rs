@@ -22,6 +22,7 @@ use crate::job::Job;
 use crate::progress::Display;
 
 use super::dry_run::dry_run;
+use super::fit::{self, JobRow};
 use super::logging::{error_prefix, json};
 use super::{load_job, report_error, signal, summary};
 /// Exit codes from least to most severe, for "the worst one".
@@ -103,8 +104,10 @@ pub struct Runner {
     pub display: Arc<dyn Display>,
     pub parallel: usize,
     pub summary: SummaryFormat,
-    /// `--out`, repeated in the commands an error suggests.
+    /// `--out`, repeated in the commands the Ctrl-C hint prints (each job keeps its own copy too).
     pub out: Option<PathBuf>,
+    /// The terminal's width the summaries fit, or `None` (stdout is not a terminal: as wide as it takes).
+    pub columns: Option<usize>,
 }
 
 pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
@@ -145,6 +148,7 @@ pub async fn run_jobs(args: RunArgs, g: &Global) -> u8 {
         parallel: args.parallel.max(1),
         summary: args.summary,
         out: args.out.clone(),
+        columns: super::fit::stdout_width(),
     };
     let board = Board::new(&jobs);
     let sig = tokio::select! {
@@ -212,11 +216,11 @@ fn announce(job: &Job, res: &Result<RunOutcome, Error>, runner: &Runner) {
                 "job finished"
             );
             if runner.summary == SummaryFormat::Text {
-                runner.display.print(&summary::text(name, out));
+                runner.display.print(&summary::text_at(name, out, runner.columns));
             }
         }
         Err(e) => {
-            let cmd = JobCmd::new(job.file_label(), runner.out.as_deref());
+            let cmd = JobCmd::of(job);
             let next = advice::next_steps(&cmd, e, &Left::of(&job.job_dir()));
             if json() {
                 tracing::error!(exit_code = e.exit_code(), error = %e, next = next.trim(), "job finished");
@@ -237,10 +241,12 @@ fn report(slots: &[Slot], sig: Option<Signal>, runner: &Runner) -> u8 {
     }
     if let Some(sig) = sig {
         code = worst(code, Error::Interrupted(sig).exit_code());
-        interrupted(slots, sig);
+        interrupted(slots, sig, runner.out.as_deref());
     }
     match runner.summary {
-        SummaryFormat::Text if slots.len() > 1 => print!("\njobs (exit code, outcome):\n{}", table(slots, sig)),
+        SummaryFormat::Text if slots.len() > 1 => {
+            print!("\njobs (exit code, outcome):\n{}", jobs_table(slots, sig, runner.columns))
+        }
         SummaryFormat::Json => {
             let jobs: Vec<serde_json::Value> = slots.iter().map(|s| slot_json(s, sig)).collect();
             println!("{}", serde_json::json!({"jobs": jobs, "exit_code": code}));
@@ -258,15 +264,15 @@ fn signal_name(sig: Signal) -> &'static str {
 }
 
 /// Names the jobs a signal cut short, with the commands that resume or forget them.
-fn interrupted(slots: &[Slot], sig: Signal) {
+fn interrupted(slots: &[Slot], sig: Signal, out: Option<&std::path::Path>) {
     let code = Error::Interrupted(sig).exit_code();
     let cut: Vec<&Slot> = slots.iter().filter(|s| matches!(s.state, SlotState::Running)).collect();
     let waiting: Vec<&Slot> = slots.iter().filter(|s| matches!(s.state, SlotState::Waiting)).collect();
-    let me = super::self_command();
+    let me = crate::invocation::program();
     let files = |ss: &[&Slot]| ss.iter().map(|s| s.file_text().unwrap_or_else(|| s.name.clone())).collect::<Vec<_>>();
     if json() {
         for s in &cut {
-            let resume = format!("{me} run {}", files(&[s]).join(" "));
+            let resume = advice::resume(me, out, &files(&[s]));
             tracing::error!(job = %s.name, exit_code = code, resume = %resume, "job finished: interrupted ({}); state kept", signal_name(sig));
         }
         for s in &waiting {
@@ -290,38 +296,42 @@ fn interrupted(slots: &[Slot], sig: Signal) {
         let _ = writeln!(m, "  not started: {}", names.join(", "));
     }
     let again: Vec<String> = files(&cut).into_iter().chain(files(&waiting)).collect();
-    m.push_str(&advice::after_signal(&me, &again, &files(&cut)));
+    m.push_str(&advice::after_signal(me, out, &again, &files(&cut)));
     eprint!("{m}");
 }
 
-fn table(slots: &[Slot], sig: Option<Signal>) -> String {
-    let mut t = String::new();
-    for s in slots {
-        let (code, what) = match &s.state {
-            SlotState::Done(Ok(out)) => {
-                let d = summary::tally(&out.record).data;
-                (
-                    out.exit_code.to_string(),
-                    format!(
-                        "{}: {} resources in {} files",
-                        summary::outcome_words(out.exit_code),
-                        crate::progress::units::thousands(d.lines),
-                        d.files
-                    ),
-                )
-            }
-            SlotState::Done(Err(e)) => (e.exit_code().to_string(), first_line(&e.to_string()).to_string()),
-            SlotState::Running => match sig {
-                Some(sig) => {
-                    (Error::Interrupted(sig).exit_code().to_string(), format!("interrupted ({})", signal_name(sig)))
+/// The table of jobs at the end of a command of several, fitted to `columns` (see [`fit::jobs_table`]).
+pub fn jobs_table(slots: &[Slot], sig: Option<Signal>, columns: Option<usize>) -> String {
+    let rows: Vec<JobRow> = slots
+        .iter()
+        .map(|s| {
+            let (code, long, short) = match &s.state {
+                SlotState::Done(Ok(out)) => {
+                    let d = summary::tally(&out.record).data;
+                    let n = crate::progress::units::thousands(d.lines);
+                    (
+                        out.exit_code.to_string(),
+                        format!("{}: {n} resources in {} files", summary::outcome_words(out.exit_code), d.files),
+                        format!("{}: {n} resources", summary::outcome_short(out.exit_code)),
+                    )
                 }
-                None => ("?".into(), "did not finish".into()),
-            },
-            SlotState::Waiting => ("-".into(), "not started".into()),
-        };
-        let _ = writeln!(t, "  {:<24} {code:>3}  {what}", s.name);
-    }
-    t
+                SlotState::Done(Err(e)) => {
+                    let first = first_line(&e.to_string()).to_string();
+                    (e.exit_code().to_string(), first.clone(), first)
+                }
+                SlotState::Running => match sig {
+                    Some(sig) => {
+                        let what = format!("interrupted ({})", signal_name(sig));
+                        (Error::Interrupted(sig).exit_code().to_string(), what.clone(), what)
+                    }
+                    None => ("?".into(), "did not finish".into(), "did not finish".into()),
+                },
+                SlotState::Waiting => ("-".into(), "not started".into(), "not started".into()),
+            };
+            JobRow { name: s.name.clone(), code, long, short }
+        })
+        .collect();
+    fit::jobs_table(&rows, columns)
 }
 
 fn slot_json(s: &Slot, sig: Option<Signal>) -> serde_json::Value {

@@ -17,7 +17,7 @@ use super::{load_job, reporter};
 
 pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
     if paths.is_empty() {
-        return scan(out.unwrap_or(Path::new("exports")));
+        return scan(out.unwrap_or(Path::new("exports")), out);
     }
     let overrides = Overrides { out: out.map(Path::to_path_buf), ..Default::default() };
     let mut code = exit::OK;
@@ -30,7 +30,7 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
             }
         };
         let state = JobState::open(&job.job_location())?;
-        print!("{}", describe(&job.name, &JobCmd::new(job.file_label(), out), &state));
+        print!("{}", describe(&job.name, &JobCmd::of(&job), &state));
         if job.patient.is_some() {
             print!("{}", crate::patient::status_lines(&state));
         }
@@ -38,11 +38,13 @@ pub fn status(paths: &[PathBuf], out: Option<&Path>) -> Result<u8, Error> {
     Ok(code)
 }
 
-/// `status` without job files: every job folder (one with a `.state/`) under `dir`.
-fn scan(dir: &Path) -> Result<u8, Error> {
+/// `status` without job files: every job folder (one with a `.state/`) under `dir`; `out` is `--out`
+/// as given, for the commands the hints print.
+fn scan(dir: &Path, out: Option<&Path>) -> Result<u8, Error> {
+    let me = crate::invocation::program();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::Usage(format!(
-            "{}: {e}; name the job files (oneup-bulk status jobs/*.yaml) or the output folder (--out DIR)",
+            "{}: {e}; name the job files ({me} status jobs/*.yaml) or the output folder (--out DIR)",
             dir.display()
         ))
     })?;
@@ -50,14 +52,14 @@ fn scan(dir: &Path) -> Result<u8, Error> {
         entries.flatten().map(|e| e.path()).filter(|p| p.join(crate::state::STATE_DIR).is_dir()).collect();
     if jobs.is_empty() {
         return Err(Error::Usage(format!(
-            "no job folders under {}; name the job files (oneup-bulk status jobs/*.yaml) or the output folder (--out DIR)",
+            "no job folders under {}; name the job files ({me} status jobs/*.yaml) or the output folder (--out DIR)",
             dir.display()
         )));
     }
     jobs.sort();
     for job_dir in jobs {
         let name = job_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        print!("{}", describe(&name, &JobCmd::new("JOB.yaml", None), &JobState::new(&job_dir)));
+        print!("{}", describe(&name, &JobCmd::new("JOB.yaml", out), &JobState::new(&job_dir)));
     }
     Ok(exit::OK)
 }
@@ -126,7 +128,7 @@ fn report(prefix: &str, e: &Error, cmd: &JobCmd, job_dir: &Path) -> u8 {
 pub async fn cancel(path: &Path, out: Option<&Path>, force: bool, g: &Global) -> Result<u8, Error> {
     let overrides = Overrides { out: out.map(Path::to_path_buf), ..Default::default() };
     let job = load_job(path, &overrides)?;
-    let cmd = JobCmd::new(job.file_label(), out);
+    let cmd = JobCmd::of(&job);
     let state = JobState::open(&job.job_location())?;
     let display = reporter(g);
     let locked = if force { state.lock_forced(&*display) } else { state.lock() };

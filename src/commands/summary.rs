@@ -5,6 +5,9 @@
 //! files and `deleted[]` files are rows of their own below the total, never folded into it. Sizes
 //! read both ways: exact bytes with thousands separators and the bars' binary units.
 //!
+//! On a terminal the text fits its width ([`text_at`]; the helpers are in `fit.rs`); off one it is
+//! always the same, as wide as it takes.
+//!
 //! `run.json`'s `totals` count the same way (`files`/`resources`/`bytes` are the data alone; errors and
 //! deleted files have their own fields); the JSON summary carries them as `run_totals`.
 
@@ -15,8 +18,10 @@ use serde_json::{Value, json};
 
 use crate::app::RunOutcome;
 use crate::error::exit;
-use crate::progress::units::{bytes, thousands};
+use crate::progress::units::{bytes, cut, thousands, width};
 use crate::record::{FileKind, RunRecord};
+
+use super::fit;
 
 /// Files, lines and bytes of one group of files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,45 +72,113 @@ pub fn outcome_words(code: u8) -> &'static str {
     }
 }
 
+/// [`outcome_words`] for a narrow terminal.
+pub fn outcome_short(code: u8) -> &'static str {
+    match code {
+        exit::OK => "complete",
+        exit::SERVER_ERRORS => "complete, server errors",
+        _ => "not complete",
+    }
+}
+
 fn seconds(s: f64) -> String {
     if s < 60.0 { format!("{s:.1}s") } else { crate::progress::units::clock(std::time::Duration::from_secs_f64(s)) }
 }
 
-/// The text summary of one job: a row per resource type, the total, the server's error files and the
-/// deleted files apart, problems, time and folder.
+/// The table's number columns: heading and width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Files,
+    Resources,
+    Bytes,
+    Size,
+}
+
+impl Col {
+    fn head_and_width(self) -> (&'static str, usize) {
+        match self {
+            Col::Files => ("files", 6),
+            Col::Resources => ("resources", 11),
+            Col::Bytes => ("bytes", 13),
+            Col::Size => ("size", 10),
+        }
+    }
+
+    fn value(self, c: &Count) -> String {
+        match self {
+            Col::Files => thousands(c.files),
+            Col::Resources => thousands(c.lines),
+            Col::Bytes => thousands(c.bytes),
+            Col::Size => bytes(c.bytes),
+        }
+    }
+}
+
+/// The widest table that fits `room`: every column; without `size`; `size` instead of the exact
+/// bytes; then with the label column narrowed to the longest label, and cut below that.
+fn layout(room: usize, labels: &[&str]) -> (usize, &'static [Col]) {
+    use Col::*;
+    const CHOICES: [&[Col]; 3] =
+        [&[Files, Resources, Bytes, Size], &[Files, Resources, Bytes], &[Files, Resources, Size]];
+    let need = |label: usize, cols: &[Col]| 2 + label + cols.iter().map(|c| 1 + c.head_and_width().1).sum::<usize>();
+    if let Some(cols) = CHOICES.iter().find(|cols| need(24, cols) <= room) {
+        return (24, cols);
+    }
+    let narrowest = CHOICES[2];
+    let longest = labels.iter().map(|l| width(l)).max().unwrap_or(5).clamp(5, 24);
+    let label = longest.min(room.saturating_sub(need(0, narrowest))).max(5);
+    (label, narrowest)
+}
+
+/// The text summary of one job, as wide as it takes (stdout is not a terminal): a row per resource
+/// type, the total, the server's error files and the deleted files apart, problems, time and folder.
 pub fn text(name: &str, out: &RunOutcome) -> String {
+    text_at(name, out, None)
+}
+
+/// [`text`] fitted to a terminal of `columns` (`None`: not a terminal, the text as it always was).
+/// Lines that would be wider lose the `size` column, then the exact bytes (keeping `size`), and put
+/// the transaction time and long paths on lines of their own; a long outcome is said shorter.
+pub fn text_at(name: &str, out: &RunOutcome, columns: Option<usize>) -> String {
+    let room = fit::room(columns);
     let r = &out.record;
     let t = tally(r);
     let mut s = String::new();
-    let _ = writeln!(s, "{name}: {} (transactionTime {})", outcome_words(out.exit_code), r.transaction_time);
-    let row = |s: &mut String, label: &str, c: &Count| {
-        let _ = writeln!(
-            s,
-            "  {label:<24} {:>6} {:>11} {:>13} {:>10}",
-            thousands(c.files),
-            thousands(c.lines),
-            thousands(c.bytes),
-            bytes(c.bytes)
-        );
-    };
-    let _ = writeln!(s, "  {:<24} {:>6} {:>11} {:>13} {:>10}", "type", "files", "resources", "bytes", "size");
-    for (ty, c) in &t.per_type {
-        row(&mut s, ty, c);
+    let head = format!("{name}: {}", outcome_words(out.exit_code));
+    let tt = format!("transactionTime {}", r.transaction_time);
+    if width(&head) + width(&tt) + 3 <= room {
+        let _ = writeln!(s, "{head} ({tt})");
+    } else if width(&head) <= room {
+        let _ = writeln!(s, "{head}\n  {tt}");
+    } else {
+        let _ = writeln!(s, "{name}: {}\n  {tt}", outcome_short(out.exit_code));
     }
-    row(&mut s, "total", &t.data);
+    let mut rows: Vec<(&str, &Count)> = t.per_type.iter().map(|(ty, c)| (ty.as_str(), c)).collect();
+    rows.push(("total", &t.data));
     if t.deleted.files > 0 {
-        row(&mut s, "deleted/ (removed ids)", &t.deleted);
+        rows.push(("deleted/ (removed ids)", &t.deleted));
     }
     if t.errors.files > 0 {
-        row(&mut s, "error/ (server errors)", &t.errors);
+        rows.push(("error/ (server errors)", &t.errors));
+    }
+    let labels: Vec<&str> = rows.iter().map(|(l, _)| *l).collect();
+    let (label_w, cols) = layout(room, &labels);
+    let line = |label: &str, cells: Vec<(String, usize)>| {
+        let mut l = format!("  {:<label_w$}", cut(label, label_w));
+        for (v, w) in cells {
+            let _ = write!(l, " {v:>w$}");
+        }
+        l
+    };
+    let heads = cols.iter().map(|c| c.head_and_width()).map(|(h, w)| (h.to_string(), w)).collect();
+    let _ = writeln!(s, "{}", line("type", heads));
+    for (label, c) in &rows {
+        let _ = writeln!(s, "{}", line(label, cols.iter().map(|col| (col.value(c), col.head_and_width().1)).collect()));
+    }
+    if t.errors.files > 0 {
         let n = t.errors.lines;
-        let _ = writeln!(
-            s,
-            "  the server reported {} error{}: see {}",
-            thousands(n),
-            if n == 1 { "" } else { "s" },
-            out.run_dir.join("error").display()
-        );
+        let head = format!("  the server reported {} error{}: see ", thousands(n), if n == 1 { "" } else { "s" });
+        s.push_str(&fit::tail_line(&head, &out.run_dir.join("error").display().to_string(), room));
     }
     for line in r.member_match.iter().flat_map(|m| m.summary_lines()) {
         let _ = writeln!(s, "{line}");
@@ -124,7 +197,8 @@ pub fn text(name: &str, out: &RunOutcome) -> String {
     if r.problems.len() > 5 {
         let _ = writeln!(s, "  … and {} more problems in run.json", r.problems.len() - 5);
     }
-    let _ = writeln!(s, "  {}; files in {}", seconds(r.totals.seconds), out.run_dir.display());
+    let head = format!("  {}; files in ", seconds(r.totals.seconds));
+    s.push_str(&fit::tail_line(&head, &out.run_dir.display().to_string(), room));
     s
 }
 

@@ -1,19 +1,22 @@
 //! What to type next, in one place so every message says it the same way: the exact command lines,
-//! with the job file as the user gave it (and `--out` when the command line knows it), quoted for a
-//! shell where needed. The commands print [`next_steps`] after an error, chosen from the error and
-//! from what the job's state holds afterwards; the export and download steps end their messages with
-//! [`state_kept`] or [`state_cleared`]; `run` prints [`after_signal`] after Ctrl-C or SIGTERM. Pure
-//! but for [`Left::of`].
+//! starting with how this program is run from here ([`crate::invocation::program`]), with the job file
+//! as the user gave it and `--out` when the command line had it, quoted for a shell where needed. The
+//! commands print [`next_steps`] after an error, chosen from the error and from what the job's state
+//! holds afterwards; the export and download steps end their messages with [`state_kept`] or
+//! [`state_cleared`]; `run` prints [`after_signal`] after Ctrl-C or SIGTERM. Pure but for
+//! [`Left::of`] and the program text the constructors read.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::invocation;
 use crate::job::Job;
 use crate::state::{INFLIGHT, JobState, LockHolder};
 
 /// How the user names a job on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobCmd {
+    program: String,
     file: String,
     out: Option<PathBuf>,
 }
@@ -21,19 +24,28 @@ pub struct JobCmd {
 impl JobCmd {
     /// `file` as given on the command line (`Job::file_label`); `out` is `--out`, if it was given.
     pub fn new(file: impl Into<String>, out: Option<&Path>) -> Self {
-        JobCmd { file: file.into(), out: out.map(Path::to_path_buf) }
+        JobCmd { program: invocation::program().into(), file: file.into(), out: out.map(Path::to_path_buf) }
     }
 
-    /// The job's file, without `--out` (what the steps below the command line know of it).
+    /// The job's file, with the `--out` it was loaded with ([`Job::out_given`]).
     pub fn of(job: &Job) -> Self {
-        JobCmd::new(job.file_label(), None)
+        JobCmd::new(job.file_label(), job.out_given.as_deref())
     }
 
-    /// `oneup-bulk <sub> [--out DIR] <file>`, quoted for a POSIX shell where needed.
-    pub fn line(&self, sub: &str) -> String {
-        let out = self.out.as_ref().map(|o| format!(" --out {}", quote(&o.display().to_string()))).unwrap_or_default();
-        format!("oneup-bulk {sub}{out} {}", quote(&self.file))
+    /// The same command, run as `program` (how the tests pin it).
+    pub fn run_as(self, program: &str) -> Self {
+        JobCmd { program: program.into(), ..self }
     }
+
+    /// `<program> <sub> [--out DIR] <file>`, quoted for a POSIX shell where needed.
+    pub fn line(&self, sub: &str) -> String {
+        format!("{} {sub}{} {}", self.program, out_flag(self.out.as_deref()), quote(&self.file))
+    }
+}
+
+/// ` --out DIR` (quoted), or nothing.
+fn out_flag(out: Option<&Path>) -> String {
+    out.map(|o| format!(" --out {}", quote(&o.display().to_string()))).unwrap_or_default()
 }
 
 /// What the job's state holds after an error.
@@ -115,38 +127,56 @@ fn unreadable(cmd: &JobCmd, path: &Path) -> String {
     )
 }
 
-/// `oneup-bulk run <job file>`.
+/// `<program> run [--out DIR] <job file>`.
 pub fn run(job: &Job) -> String {
     JobCmd::of(job).line("run")
 }
 
-/// `oneup-bulk run --restart <job file>`.
+/// `<program> run --restart [--out DIR] <job file>`.
 pub fn restart(job: &Job) -> String {
     JobCmd::of(job).line("run --restart")
 }
 
 /// The end of a message whose error left the export in flight: how to continue and how to start over.
 pub fn state_kept(job: &Job) -> String {
-    format!("the state is kept: `{}` continues this export, `{}` starts a new one", run(job), restart(job))
+    kept(&JobCmd::of(job))
+}
+
+fn kept(cmd: &JobCmd) -> String {
+    format!(
+        "the state is kept: `{}` continues this export, `{}` starts a new one",
+        cmd.line("run"),
+        cmd.line("run --restart")
+    )
 }
 
 /// The end of a message whose error cleared the export in flight.
 pub fn state_cleared(job: &Job) -> String {
-    format!("the state is cleared: the next run (`{}`) starts a new export", run(job))
+    cleared(&JobCmd::of(job))
+}
+
+fn cleared(cmd: &JobCmd) -> String {
+    format!("the state is cleared: the next run (`{}`) starts a new export", cmd.line("run"))
 }
 
 /// After a signal stopped a `run`: `again` are the job files to run again (those cut short, then those
-/// not started), `cut` those whose export is in flight; `me` is how this binary is run from here.
-pub fn after_signal(me: &str, again: &[String], cut: &[String]) -> String {
+/// not started), `cut` those whose export is in flight; `me` is how this program is run from here and
+/// `out` the `--out` the command had.
+pub fn after_signal(me: &str, out: Option<&Path>, again: &[String], cut: &[String]) -> String {
     let mut s = String::new();
     if !again.is_empty() {
-        let files: Vec<String> = again.iter().map(|f| quote(f)).collect();
-        s.push_str(&format!("  resume:  {me} run {}\n", files.join(" ")));
+        s.push_str(&format!("  resume:  {}\n", resume(me, out, again)));
     }
     for f in cut {
-        s.push_str(&format!("  forget the export instead:  {me} cancel {}\n", quote(f)));
+        s.push_str(&format!("  forget the export instead:  {me} cancel{} {}\n", out_flag(out), quote(f)));
     }
     s
+}
+
+/// `<me> run [--out DIR] <files>`: one command that runs `files` again.
+pub fn resume(me: &str, out: Option<&Path>, files: &[String]) -> String {
+    let files: Vec<String> = files.iter().map(|f| quote(f)).collect();
+    format!("{me} run{} {}", out_flag(out), files.join(" "))
 }
 
 /// A heading, then commands in a column with what each does.
@@ -172,7 +202,7 @@ mod tests {
     use crate::error::Signal;
 
     fn cmd() -> JobCmd {
-        JobCmd::new("jobs/x.yaml", None)
+        JobCmd::new("jobs/x.yaml", None).run_as("oneup-bulk")
     }
 
     #[test]
@@ -203,9 +233,10 @@ mod tests {
 
     #[test]
     fn out_and_odd_paths_are_part_of_the_command() {
-        let c = JobCmd::new("my jobs/x.yaml", Some(Path::new("/data/exports")));
+        let c = JobCmd::new("my jobs/x.yaml", Some(Path::new("/data/exports"))).run_as("oneup-bulk");
         assert_eq!(c.line("run --restart"), "oneup-bulk run --restart --out /data/exports 'my jobs/x.yaml'");
-        assert_eq!(JobCmd::new("it's.yaml", None).line("cancel"), "oneup-bulk cancel 'it'\\''s.yaml'");
+        let c = JobCmd::new("it's.yaml", None).run_as("./target/release/oneup-bulk");
+        assert_eq!(c.line("cancel"), "./target/release/oneup-bulk cancel 'it'\\''s.yaml'");
     }
 
     #[test]
@@ -259,30 +290,41 @@ mod tests {
     }
 
     #[test]
-    fn commands_name_the_job_file() {
+    fn commands_name_the_job_file_and_the_out_it_was_given() {
         let yaml = "access: bulk-data\nfhir_base: https://fhir.example/r4\nauth:\n  method: none\n";
         let mut job = crate::job::parse(yaml, "jobs/x.yaml", std::path::Path::new("."), &|_| None).unwrap();
         job.source = Some("jobs/x.yaml".into());
         assert_eq!(
-            state_kept(&job),
+            kept(&JobCmd::of(&job).run_as("oneup-bulk")),
             "the state is kept: `oneup-bulk run jobs/x.yaml` continues this export, \
              `oneup-bulk run --restart jobs/x.yaml` starts a new one"
         );
+        job.apply(&crate::job::Overrides { out: Some("my exports".into()), ..Default::default() });
         assert_eq!(
-            state_cleared(&job),
-            "the state is cleared: the next run (`oneup-bulk run jobs/x.yaml`) starts a new export"
+            cleared(&JobCmd::of(&job).run_as("cargo run --locked --")),
+            "the state is cleared: the next run (`cargo run --locked -- run --out 'my exports' jobs/x.yaml`) \
+             starts a new export"
         );
+        // What the steps print: the same, with the program this process was started as.
+        assert_eq!(state_cleared(&job), cleared(&JobCmd::of(&job)));
+        assert!(state_kept(&job).contains(&format!("`{} run --out 'my exports' jobs/x.yaml`", invocation::program())));
     }
 
     #[test]
     fn after_a_signal_resume_every_job_and_forget_those_cut_short() {
         let files = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            after_signal("oneup-bulk", &files(&["jobs/a.yaml", "my jobs/b.yaml"]), &files(&["jobs/a.yaml"])),
+            after_signal("oneup-bulk", None, &files(&["jobs/a.yaml", "my jobs/b.yaml"]), &files(&["jobs/a.yaml"])),
             "  resume:  oneup-bulk run jobs/a.yaml 'my jobs/b.yaml'
   forget the export instead:  oneup-bulk cancel jobs/a.yaml
 "
         );
-        assert_eq!(after_signal("./oneup-bulk", &[], &[]), "");
+        assert_eq!(
+            after_signal("./oneup-bulk", Some(Path::new("/data/x")), &files(&["a.yaml"]), &files(&["a.yaml"])),
+            "  resume:  ./oneup-bulk run --out /data/x a.yaml
+  forget the export instead:  ./oneup-bulk cancel --out /data/x a.yaml
+"
+        );
+        assert_eq!(after_signal("./oneup-bulk", None, &[], &[]), "");
     }
 }

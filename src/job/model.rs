@@ -56,6 +56,9 @@ pub struct Job {
     pub patient: Option<PatientAccess>,
     /// Things that work but should be changed (a secret written in the file).
     pub warnings: Vec<String>,
+    /// `--out` as the command line gave it (set by [`Job::apply`]), repeated in every command a hint
+    /// prints for this job; `None` when the job's own `download.dir` is used.
+    pub out_given: Option<PathBuf>,
 }
 
 choices! {

@@ -28,10 +28,12 @@ impl Overrides {
 }
 
 impl Job {
-    /// Applies `--out` (checked first with [`Overrides::check`]) and `--since`.
+    /// Applies `--out` (checked first with [`Overrides::check`]) and `--since`. `--out` is kept as
+    /// given too ([`Job::out_given`]), for the commands the hints print.
     pub fn apply(&mut self, o: &Overrides) {
         if let Some(out) = &o.out {
             self.download.dir = Location::from_path(out).unwrap_or_else(|_| Location::Local(out.clone()));
+            self.out_given = Some(out.clone());
         }
         if let Some(t) = o.since {
             self.export.since = Since::At(t);

@@ -31,7 +31,7 @@ async fn two_jobs(parallel: usize) {
     let a = env.job_from(&env.yaml("a", SMALL, ""));
     let b = env.job_from(&env.yaml("b", LARGER, ""));
     let capture = Arc::new(Capture::new());
-    let runner = Runner { display: capture.clone(), parallel, summary: SummaryFormat::Text, out: None };
+    let runner = Runner { display: capture.clone(), parallel, summary: SummaryFormat::Text, out: None, columns: None };
     let board = Board::new(&[a.clone(), b.clone()]);
     run_all(&[a, b], &RunOptions::default(), &runner, &board).await;
     let slots = board.take();
@@ -116,7 +116,7 @@ async fn one_jobs_finish_leaves_the_others_lines() {
     let b = env_b.job_from(&env_b.yaml("b", SMALL, ""));
     let term = InMemoryTerm::new(20, 120);
     let bars = bars_on(&term, &["a", "b"], 120, None);
-    let runner = Runner { display: bars.clone(), parallel: 2, summary: SummaryFormat::None, out: None };
+    let runner = Runner { display: bars.clone(), parallel: 2, summary: SummaryFormat::None, out: None, columns: None };
     let jobs = [a, b];
     let board = Board::new(&jobs);
     let a_done = env_a.out().join("a/latest/run.json");
@@ -311,7 +311,8 @@ async fn a_resumed_download_counts_its_bytes_once() {
     .await;
     let job = env.job_from(&env.yaml("t", LARGER, ""));
     let capture = Arc::new(Capture::new());
-    let runner = Runner { display: capture.clone(), parallel: 1, summary: SummaryFormat::None, out: None };
+    let runner =
+        Runner { display: capture.clone(), parallel: 1, summary: SummaryFormat::None, out: None, columns: None };
     let board = Board::new(std::slice::from_ref(&job));
     run_all(std::slice::from_ref(&job), &RunOptions::default(), &runner, &board).await;
     let slots = board.take();

@@ -98,9 +98,16 @@ impl Env {
     }
 }
 
+/// The binary, as an installed one is run: its folder first on `PATH` and no `CARGO`, so the commands
+/// its hints print start with `oneup-bulk` (what the library says when used in-process).
 pub fn bin() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_oneup-bulk"));
-    c.env("TEST_SECRET", SECRET).env_remove("RUST_LOG");
+    let exe = Path::new(env!("CARGO_BIN_EXE_oneup-bulk"));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path =
+        std::env::join_paths(exe.parent().into_iter().map(Path::to_path_buf).chain(std::env::split_paths(&path)))
+            .expect("PATH");
+    let mut c = std::process::Command::new(exe);
+    c.env("TEST_SECRET", SECRET).env_remove("RUST_LOG").env_remove("CARGO").env("PATH", path);
     c
 }
 

@@ -238,8 +238,12 @@ async fn a_job_named_twice_runs_once_and_status_finds_jobs_without_being_told() 
     .await
     .unwrap();
     assert_eq!(o.status.code(), Some(2));
+    // The hint names the program as it was run from there (off PATH: its path).
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
-        "error: exports: No such file or directory (os error 2); name the job files (oneup-bulk status jobs/*.yaml) or the output folder (--out DIR)\n"
+        format!(
+            "error: exports: No such file or directory (os error 2); name the job files ({} status jobs/*.yaml) or the output folder (--out DIR)\n",
+            me()
+        )
     );
 }

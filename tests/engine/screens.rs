@@ -177,3 +177,78 @@ async fn hint_after_ctrl_c() {
     assert_eq!((o.status.code(), stdout(&o)), (Some(130), String::new()));
     screen!("hint_ctrl_c", stderr(&o));
 }
+
+/// The export failed on the server after `--out` was given: the step's hint names the same `--out`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_after_a_failed_export_repeats_out() {
+    use oneup_bulk::sandbox::{Faults, SandboxConfig};
+    let failed = Some((500, "File generation failed".to_string()));
+    let env =
+        Env::new(SandboxConfig { faults: Faults { status_error: failed, ..Default::default() }, ..Default::default() })
+            .await;
+    let job = env.write_job("t.yaml", &env.yaml("t", SMALL, ""));
+    let elsewhere = env.dir.path().join("elsewhere");
+    let o = cmd(&["run", "-q", "--out", &elsewhere.display().to_string()], &job).await;
+    assert_eq!((o.status.code(), stdout(&o)), (Some(4), String::new()));
+    screen!("hint_failed_export_with_out", stderr(&o));
+    assert!(elsewhere.join("t/.state").is_dir(), "the run used --out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_after_ctrl_c_with_out() {
+    let env = Env::long_export(100_000).await;
+    // The job's own download.dir is where the test waits for the export; --out names the same folder.
+    let job = env.write_job("t.yaml", &env.yaml("t", SMALL, ""));
+    let child = on_path()
+        .args(["run", "-q", "--out"])
+        .arg(env.out())
+        .arg(&job)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_in_flight().await;
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!((o.status.code(), stdout(&o)), (Some(130), String::new()));
+    screen!("hint_ctrl_c_with_out", stderr(&o));
+}
+
+/// The summary and the table of jobs on terminals of 60, 80 and 120 columns (on a terminal the
+/// summary fits its width; off one it is the `summary_text` above). The run folder is named as under
+/// the default `exports/`, so the layout does not depend on where the tests' temp folder is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_at_60_80_and_120_columns() {
+    use oneup_bulk::app::RunOutcome;
+    use oneup_bulk::commands::{Slot, SlotState, jobs_table, summary};
+    use oneup_bulk::error::{Error, Signal};
+
+    let env = Env::default().await;
+    let types = "  level: system\n  types: [Patient, Coverage, ExplanationOfBenefit]\n";
+    let job = env.write_job("t.yaml", &env.yaml("provider-nightly", types, ""));
+    let o = cmd(&["run", "-q"], &job).await;
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let latest = std::fs::canonicalize(env.out().join("provider-nightly/latest")).unwrap();
+    let run_dir = Path::new("exports/provider-nightly").join(latest.file_name().unwrap());
+    let out = RunOutcome { run_dir, record: read_record(&latest), exit_code: 5 };
+    let slot = |name: &str, state| Slot { name: name.into(), file: None, state };
+    let slots = [
+        slot("provider-nightly", SlotState::Done(Ok(Box::new(out.clone())))),
+        slot("payer", SlotState::Done(Err(Error::Transient("status: gave up after 6 attempts: HTTP 503".into())))),
+        slot("members", SlotState::Running),
+        slot("patients", SlotState::Waiting),
+    ];
+    for columns in [60, 80, 120] {
+        let shown = format!(
+            "{}\njobs (exit code, outcome):\n{}",
+            summary::text_at("provider-nightly", &out, Some(columns)),
+            jobs_table(&slots, Some(Signal::Interrupt), Some(columns))
+        );
+        for line in shown.lines() {
+            assert!(line.chars().count() < columns, "{columns} columns: {line:?}");
+        }
+        screen!(format!("summary_at_{columns}_columns"), shown);
+    }
+    // Off a terminal: exactly the text scripts have always read.
+    assert_eq!(summary::text_at("provider-nightly", &out, None), summary::text("provider-nightly", &out));
+}

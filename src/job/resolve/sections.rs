@@ -121,6 +121,7 @@ impl Resolver<'_> {
             oneup,
             patient,
             warnings: std::mem::take(&mut self.warnings),
+            out_given: None,
         })
     }
 
