@@ -153,7 +153,12 @@ fn job(input: &InputReport, runs: &[RunListing], out: &mut dyn Write) -> io::Res
     }
     let sep = if input.path.ends_with('/') { "" } else { "/" };
     if runs.iter().any(|r| r.latest) {
-        writeln!(out, "  check the latest complete run: oneup-bulk inspect {}{sep}latest", input.path)
+        writeln!(
+            out,
+            "  check the latest complete run: {} inspect {}{sep}latest",
+            crate::invocation::program(),
+            input.path
+        )
     } else if runs.is_empty() {
         writeln!(out, "  no runs yet")
     } else {

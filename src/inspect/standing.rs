@@ -9,8 +9,10 @@ use crate::record::{FileKind, RunRecord};
 use crate::state::{InFlight, JobState};
 use crate::store::{Dir, Location};
 
-/// How the next step is named where the job file is not known.
-const RERUN: &str = "oneup-bulk run JOB.yaml";
+/// How the next step is named: with the job file when the record names it, else a placeholder.
+fn rerun(file: Option<&str>) -> String {
+    format!("{} run {}", crate::invocation::program(), file.unwrap_or("JOB.yaml"))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,24 +73,26 @@ pub(super) fn assess(
             (Some(p), 0) => format!(" ({p})"),
             (Some(p), n) => format!(" ({p}; {n} more in run.json)"),
         };
+        let rerun = rerun(r.job.file.as_deref());
         let text = format!(
             "run.json records this run as incomplete{why}, so `latest` does not point here; the next \
-             `{RERUN}` exports again from the job's last complete run"
+             `{rerun}` exports again from the job's last complete run"
         );
         return (Status::Incomplete, Some(text));
     }
+    let rerun = rerun(None);
     if let Some(f) = job.and_then(|j| j.in_flight_for(run_id)) {
         let (files, _) = verified_so_far(f);
         let text = format!(
             "no run.json: the run was interrupted and its export is still in flight ({files} data files verified \
-             so far); run the job again (`{RERUN}`) to finish it"
+             so far); run the job again (`{rerun}`) to finish it"
         );
         return (Status::Interrupted, Some(text));
     }
     if job.is_some_and(|j| j.has_state) {
         let text = format!(
             "no run.json, and no export in flight for it: the run stopped before it finished (its export was lost, \
-             cancelled or replaced) and only the files verified by then are here; run the job again (`{RERUN}`) \
+             cancelled or replaced) and only the files verified by then are here; run the job again (`{rerun}`) \
              for a new export"
         );
         return (Status::Incomplete, Some(text));

@@ -53,7 +53,11 @@ impl Connection {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let s: Stored = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Failed(format!("{}: unreadable connection ({e}); run `oneup-bulk authorize` again", path.display()))
+            Error::Failed(format!(
+                "{}: unreadable connection ({e}); run `{} authorize` again",
+                path.display(),
+                crate::invocation::program()
+            ))
         })?;
         Ok(Some(Connection {
             patient: s.patient,
@@ -108,7 +112,7 @@ fn token_url(job: &Job) -> String {
 
 /// `oneup-bulk authorize <the job file>`: what to run when the connection is missing or refused.
 pub fn authorize_command(job: &Job) -> String {
-    format!("oneup-bulk authorize {}", job.file_label())
+    format!("{} authorize {}", crate::invocation::program(), job.file_label())
 }
 
 /// Whether a job has a connection, without reading the secret (for `status`).

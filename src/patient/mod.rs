@@ -227,7 +227,8 @@ pub fn status_lines(state: &JobState) -> String {
             let _ = writeln!(s, "  member: Patient/{} (connected {}{rotated})", c.patient, c.connected);
         }
         Ok(None) => {
-            let _ = writeln!(s, "  member: not connected (run `oneup-bulk authorize` on the job)");
+            let _ =
+                writeln!(s, "  member: not connected (run `{} authorize` on the job)", crate::invocation::program());
         }
         Err(e) => {
             let _ = writeln!(s, "  member: {e}");

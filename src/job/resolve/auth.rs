@@ -91,7 +91,11 @@ impl Resolver<'_> {
                     if let Some(pem) = &private_key_pem
                         && let Err(e) = crate::jwt::SigningKey::from_pem(pem.expose(), algorithm)
                     {
-                        self.err("auth.private_key_file", e, Some("make one with `oneup-bulk keygen`".into()));
+                        self.err(
+                            "auth.private_key_file",
+                            e,
+                            Some(format!("make one with `{} keygen`", crate::invocation::program())),
+                        );
                     }
                 }
                 None if key_given => ok = !self.checked(&["auth.private_key_file"]),
@@ -100,7 +104,7 @@ impl Resolver<'_> {
                         "auth.private_key_file",
                         "auth",
                         "auth.method private-key-jwt needs `private_key_file`",
-                        Some("make a key with `oneup-bulk keygen`".into()),
+                        Some(format!("make a key with `{} keygen`", crate::invocation::program())),
                     );
                     ok = false;
                 }
