@@ -21,12 +21,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use oneup_bulk::sandbox::{BadLine, Faults, SandboxConfig};
-use oneup_bulk::store::lease::LeaseDoc;
 use oneup_bulk::store::{Expect, Location, ObjectDir};
 
 use crate::harness::*;
-use crate::store::{EXPORT, Remote, assert_bucket_matches_server, cmd, done_or_5, job_file, record, run, tmp};
-use crate::store::{lease_doc, wait_lease_free};
+use crate::store::whole_export_lands;
+use crate::store::{EXPORT, Remote, assert_bucket_matches_server, cmd, done_or_5, job_file, run, tmp};
+use crate::store::{
+    lease_doc, only_verified_files_have_final_names, rerun_takes_over_with_one_kick_off, wait_lease_free,
+};
 use crate::store::{one_of_two_runs_refused, strict_failure_publishes_nothing, two_state_writers_cannot_both_win};
 
 /// The emulator's well-known account and key (public, in Microsoft's documentation; not a secret, but
@@ -243,45 +245,10 @@ async fn assert_no_key_anywhere(c: &Container, outputs: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_a_whole_export_lands_in_the_container_with_its_record_and_latest() {
     let Some(az) = azurite("azure_a_whole_export_lands_in_the_container") else { return };
-    // EOB files over one part (8 MiB): a block blob of several blocks.
-    let env = Env::new(SandboxConfig { data_scale: 300, ..Default::default() }).await;
     let c = az.container(Reach::Emulator).await;
-    let job = job_file(&env, &c, EXPORT, "");
-    let cwd = tmp();
-    let o = run(&c, cwd.path(), &["run", "-vv", "--log-format", "json", job.to_str().unwrap()]).await;
-    done_or_5(&o);
-    assert_eq!(assert_bucket_matches_server(&env, &c).await, 4, "three types and the error file");
-    let (run_id, rec) = record(&c).await;
-    assert!(rec.files.iter().any(|f| f.bytes > 8 << 20), "a file spans several blocks");
-    let mut keys = c.keys().await;
-    keys.retain(|k| !k.starts_with(&format!("t/{run_id}/")) || !rec.files.iter().any(|f| k.ends_with(&f.path)));
-    assert_eq!(
-        keys,
-        [
-            "t/.state/checkpoint.json".to_string(),
-            "t/.state/lease".into(),
-            format!("t/{run_id}/log/events.ndjson"),
-            format!("t/{run_id}/manifest.json"),
-            format!("t/{run_id}/run.json"),
-            "t/latest".into(),
-        ],
-        "the layout of a run, and nothing half-written"
-    );
+    let outputs = whole_export_lands(&c).await;
     assert_eq!(c.uncommitted().await, Vec::<String>::new(), "no blob left with only uncommitted blocks");
-    let lease: LeaseDoc = serde_json::from_slice(&c.get("t/.state/lease").await.unwrap()).unwrap();
-    assert!(lease.released, "the lease is let go at the end");
-    assert!(!cwd.path().join("exports").exists(), "nothing written locally");
-
-    let target = format!("{}/t/latest", c.url());
-    let i = run(&c, cwd.path(), &["inspect", &target]).await;
-    assert_eq!(i.status.code(), Some(0), "{}", text(&i));
-    let checks = text(&i).lines().find(|l| l.contains("against the record")).unwrap_or_default().to_string();
-    assert!(
-        checks.starts_with("  against the record: all ") && checks.ends_with(" checks pass (counts, sha256, files)"),
-        "{}",
-        text(&i)
-    );
-    assert_no_key_anywhere(&c, &(text(&o) + &text(&i))).await;
+    assert_no_key_anywhere(&c, &outputs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,22 +332,10 @@ async fn azure_killed_mid_upload_then_rerun_completes_with_one_kick_off() {
     child.wait().unwrap();
     assert_eq!(staged.len(), 1, "the killed run left one blob of uncommitted blocks");
     assert_eq!(state.list("uploads").await.unwrap().len(), 1, "and its upload marker");
-    let before: oneup_bulk::state::InFlight =
-        serde_json::from_slice(&state.get("inflight.json").await.unwrap().unwrap().0).unwrap();
-    let run_dir = format!("t/{}/", before.run_id.clone().unwrap());
-    let finals: Vec<_> =
-        c.keys().await.into_iter().filter(|k| k.starts_with(&run_dir) && k.ends_with(".ndjson")).collect();
-    assert_eq!(finals.len(), before.done.len(), "only verified files have final names: {finals:?}");
+    let before = only_verified_files_have_final_names(&c).await;
     env.sandbox.faults().clear();
     wait_lease_free(&c).await;
-    let o = run(&c, tmp().path(), &["run", job.to_str().unwrap()]).await;
-    done_or_5(&o);
-    assert!(text(&o).contains("took over the job's lease from a run that stopped renewing it (pid "), "{}", text(&o));
-    assert_eq!(env.sandbox.kickoff_count(), 1, "exactly one kick-off");
-    let first_done = &before.done[0];
-    let fetches = env.sandbox.requests().iter().filter(|r| first_done.url.ends_with(&r.path)).count();
-    assert_eq!(fetches, 1, "{} was downloaded again", first_done.path);
-    assert_bucket_matches_server(&env, &c).await;
+    let o = rerun_takes_over_with_one_kick_off(&env, &c, &job, &before).await;
     // Azure cannot abort staged blocks; committing the rerun's block list for that blob dropped them.
     assert_eq!(c.uncommitted().await, Vec::<String>::new());
     assert!(state.list("uploads").await.unwrap().is_empty());

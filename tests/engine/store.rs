@@ -108,16 +108,31 @@ pub(crate) fn tmp() -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_export_lands_in_the_bucket_with_its_record_and_latest() {
     let Some(s3) = server("a_whole_export_lands_in_the_bucket") else { return };
-    // EOB files over one part (8 MiB): a real multipart upload with several parts.
-    let env = Env::new(SandboxConfig { data_scale: 300, ..Default::default() }).await;
     let b = s3.bucket().await;
-    let job = job_file(&env, &b, EXPORT, "");
+    let outputs = whole_export_lands(&b).await;
+    assert_eq!(b.open_uploads().await, 0, "no multipart upload left open");
+    // No credential anywhere: output of the run and inspect, and every object.
+    let mut everything = outputs;
+    for k in b.keys().await {
+        everything.push_str(&String::from_utf8_lossy(&b.get(&k).await.unwrap()));
+    }
+    for secret in [SECRET_KEY, ACCESS_KEY, SECRET] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+}
+
+/// A whole export to `b`, with files over one part (8 MiB): the server's bytes, the layout of a run and
+/// nothing half-written, the lease let go, nothing written locally, and `inspect` of `latest` passing.
+/// Returns what the run and `inspect` printed, for the store's own checks (open uploads, credentials).
+pub(crate) async fn whole_export_lands(b: &impl Remote) -> String {
+    let env = Env::new(SandboxConfig { data_scale: 300, ..Default::default() }).await;
+    let job = job_file(&env, b, EXPORT, "");
     let cwd = tmp();
-    let o = run(&b, cwd.path(), &["run", "-vv", "--log-format", "json", job.to_str().unwrap()]).await;
+    let o = run(b, cwd.path(), &["run", "-vv", "--log-format", "json", job.to_str().unwrap()]).await;
     done_or_5(&o);
-    let n = assert_bucket_matches_server(&env, &b).await;
+    let n = assert_bucket_matches_server(&env, b).await;
     assert_eq!(n, 4, "three types and the error file");
-    let (run_id, rec) = record(&b).await;
+    let (run_id, rec) = record(b).await;
     assert!(rec.files.iter().any(|f| f.bytes > 8 << 20), "a file spans several parts");
     let mut keys = b.keys().await;
     keys.retain(|k| !k.starts_with(&format!("t/{run_id}/")) || !rec.files.iter().any(|f| k.ends_with(&f.path)));
@@ -133,14 +148,13 @@ async fn a_whole_export_lands_in_the_bucket_with_its_record_and_latest() {
         ],
         "the layout of a run, and nothing half-written"
     );
-    assert_eq!(b.open_uploads().await, 0, "no multipart upload left open");
     let lease: LeaseDoc = serde_json::from_slice(&b.get("t/.state/lease").await.unwrap()).unwrap();
     assert!(lease.released, "the lease is let go at the end");
     assert!(!cwd.path().join("exports").exists(), "nothing written locally");
 
     // inspect reads the run from the bucket.
     let target = format!("{}/t/latest", b.url());
-    let i = run(&b, cwd.path(), &["inspect", &target]).await;
+    let i = run(b, cwd.path(), &["inspect", &target]).await;
     assert_eq!(i.status.code(), Some(0), "{}", text(&i));
     let checks = text(&i).lines().find(|l| l.contains("against the record")).unwrap_or_default().to_string();
     assert!(
@@ -148,14 +162,7 @@ async fn a_whole_export_lands_in_the_bucket_with_its_record_and_latest() {
         "{}",
         text(&i)
     );
-    // No credential anywhere: output of the run and inspect, and every object.
-    let mut everything = text(&o) + &text(&i);
-    for k in b.keys().await {
-        everything.push_str(&String::from_utf8_lossy(&b.get(&k).await.unwrap()));
-    }
-    for secret in [SECRET_KEY, ACCESS_KEY, SECRET] {
-        assert!(!everything.contains(secret), "{secret} leaked");
-    }
+    text(&o) + &text(&i)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,26 +223,44 @@ async fn killed_mid_upload_then_rerun_from_another_folder_completes_with_one_kic
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(b.open_uploads().await, 1, "the killed run left its upload open");
-    let before: oneup_bulk::state::InFlight =
-        serde_json::from_slice(&state.get("inflight.json").await.unwrap().unwrap().0).unwrap();
-    let run_dir = format!("t/{}/", before.run_id.clone().unwrap());
-    let finals: Vec<_> =
-        b.keys().await.into_iter().filter(|k| k.starts_with(&run_dir) && k.ends_with(".ndjson")).collect();
-    assert_eq!(finals.len(), before.done.len(), "only verified files have final names: {finals:?}");
+    let before = only_verified_files_have_final_names(&b).await;
     env.sandbox.faults().clear();
     let o = run(&b, tmp().path(), &["run", job.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(75), "the killed run's lease is still fresh: {}", text(&o));
     wait_lease_free(&b).await;
-    let o = run(&b, tmp().path(), &["run", job.to_str().unwrap()]).await;
+    rerun_takes_over_with_one_kick_off(&env, &b, &job, &before).await;
+    assert_eq!(b.open_uploads().await, 0, "the stale upload was aborted");
+    assert!(state.list("uploads").await.unwrap().is_empty());
+}
+
+/// Right after a kill: the export in flight, whose verified files alone have final names in its run folder.
+pub(crate) async fn only_verified_files_have_final_names(b: &impl Remote) -> oneup_bulk::state::InFlight {
+    let before: oneup_bulk::state::InFlight =
+        serde_json::from_slice(&b.get("t/.state/inflight.json").await.unwrap()).unwrap();
+    let run_dir = format!("t/{}/", before.run_id.clone().unwrap());
+    let finals: Vec<_> =
+        b.keys().await.into_iter().filter(|k| k.starts_with(&run_dir) && k.ends_with(".ndjson")).collect();
+    assert_eq!(finals.len(), before.done.len(), "only verified files have final names: {finals:?}");
+    before
+}
+
+/// The rerun after a kill (its lease free): it takes the lease over and completes the same export (one
+/// kick-off in all) without fetching again what `before` had verified. Returns its output.
+pub(crate) async fn rerun_takes_over_with_one_kick_off(
+    env: &Env,
+    b: &impl Remote,
+    job: &Path,
+    before: &oneup_bulk::state::InFlight,
+) -> Output {
+    let o = run(b, tmp().path(), &["run", job.to_str().unwrap()]).await;
     done_or_5(&o);
     assert!(text(&o).contains("took over the job's lease from a run that stopped renewing it (pid "), "{}", text(&o));
     assert_eq!(env.sandbox.kickoff_count(), 1, "exactly one kick-off");
     let first = &before.done[0];
     let fetches = env.sandbox.requests().iter().filter(|r| first.url.ends_with(&r.path)).count();
     assert_eq!(fetches, 1, "{} was downloaded again", first.path);
-    assert_bucket_matches_server(&env, &b).await;
-    assert_eq!(b.open_uploads().await, 0, "the stale upload was aborted");
-    assert!(state.list("uploads").await.unwrap().is_empty());
+    assert_bucket_matches_server(env, b).await;
+    o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
