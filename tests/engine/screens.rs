@@ -164,9 +164,16 @@ async fn hint_after_the_server_went_down_mid_export() {
 async fn hint_after_ctrl_c() {
     let env = Env::long_export(100_000).await;
     let job = env.write_job("t.yaml", &env.yaml("t", SMALL, ""));
+    let o = interrupted(&env, &[], &job).await;
+    screen!("hint_ctrl_c", stderr(&o));
+}
+
+/// `run -q ARGS JOB`, interrupted with SIGINT once its export is in flight: exit 130, nothing on stdout.
+async fn interrupted(env: &Env, args: &[&std::ffi::OsStr], job: &std::path::Path) -> std::process::Output {
     let child = on_path()
         .args(["run", "-q"])
-        .arg(&job)
+        .args(args)
+        .arg(job)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -175,7 +182,7 @@ async fn hint_after_ctrl_c() {
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     assert_eq!((o.status.code(), stdout(&o)), (Some(130), String::new()));
-    screen!("hint_ctrl_c", stderr(&o));
+    o
 }
 
 /// The export failed on the server after `--out` was given: the step's hint names the same `--out`.
@@ -199,18 +206,7 @@ async fn hint_after_ctrl_c_with_out() {
     let env = Env::long_export(100_000).await;
     // The job's own download.dir is where the test waits for the export; --out names the same folder.
     let job = env.write_job("t.yaml", &env.yaml("t", SMALL, ""));
-    let child = on_path()
-        .args(["run", "-q", "--out"])
-        .arg(env.out())
-        .arg(&job)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    env.wait_in_flight().await;
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-    assert_eq!((o.status.code(), stdout(&o)), (Some(130), String::new()));
+    let o = interrupted(&env, &["--out".as_ref(), env.out().as_os_str()], &job).await;
     screen!("hint_ctrl_c_with_out", stderr(&o));
 }
 
