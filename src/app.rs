@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::download::refresh::{self, Ctx};
 use crate::error::{Error, Result};
-use crate::eventlog::{EventLog, LogEvent, RUN_LOG};
+use crate::eventlog::{EventLog, LogEvent, RUN_LOG, new_export_id};
 use crate::export::manifest;
 use crate::export::pages::{self, Pages};
 use crate::export::{delete, inflight, member_match};
@@ -189,8 +189,4 @@ async fn run_export(job: &Job, state: &JobState, display: Arc<dyn Reporter>) -> 
     let run_dir =
         location.local().map_or_else(|| std::path::PathBuf::from(location.to_string()), std::path::PathBuf::from);
     Ok(RunOutcome { run_dir, record: rec, exit_code: verdict.exit_code })
-}
-
-fn new_export_id() -> String {
-    (0..10).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
 }

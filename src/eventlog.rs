@@ -152,6 +152,11 @@ pub struct EventLog {
     file: Mutex<File>,
 }
 
+/// A new `exportId` for the event log: 20 random hex digits (bulk-data-client's are random too).
+pub fn new_export_id() -> String {
+    (0..10).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+}
+
 impl EventLog {
     /// Appends to `path` (created 0600). `export_id` ties the lines of one export together across resumes.
     pub fn open(path: &Path, export_id: &str) -> std::io::Result<Self> {

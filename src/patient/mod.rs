@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::eventlog::{EventLog, LogEvent, RUN_LOG};
+use crate::eventlog::{EventLog, LogEvent, RUN_LOG, new_export_id};
 use crate::export::inflight::resolve_since;
 use crate::job::{Job, PatientAccess, ReadMode};
 use crate::private_fs::{create_private_dir, write_json};
@@ -160,10 +160,6 @@ pub fn forget(state: &JobState, reporter: &dyn Reporter) -> Result<bool> {
 
 fn mode(job: &Job) -> ReadMode {
     job.patient.as_ref().map_or(ReadMode::Everything, |p| p.mode)
-}
-
-fn new_export_id() -> String {
-    (0..10).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
 }
 
 /// `validate`'s line for a patient-access job.
