@@ -17,6 +17,8 @@ pub struct Downloaded {
     pub bytes: u64,
 }
 
+/// SHA-256 hex computed here, straight from aws-lc, and not through `crate::digest`: the record's
+/// digests are checked against it, so a fault in the client's hashing cannot agree with itself.
 pub fn sha256_hex(b: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b);
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
