@@ -1,7 +1,7 @@
 //! What each PATH is: a run folder, a folder of NDJSON, one file (checked alone, even inside a run
 //! folder), or a job folder (its runs are listed, not read); and the files to read in it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::store::Location;
@@ -55,8 +55,7 @@ pub(super) fn resolve(path: &Path) -> Result<Input> {
         Location::Object(_) => loc.to_string(),
     };
     let listed = tree.list()?;
-    let has = |name: &str| listed.iter().any(|(rel, _)| rel == name);
-    let kind = if has(crate::record::RUN_FILE) || has(crate::record::MANIFEST_FILE) { RUN } else { FOLDER };
+    let kind = if listed.iter().any(|(rel, _)| is_run_file(rel)) { RUN } else { FOLDER };
     let partial = listed.iter().filter(|(rel, _)| rel.ends_with(".part")).map(|(rel, _)| rel.clone()).collect();
     let files: Vec<_> = listed.iter().filter(|(rel, _)| is_data_file(rel)).cloned().collect();
     if files.is_empty() && kind == FOLDER {
@@ -90,8 +89,13 @@ fn single_file(p: &Path, len: u64) -> Input {
     }
 }
 
-fn is_run_folder(p: &Path) -> bool {
-    p.join(crate::record::RUN_FILE).is_file() || p.join(crate::record::MANIFEST_FILE).is_file()
+/// A file whose presence makes its folder a run folder: the record, or the manifest (other tools').
+pub(super) fn is_run_file(name: &str) -> bool {
+    name == crate::record::RUN_FILE || name == crate::record::MANIFEST_FILE
+}
+
+pub(super) fn is_run_folder(p: &Path) -> bool {
+    [crate::record::RUN_FILE, crate::record::MANIFEST_FILE].iter().any(|f| p.join(f).is_file())
 }
 
 /// A job's folder: its state, its `latest`, or run folders (and no data files of its own).
@@ -116,17 +120,15 @@ fn is_object_job(listed: &[(String, u64)]) -> bool {
     listed.iter().any(|(rel, _)| {
         rel == crate::store::LATEST
             || rel.starts_with(&format!("{}/", crate::state::STATE_DIR))
-            || rel
-                .split_once('/')
-                .is_some_and(|(_, f)| f == crate::record::RUN_FILE || f == crate::record::MANIFEST_FILE)
+            || rel.split_once('/').is_some_and(|(_, f)| is_run_file(f))
     })
 }
 
 /// Where a run folder sits: its job's folder and its run id (the folder's own name, `latest` followed).
 pub(super) fn run_place(tree: &Tree) -> Option<(Location, String)> {
-    let loc = match tree {
-        Tree::Local(p) => Location::Local(std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p))),
-        Tree::Object { dir, .. } => Location::Object(dir.url.clone()),
+    let loc = match tree.location() {
+        Location::Local(p) => Location::Local(std::fs::canonicalize(&p).unwrap_or(p)),
+        object => object,
     };
     Some((loc.parent()?, loc.file_name()?))
 }

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
+use super::input::{is_run_file, is_run_folder};
 use super::standing::{JobView, Status, assess, verified_so_far};
 use crate::record::{MANIFEST_FILE, RUN_FILE, RunRecord};
-use crate::store::Location;
 use crate::store::reader::Tree;
 
 #[derive(Debug, Clone, Serialize)]
@@ -23,10 +23,7 @@ pub struct RunListing {
 
 /// The runs of the job at `tree`, oldest first (run ids are UTC times).
 pub(super) fn list(tree: &Tree) -> Vec<RunListing> {
-    let loc = match tree {
-        Tree::Local(p) => Location::Local(p.clone()),
-        Tree::Object { dir, .. } => Location::Object(dir.url.clone()),
-    };
+    let loc = tree.location();
     let latest = crate::store::Dir::open(&loc).ok().and_then(|d| d.latest().ok().flatten());
     let view = JobView::of(&loc);
     run_ids(tree)
@@ -62,7 +59,6 @@ pub(super) fn list(tree: &Tree) -> Vec<RunListing> {
 
 /// The folders of the job that hold a run (a manifest or a record), sorted.
 fn run_ids(tree: &Tree) -> Vec<String> {
-    let is_run_file = |f: &str| f == RUN_FILE || f == MANIFEST_FILE;
     let mut ids: Vec<String> = match tree {
         Tree::Local(p) => std::fs::read_dir(p)
             .into_iter()
@@ -70,7 +66,7 @@ fn run_ids(tree: &Tree) -> Vec<String> {
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|id| [RUN_FILE, MANIFEST_FILE].iter().any(|f| p.join(id).join(f).is_file()))
+            .filter(|id| is_run_folder(&p.join(id)))
             .collect(),
         Tree::Object { .. } => tree
             .list()

@@ -79,6 +79,14 @@ impl Tree {
         }
     }
 
+    /// Where this tree is, as a location (a bucket's the run `latest` named, once opened).
+    pub fn location(&self) -> Location {
+        match self {
+            Tree::Local(p) => Location::Local(p.clone()),
+            Tree::Object { dir, .. } => Location::Object(dir.url.clone()),
+        }
+    }
+
     /// A local file path, when this tree is on disk.
     pub fn local(&self) -> Option<&Path> {
         match self {
